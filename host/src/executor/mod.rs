@@ -1,0 +1,383 @@
+//! The uniform executor: one entry point that runs a plugin, whatever its runtime, on one
+//! sample with one stdin JSON, and reports an [`Outcome`].
+//!
+//! A plugin's own failure (a trap, a timeout, a crash, a flood of output, a refused
+//! connection) is an outcome, never an error of the host: [`Executor::invoke`] cannot fail.
+//! The rules that turn an outcome into an engine result or a post-action record live in
+//! [`crate::contract`], in one place for all runtimes.
+
+pub mod process;
+pub mod wasm;
+pub mod webhook;
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::plugin::{PluginName, PluginSpec, RuntimeKind, RuntimeSpec};
+use crate::sample::Sample;
+
+/// What a plugin is given: the same for every runtime.
+#[derive(Debug, Clone, Copy)]
+pub struct Invocation<'a> {
+    /// The current result JSON without `extracted_files`, as one compact line ending in `\n`
+    /// (a webhook gets it as `processing_result`).
+    pub stdin: &'a [u8],
+    /// The file, alone in its directory.
+    pub sample: &'a Sample,
+}
+
+/// What happened when a plugin ran.
+#[derive(Debug, Clone, Default)]
+pub struct Outcome {
+    /// The exit code (wasm, process) or the HTTP status (webhook); `None` when the plugin did
+    /// not finish by itself (timeout, signal, trap, transport error, could not start).
+    pub exit: Option<i64>,
+    /// Everything the plugin wrote to stdout (webhook: the response body), at most
+    /// `max_stdout_bytes`.
+    pub stdout: Vec<u8>,
+    /// What it wrote to stderr, at most `max_stderr_bytes` (webhook: empty).
+    pub stderr: Vec<u8>,
+    /// Wall-clock time from start to end.
+    pub duration: Duration,
+    /// Why the plugin did not finish normally, when it did not.
+    pub failure: Option<Failure>,
+    /// Peak memory, where the runtime can tell: wasm linear memory; process maximum
+    /// resident set size.
+    pub peak_memory_bytes: Option<u64>,
+}
+
+/// Which output stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stream {
+    /// Standard output (webhook: the response body).
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
+
+impl fmt::Display for Stream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Stream::Stdout => "stdout",
+            Stream::Stderr => "stderr",
+        })
+    }
+}
+
+/// Why a plugin did not finish normally. Classified by the runtime that ran it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// It ran past its `timeout` and was stopped.
+    Timeout {
+        /// The limit it ran past.
+        limit: Duration,
+    },
+    /// It tried to use more memory than `max_memory_bytes` allows.
+    MemoryLimit {
+        /// The limit.
+        limit_bytes: u64,
+    },
+    /// A WebAssembly trap (unreachable, out-of-bounds access, stack overflow, a Rust panic).
+    Trap {
+        /// The trap, as wasmtime reports it, with a short backtrace.
+        message: String,
+    },
+    /// A native process was killed by a signal (not by Cordon's deadline).
+    Signal {
+        /// The signal number.
+        signal: i32,
+    },
+    /// It wrote more than its cap to a stream, and was stopped.
+    OutputTooLarge {
+        /// Which stream.
+        stream: Stream,
+        /// The cap.
+        limit_bytes: usize,
+    },
+    /// A webhook could not be reached, or the connection broke.
+    Transport {
+        /// What went wrong.
+        message: String,
+    },
+    /// The plugin could not be started at all (missing executable, no instance slot...).
+    CouldNotStart {
+        /// What went wrong.
+        message: String,
+    },
+}
+
+impl Failure {
+    /// A short stable label, used in results (`failure.kind`) and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Failure::Timeout { .. } => "timeout",
+            Failure::MemoryLimit { .. } => "memory_limit",
+            Failure::Trap { .. } => "trap",
+            Failure::Signal { .. } => "signal",
+            Failure::OutputTooLarge { .. } => "output_too_large",
+            Failure::Transport { .. } => "transport",
+            Failure::CouldNotStart { .. } => "could_not_start",
+        }
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::Timeout { limit } => {
+                write!(f, "timed out: still running after {} ms", limit.as_millis())
+            }
+            Failure::MemoryLimit { limit_bytes } => {
+                write!(f, "memory limit: tried to use more than {limit_bytes} bytes")
+            }
+            Failure::Trap { message } => write!(f, "trapped: {message}"),
+            Failure::Signal { signal } => {
+                write!(f, "killed by signal {signal} ({})", signal_name(*signal))
+            }
+            Failure::OutputTooLarge {
+                stream,
+                limit_bytes,
+            } => write!(f, "wrote more than {limit_bytes} bytes to {stream}"),
+            Failure::Transport { message } => write!(f, "transport error: {message}"),
+            Failure::CouldNotStart { message } => write!(f, "could not start: {message}"),
+        }
+    }
+}
+
+/// The conventional name of a Linux signal number.
+pub fn signal_name(signal: i32) -> &'static str {
+    match signal {
+        1 => "SIGHUP",
+        2 => "SIGINT",
+        3 => "SIGQUIT",
+        4 => "SIGILL",
+        5 => "SIGTRAP",
+        6 => "SIGABRT",
+        7 => "SIGBUS",
+        8 => "SIGFPE",
+        9 => "SIGKILL",
+        10 => "SIGUSR1",
+        11 => "SIGSEGV",
+        12 => "SIGUSR2",
+        13 => "SIGPIPE",
+        14 => "SIGALRM",
+        15 => "SIGTERM",
+        24 => "SIGXCPU",
+        25 => "SIGXFSZ",
+        31 => "SIGSYS",
+        _ => "signal",
+    }
+}
+
+/// Settings shared by all plugins of one executor.
+#[derive(Debug, Clone)]
+pub struct ExecutorConfig {
+    /// Where compiled wasm modules are cached (`<sha256>-<engine hash>.cwasm`); `None` compiles
+    /// on every load. Only Cordon writes here: precompiled code is never taken from plugin
+    /// authors.
+    pub cache_dir: Option<PathBuf>,
+    /// Where process plugins get their fresh, empty working directories.
+    pub work_dir: PathBuf,
+    /// How many wasm invocations may run at once; more wait for a slot. Also sizes the
+    /// pooling allocator.
+    pub max_concurrent_wasm: u32,
+}
+
+impl ExecutorConfig {
+    /// Defaults under `data_dir`: cache in `data_dir/cache/modules`, work in `data_dir/work`.
+    pub fn under(data_dir: &std::path::Path) -> ExecutorConfig {
+        ExecutorConfig {
+            cache_dir: Some(data_dir.join("cache").join("modules")),
+            work_dir: data_dir.join("work"),
+            max_concurrent_wasm: 64,
+        }
+    }
+}
+
+/// Why a plugin could not be loaded. Names the plugin; the message says what to do.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("plugin {plugin:?}: {problem}")]
+pub struct LoadError {
+    /// The plugin.
+    pub plugin: PluginName,
+    /// What is wrong with it.
+    pub problem: String,
+}
+
+/// Why the executor itself could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecutorError {
+    /// The wasm engine could not be configured.
+    #[error("could not set up the WebAssembly engine: {0}")]
+    Engine(String),
+    /// The HTTP client could not be built.
+    #[error("could not set up the HTTP client: {0}")]
+    Http(String),
+    /// A directory could not be created.
+    #[error("could not create {path}: {source}")]
+    Dir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// What was learned about a plugin when it was loaded.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PluginInfo {
+    /// sha256 of the wasm module's bytes, lowercase hex.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// What kind of wasm binary (`module`, `component`...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wasm_kind: Option<String>,
+    /// How long loading took (compile or cache load), in microseconds.
+    pub load_micros: u64,
+    /// Whether the compiled code came from the cache.
+    pub from_cache: bool,
+}
+
+/// A plugin ready to run: its definition and what its runtime prepared at load.
+pub struct Plugin {
+    spec: PluginSpec,
+    info: PluginInfo,
+    prepared: Prepared,
+}
+
+enum Prepared {
+    Wasm(wasm::WasmPlugin),
+    Process(process::ProcessPlugin),
+    Webhook(webhook::WebhookPlugin),
+}
+
+impl Plugin {
+    /// The definition it was loaded from.
+    pub fn spec(&self) -> &PluginSpec {
+        &self.spec
+    }
+
+    /// The name.
+    pub fn name(&self) -> &PluginName {
+        &self.spec.name
+    }
+
+    /// The runtime.
+    pub fn runtime(&self) -> RuntimeKind {
+        self.spec.runtime.kind()
+    }
+
+    /// What was learned at load.
+    pub fn info(&self) -> &PluginInfo {
+        &self.info
+    }
+}
+
+impl fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Plugin")
+            .field("spec", &self.spec)
+            .field("info", &self.info)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Runs plugins of every runtime. Cheap to clone; share one per process.
+#[derive(Clone)]
+pub struct Executor {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    wasm: wasm::WasmRuntime,
+    process: process::ProcessRuntime,
+    webhook: webhook::WebhookRuntime,
+}
+
+impl Executor {
+    /// Set up the runtimes.
+    pub fn new(config: &ExecutorConfig) -> Result<Executor, ExecutorError> {
+        for dir in config.cache_dir.iter().chain([&config.work_dir]) {
+            std::fs::create_dir_all(dir).map_err(|source| ExecutorError::Dir {
+                path: dir.clone(),
+                source,
+            })?;
+        }
+        Ok(Executor {
+            inner: Arc::new(Inner {
+                wasm: wasm::WasmRuntime::new(config)?,
+                process: process::ProcessRuntime::new(config),
+                webhook: webhook::WebhookRuntime::new()?,
+            }),
+        })
+    }
+
+    /// The wasm runtime, for the plugin tools that inspect modules.
+    pub fn wasm(&self) -> &wasm::WasmRuntime {
+        &self.inner.wasm
+    }
+
+    /// Load a plugin: compile or fetch from cache and link a wasm module, resolve a program,
+    /// check a URL. Everything that can be checked before the first scan is checked here.
+    pub fn prepare(&self, spec: PluginSpec) -> Result<Plugin, LoadError> {
+        let started = std::time::Instant::now();
+        let fail = |problem: String| LoadError {
+            plugin: spec.name.clone(),
+            problem,
+        };
+        let mut info = PluginInfo::default();
+        let prepared = match &spec.runtime {
+            RuntimeSpec::Wasm { module } => {
+                let (plugin, wasm_info) = self.inner.wasm.prepare(module).map_err(fail)?;
+                info.sha256 = Some(wasm_info.sha256);
+                info.wasm_kind = Some(wasm_info.kind.to_string());
+                info.from_cache = wasm_info.from_cache;
+                Prepared::Wasm(plugin)
+            }
+            RuntimeSpec::Process { program, args, env } => Prepared::Process(
+                self.inner
+                    .process
+                    .prepare(program, args, env)
+                    .map_err(fail)?,
+            ),
+            RuntimeSpec::Webhook { url } => {
+                Prepared::Webhook(self.inner.webhook.prepare(url).map_err(fail)?)
+            }
+        };
+        info.load_micros = started.elapsed().as_micros() as u64;
+        Ok(Plugin {
+            spec,
+            info,
+            prepared,
+        })
+    }
+
+    /// Run `plugin` once. Never fails: whatever the plugin does is in the outcome.
+    pub async fn invoke(&self, plugin: &Plugin, invocation: Invocation<'_>) -> Outcome {
+        let limits = &plugin.spec.limits;
+        let outcome = match &plugin.prepared {
+            Prepared::Wasm(p) => {
+                self.inner
+                    .wasm
+                    .invoke(p, &plugin.spec.name, limits, invocation)
+                    .await
+            }
+            Prepared::Process(p) => self.inner.process.invoke(p, limits, invocation).await,
+            Prepared::Webhook(p) => self.inner.webhook.invoke(p, limits, invocation).await,
+        };
+        tracing::debug!(
+            plugin = %plugin.spec.name,
+            runtime = %plugin.runtime(),
+            exit = ?outcome.exit,
+            failure = outcome.failure.as_ref().map(Failure::kind),
+            duration_us = outcome.duration.as_micros() as u64,
+            "plugin finished"
+        );
+        outcome
+    }
+}

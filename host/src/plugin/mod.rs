@@ -1,0 +1,263 @@
+//! Plugin definitions: a validated name, a role, a runtime and limits. What the configuration
+//! file and the inventory API produce, and what the executor prepares.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// A plugin's name: 1 to 16 printable ASCII characters (MetaDefender's rule), no leading or
+/// trailing space. It is the engine's key in `scan_details` and the name in `actions_ran`.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct PluginName(Arc<str>);
+
+/// Why a plugin name was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    /// The name is empty.
+    #[error("the name is empty; give 1 to 16 ASCII characters")]
+    Empty,
+    /// The name is longer than 16 characters.
+    #[error("{0:?} is {1} characters long; the limit is 16")]
+    TooLong(String, usize),
+    /// The name holds a character outside printable ASCII.
+    #[error("{0:?} holds {1:?}; only printable ASCII characters are allowed")]
+    NotAscii(String, char),
+    /// The name starts or ends with a space.
+    #[error("{0:?} starts or ends with a space")]
+    Padded(String),
+}
+
+impl PluginName {
+    /// Longest name MetaDefender accepts.
+    pub const MAX_LEN: usize = 16;
+
+    /// Validate `name`.
+    pub fn new(name: &str) -> Result<PluginName, NameError> {
+        if name.is_empty() {
+            return Err(NameError::Empty);
+        }
+        if let Some(c) = name.chars().find(|c| !(' '..='~').contains(c)) {
+            return Err(NameError::NotAscii(name.to_owned(), c));
+        }
+        if name.len() > Self::MAX_LEN {
+            return Err(NameError::TooLong(name.to_owned(), name.len()));
+        }
+        if name.starts_with(' ') || name.ends_with(' ') {
+            return Err(NameError::Padded(name.to_owned()));
+        }
+        Ok(PluginName(name.into()))
+    }
+
+    /// The name as a string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for PluginName {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        PluginName::new(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+impl fmt::Display for PluginName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for PluginName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+/// What a plugin does in a workflow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// An External Scanner: its stdout is a verdict that appears in `scan_details`.
+    Scanner,
+    /// A Post Action: runs after aggregation; only its exit code (or HTTP status) counts.
+    PostAction,
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Role::Scanner => "scanner",
+            Role::PostAction => "post action",
+        })
+    }
+}
+
+/// Which runtime a plugin has. Code outside the executor only needs this for display.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RuntimeKind {
+    /// A WASI module or component under wasmtime.
+    Wasm,
+    /// A native sub-process.
+    Process,
+    /// An HTTP endpoint.
+    Webhook,
+}
+
+impl fmt::Display for RuntimeKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RuntimeKind::Wasm => "wasm",
+            RuntimeKind::Process => "process",
+            RuntimeKind::Webhook => "webhook",
+        })
+    }
+}
+
+/// Where a wasm plugin's bytes come from.
+#[derive(Clone, PartialEq, Eq)]
+pub enum ModuleSource {
+    /// A `.wasm` file on disk.
+    File(PathBuf),
+    /// A module compiled into the `cordon` binary (the example plugins of the default
+    /// configuration), named `builtin:<name>` in configuration.
+    Builtin {
+        /// The name after `builtin:`.
+        name: &'static str,
+        /// The module's bytes.
+        bytes: &'static [u8],
+    },
+    /// Bytes held in memory (uploaded over the inventory API, or given by a test).
+    Bytes(Arc<[u8]>),
+}
+
+impl fmt::Debug for ModuleSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ModuleSource::File(p) => write!(f, "{}", p.display()),
+            ModuleSource::Builtin { name, .. } => write!(f, "builtin:{name}"),
+            ModuleSource::Bytes(b) => write!(f, "<{} bytes>", b.len()),
+        }
+    }
+}
+
+/// The runtime-specific part of a plugin definition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RuntimeSpec {
+    /// Run a WASI module (wasm32-wasip1) or component (wasm32-wasip2) in the sandbox.
+    Wasm {
+        /// The module.
+        module: ModuleSource,
+    },
+    /// Run a native program. The sample's absolute path is appended as the last argument.
+    Process {
+        /// The program, resolved to an absolute path at load.
+        program: PathBuf,
+        /// Arguments before the sample path.
+        args: Vec<String>,
+        /// The child's whole environment: the variables named in `inherit_env` (copied from
+        /// Cordon's own environment at load) and those set in `env`. Nothing else.
+        env: Vec<(String, String)>,
+    },
+    /// POST to an HTTP endpoint.
+    Webhook {
+        /// The endpoint.
+        url: String,
+    },
+}
+
+impl RuntimeSpec {
+    /// The runtime's kind.
+    pub fn kind(&self) -> RuntimeKind {
+        match self {
+            RuntimeSpec::Wasm { .. } => RuntimeKind::Wasm,
+            RuntimeSpec::Process { .. } => RuntimeKind::Process,
+            RuntimeSpec::Webhook { .. } => RuntimeKind::Webhook,
+        }
+    }
+}
+
+/// Limits applied to every invocation of a plugin, whatever its runtime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    /// Wall-clock time from start to the end of output; past it the plugin is stopped
+    /// (wasm: epoch interruption; process: SIGKILL to its process group; webhook: the request
+    /// is dropped) and its outcome is Failed with reason `timeout`.
+    pub timeout: Duration,
+    /// Memory the plugin may use. wasm: linear memories and tables together (the store's
+    /// limit); process: `RLIMIT_DATA` (heap and private mappings) and, as a backstop,
+    /// `RLIMIT_AS` at four times this value. Not applied to webhooks.
+    pub max_memory_bytes: u64,
+    /// Bytes of stdout (webhook: of response body) kept; more is Failed with reason
+    /// `output_too_large`.
+    pub max_stdout_bytes: usize,
+    /// Bytes of stderr kept; more is Failed with reason `output_too_large`.
+    pub max_stderr_bytes: usize,
+}
+
+impl Limits {
+    /// Default `timeout_ms`: 30 seconds.
+    pub const DEFAULT_TIMEOUT_MS: u64 = 30_000;
+    /// Default `max_memory_bytes`: 256 MiB.
+    pub const DEFAULT_MAX_MEMORY_BYTES: u64 = 256 << 20;
+    /// Default `max_stdout_bytes`: 64 KiB, far more than a verdict needs.
+    pub const DEFAULT_MAX_STDOUT_BYTES: usize = 64 << 10;
+    /// Default `max_stderr_bytes`: 64 KiB.
+    pub const DEFAULT_MAX_STDERR_BYTES: usize = 64 << 10;
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            timeout: Duration::from_millis(Self::DEFAULT_TIMEOUT_MS),
+            max_memory_bytes: Self::DEFAULT_MAX_MEMORY_BYTES,
+            max_stdout_bytes: Self::DEFAULT_MAX_STDOUT_BYTES,
+            max_stderr_bytes: Self::DEFAULT_MAX_STDERR_BYTES,
+        }
+    }
+}
+
+/// A validated plugin definition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginSpec {
+    /// Unique name.
+    pub name: PluginName,
+    /// Scanner or post action.
+    pub role: Role,
+    /// How it runs.
+    pub runtime: RuntimeSpec,
+    /// Its limits.
+    pub limits: Limits,
+    /// Free text for people (shown by `/stat/engines` and `cordon plugin list`).
+    pub description: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_metadefender_rules() {
+        assert!(PluginName::new("Test PA").is_ok());
+        assert!(PluginName::new("ExtScn_01").is_ok());
+        assert!(PluginName::new("sixteen_chars_ok").is_ok());
+        assert!(matches!(
+            PluginName::new("seventeen_chars__"),
+            Err(NameError::TooLong(_, 17))
+        ));
+        assert!(matches!(PluginName::new(""), Err(NameError::Empty)));
+        assert!(matches!(
+            PluginName::new("scanné"),
+            Err(NameError::NotAscii(_, 'é'))
+        ));
+        assert!(matches!(
+            PluginName::new("tab\there"),
+            Err(NameError::NotAscii(_, '\t'))
+        ));
+        assert!(matches!(PluginName::new(" pad"), Err(NameError::Padded(_))));
+    }
+}
