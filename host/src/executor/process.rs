@@ -1,10 +1,67 @@
 //! The process runtime: native sub-processes (MetaDefender's External Scanner and sub-process
 //! Post Action).
+//!
+//! At load: the program is resolved to an absolute path of an existing, executable regular
+//! file (a bare name is looked up on Cordon's own `PATH`), and its arguments and environment
+//! are checked for characters a command line cannot carry.
+//!
+//! Per invocation: `program args... <absolute sample path>`, with exactly the configured
+//! environment and nothing inherited, in a fresh empty working directory (removed
+//! afterwards), in a process group of its own, under rlimits (`RLIMIT_DATA` =
+//! `max_memory_bytes`, `RLIMIT_AS` = 4 × that as a backstop, `RLIMIT_CPU` = the timeout
+//! rounded up to whole seconds + 1 s soft / + 2 s hard, no core dumps).
+//!
+//! Guarantees, whatever the program does:
+//! - the invocation ends by its deadline (`timeout` after the start) plus at most
+//!   [`REAP_GRACE`] to collect the killed child: at the deadline the whole process group gets
+//!   SIGKILL and reading stops, even if a process that escaped the group still holds the
+//!   pipes open;
+//! - when the direct child exits, what is left of its process group is killed too (a plugin
+//!   leaves no processes behind, except ones that left the group with `setsid`, which are
+//!   out of reach), then the pipes are read to their end; an invocation dropped before its
+//!   end kills the group as well;
+//! - at most `max_stdout_bytes` / `max_stderr_bytes` are kept; one byte more kills the
+//!   process group at once and the outcome is `output_too_large`;
+//! - stdin is written while stdout and stderr are drained, so a child that writes before it
+//!   reads cannot deadlock, and one that never reads stdin or exits early is not a failure;
+//! - a spawn failure, an exit code, a signal or a deadline is an [`Outcome`], never a host
+//!   error or a panic.
 
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::time::{Duration, Instant};
 
-use super::{ExecutorConfig, Invocation, Outcome};
+use rustix::process::{Pid, Resource, Rlimit, Signal};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::process::{Child, Command};
+
+use super::{ExecutorConfig, Failure, Invocation, Outcome, Stream};
 use crate::plugin::Limits;
+
+/// After Cordon has killed a process group, how long it waits at most for the direct child
+/// to be reaped before giving up on its exit status (the kernel still delivers the SIGKILL;
+/// tokio reaps the child later). Bounds an invocation at `timeout + REAP_GRACE`.
+pub const REAP_GRACE: Duration = Duration::from_secs(1);
+
+/// Size of one read from a child's stdout or stderr pipe (the default Linux pipe capacity).
+const READ_CHUNK: usize = 64 * 1024;
+
+/// How many times a spawn that fails with `ETXTBSY` is tried in all. The error is transient:
+/// another thread of this process forked while the program file was open for writing, and
+/// the forked child holds that descriptor until its own `exec`.
+const SPAWN_ATTEMPTS: u32 = 5;
+
+/// `RLIMIT_AS` is this many times `max_memory_bytes` (saturating): a backstop for memory that
+/// `RLIMIT_DATA` does not count, with room for the address space that shared libraries and
+/// thread stacks reserve without using.
+const ADDRESS_SPACE_FACTOR: u64 = 4;
+
+/// Timeouts beyond this are treated as this (30 years), so that a deadline is always a
+/// representable instant.
+const FOREVER: Duration = Duration::from_secs(30 * 365 * 24 * 3600);
 
 /// Runs native programs.
 pub struct ProcessRuntime {
@@ -13,33 +70,980 @@ pub struct ProcessRuntime {
 
 /// A program resolved at load.
 pub struct ProcessPlugin {
+    /// Absolute path of an executable regular file (checked at load).
     program: PathBuf,
+    /// Arguments before the sample path; none holds a NUL byte.
     args: Vec<String>,
+    /// The child's whole environment; names are non-empty and hold no `=` or NUL, values no
+    /// NUL.
     env: Vec<(String, String)>,
 }
 
 impl ProcessRuntime {
+    /// Working directories are created under `config.work_dir` (which [`super::Executor::new`]
+    /// creates), one per invocation.
     pub(super) fn new(config: &ExecutorConfig) -> ProcessRuntime {
         ProcessRuntime {
             work_dir: config.work_dir.clone(),
         }
     }
 
+    /// Resolve `program` to an absolute path (a name without `/` is looked up in the
+    /// absolute directories of Cordon's `PATH`; a relative path is taken from Cordon's current
+    /// directory) and check that it is an existing regular file with an execute bit, and that
+    /// `args` and `env` can be passed to `execve`. The error says what to fix.
     pub(super) fn prepare(
         &self,
         program: &Path,
         args: &[String],
         env: &[(String, String)],
     ) -> Result<ProcessPlugin, String> {
-        todo!("{:?} {program:?} {args:?} {env:?}", self.work_dir)
+        let program = resolve_program(program)?;
+        if let Some(arg) = args.iter().find(|a| a.contains('\0')) {
+            return Err(format!(
+                "argument {arg:?} holds a NUL byte, which no command line can carry"
+            ));
+        }
+        for (name, value) in env {
+            if name.is_empty() || name.contains(['=', '\0']) {
+                return Err(format!(
+                    "environment variable name {name:?} is not valid: it must be non-empty and \
+                     hold no `=` or NUL"
+                ));
+            }
+            if value.contains('\0') {
+                return Err(format!(
+                    "environment variable {name} holds a NUL byte in its value"
+                ));
+            }
+        }
+        Ok(ProcessPlugin {
+            program,
+            args: args.to_vec(),
+            env: env.to_vec(),
+        })
     }
 
+    /// Run the program once on `invocation`. Never fails and never panics: see the module
+    /// documentation for what is guaranteed.
+    ///
+    /// `exit` is the child's exit code when it exited by itself (also alongside an
+    /// `output_too_large` failure, as the wasm runtime does), `None` when it was killed or
+    /// its output did not end by the deadline. A signal Cordon did not send (the program's
+    /// own, a crash, `SIGXCPU` from `RLIMIT_CPU` for a multi-threaded CPU hog) is a `signal`
+    /// failure. Running out of `RLIMIT_DATA` shows as whatever the program does about a
+    /// failed allocation (usually a non-zero exit or `SIGABRT`/`SIGSEGV`), never as
+    /// `memory_limit`, which cannot be told apart reliably. `duration` is the wall time from
+    /// before the work directory is created to after the child is reaped;
+    /// `peak_memory_bytes` is not measured (`None`).
     pub(super) async fn invoke(
         &self,
         plugin: &ProcessPlugin,
         limits: &Limits,
         invocation: Invocation<'_>,
     ) -> Outcome {
-        todo!("{:?} {:?} {:?} {limits:?} {invocation:?}", plugin.program, plugin.args, plugin.env)
+        let started = Instant::now();
+        let deadline = started + limits.timeout.min(FOREVER);
+        let mut outcome = self.run(plugin, limits, invocation, deadline).await;
+        outcome.duration = started.elapsed();
+        outcome
+    }
+
+    async fn run(
+        &self,
+        plugin: &ProcessPlugin,
+        limits: &Limits,
+        invocation: Invocation<'_>,
+        deadline: Instant,
+    ) -> Outcome {
+        let program = plugin.program.display();
+        let work = match tempfile::Builder::new()
+            .prefix("run-")
+            .tempdir_in(&self.work_dir)
+        {
+            Ok(work) => work,
+            Err(e) => {
+                return could_not_start(format!(
+                    "could not create a working directory for `{program}` under {}: {e}",
+                    self.work_dir.display()
+                ));
+            }
+        };
+
+        let mut command = Command::new(&plugin.program);
+        command
+            .args(&plugin.args)
+            .arg(invocation.sample.path())
+            .env_clear()
+            .envs(plugin.env.iter().map(|(k, v)| (k, v)))
+            .current_dir(work.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        let rlimits = RlimitPlan::new(limits);
+        // SAFETY: the closure runs in the forked child before `exec`; it only makes
+        // `getrlimit`/`setrlimit` system calls through rustix (no allocation, no locks), which
+        // is async-signal-safe.
+        unsafe {
+            command.pre_exec(move || rlimits.apply());
+        }
+
+        let child = spawn(&mut command, deadline).await;
+        let outcome = match child {
+            Ok(child) => supervise(child, limits, invocation.stdin, deadline).await,
+            Err(e) => {
+                tracing::debug!(program = %program, error = %e, "could not start a plugin process");
+                could_not_start(format!("could not run `{program}`: {e}"))
+            }
+        };
+        // Removing a tree the plugin filled can take a while: not on an async worker.
+        drop(tokio::task::spawn_blocking(move || drop(work)));
+        outcome
+    }
+}
+
+/// Spawn `command`, retrying a transient `ETXTBSY` a few times while before `deadline`.
+async fn spawn(command: &mut Command, deadline: Instant) -> io::Result<Child> {
+    let mut attempt = 1;
+    loop {
+        match command.spawn() {
+            Err(e)
+                if e.raw_os_error() == Some(rustix::io::Errno::TXTBSY.raw_os_error())
+                    && attempt < SPAWN_ATTEMPTS
+                    && Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(5 << attempt)).await;
+                attempt += 1;
+            }
+            result => return result,
+        }
+    }
+}
+
+/// How reading one output stream ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReadEnd {
+    /// End of file (or a read error, which ends the stream the same way).
+    Eof,
+    /// More than the cap arrived; the first `cap` bytes are kept.
+    Overflow,
+}
+
+/// Read `reader` to its end into `buf`, keeping at most `cap` bytes; returns as soon as one
+/// byte more than `cap` has arrived.
+async fn read_capped<R: AsyncRead + Unpin>(
+    reader: Option<R>,
+    buf: &mut Vec<u8>,
+    cap: usize,
+) -> ReadEnd {
+    let Some(mut reader) = reader else {
+        return ReadEnd::Eof;
+    };
+    let mut chunk = vec![0u8; READ_CHUNK];
+    loop {
+        match reader.read(&mut chunk).await {
+            Ok(0) => return ReadEnd::Eof,
+            Ok(n) => {
+                let room = cap.saturating_sub(buf.len());
+                if n > room {
+                    buf.extend_from_slice(&chunk[..room]);
+                    return ReadEnd::Overflow;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                tracing::debug!(error = %e, "reading a plugin's output failed");
+                return ReadEnd::Eof;
+            }
+        }
+    }
+}
+
+/// The child's process group and Cordon's decision to stop it.
+struct Group {
+    pgid: Option<Pid>,
+    /// The group got its SIGKILL. Sent once, at the latest right when the child's exit is
+    /// seen: later its pid could be reused, and the group id with it.
+    killed: bool,
+    /// Why Cordon stopped the plugin; the first reason wins.
+    failure: Option<Failure>,
+}
+
+impl Group {
+    /// SIGKILL every process in the group, once. A group that is already gone is fine.
+    fn kill(&mut self) {
+        if self.killed {
+            return;
+        }
+        self.killed = true;
+        if let Some(pgid) = self.pgid
+            && let Err(e) = rustix::process::kill_process_group(pgid, Signal::KILL)
+            && e != rustix::io::Errno::SRCH
+        {
+            tracing::debug!(pgid = pgid.as_raw_pid(), error = %e, "could not kill a plugin's process group");
+        }
+    }
+
+    /// Stop the plugin for `reason`.
+    fn stop(&mut self, reason: Failure) {
+        self.failure.get_or_insert(reason);
+        self.kill();
+    }
+}
+
+impl Drop for Group {
+    /// An invocation dropped before its end (its caller gave up) still kills the whole
+    /// group, not only the direct child that `kill_on_drop` covers.
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Feed stdin, drain stdout and stderr, enforce the caps and the deadline, reap the child and
+/// classify what happened.
+async fn supervise(mut child: Child, limits: &Limits, stdin: &[u8], deadline: Instant) -> Outcome {
+    // The child leads its own group (`process_group(0)`), so its pid is the group id. The
+    // group cannot be reused while the child is unreaped.
+    let pgid = child.id().and_then(|id| Pid::from_raw(id as i32));
+    let child_stdin = child.stdin.take();
+    let child_stdout = child.stdout.take();
+    let child_stderr = child.stderr.take();
+
+    let mut stdout = Vec::new();
+    let mut stderr = Vec::new();
+    let mut status: Option<io::Result<ExitStatus>> = None;
+    let mut group = Group {
+        pgid,
+        killed: false,
+        failure: None,
+    };
+    {
+        let feed = async move {
+            if let Some(mut pipe) = child_stdin {
+                // A child that does not read its stdin, or exits first, makes this fail with
+                // EPIPE: that is its business, not a failure.
+                if let Err(e) = pipe.write_all(stdin).await {
+                    tracing::trace!(error = %e, "a plugin did not take all of its stdin");
+                }
+                // Dropping the pipe closes it: the child sees end of file.
+            }
+        };
+        let out = read_capped(child_stdout, &mut stdout, limits.max_stdout_bytes);
+        let err = read_capped(child_stderr, &mut stderr, limits.max_stderr_bytes);
+        let limit = tokio::time::sleep_until(deadline.into());
+        tokio::pin!(feed, out, err, limit);
+        let (mut fed, mut out_done, mut err_done, mut grace) = (false, false, false, false);
+
+        loop {
+            if status.is_some() && (group.failure.is_some() || (out_done && err_done)) {
+                break;
+            }
+            tokio::select! {
+                () = &mut feed, if !fed => fed = true,
+                end = &mut out, if !out_done => {
+                    out_done = true;
+                    if end == ReadEnd::Overflow {
+                        group.stop(Failure::OutputTooLarge {
+                            stream: Stream::Stdout,
+                            limit_bytes: limits.max_stdout_bytes,
+                        });
+                    }
+                }
+                end = &mut err, if !err_done => {
+                    err_done = true;
+                    if end == ReadEnd::Overflow {
+                        group.stop(Failure::OutputTooLarge {
+                            stream: Stream::Stderr,
+                            limit_bytes: limits.max_stderr_bytes,
+                        });
+                    }
+                }
+                result = child.wait(), if status.is_none() => {
+                    // The plugin is done: what is left of its group are orphans that nobody
+                    // will read from. Kill them so that the pipes reach EOF.
+                    group.kill();
+                    status = Some(result);
+                }
+                () = &mut limit => {
+                    if grace {
+                        tracing::debug!(pgid = ?pgid, "a killed plugin process was not reaped in time");
+                        break;
+                    }
+                    group.stop(Failure::Timeout { limit: limits.timeout });
+                    if status.is_some() {
+                        // The child exited, but something outside its group still holds the
+                        // pipes: stop reading.
+                        break;
+                    }
+                    grace = true;
+                    limit.as_mut().reset((Instant::now() + REAP_GRACE).into());
+                }
+            }
+        }
+    }
+
+    let mut outcome = Outcome {
+        stdout,
+        stderr,
+        ..Outcome::default()
+    };
+    let mut failure = group.failure.take();
+    match status {
+        Some(Ok(status)) => {
+            if let Some(code) = status.code() {
+                // It exited by itself. After a timeout its output did not end in time, so it
+                // did not finish: no exit code then.
+                if !matches!(failure, Some(Failure::Timeout { .. })) {
+                    outcome.exit = Some(i64::from(code));
+                }
+            } else if let Some(signal) = status.signal()
+                && failure.is_none()
+            {
+                // Cordon sends signals only after setting a failure: this one came from
+                // elsewhere (the program itself, the kernel, an rlimit).
+                failure = Some(Failure::Signal { signal });
+            }
+        }
+        Some(Err(e)) => {
+            tracing::warn!(error = %e, "could not wait for a plugin process");
+            if failure.is_none() {
+                failure = Some(Failure::CouldNotStart {
+                    message: format!("could not wait for the process: {e}"),
+                });
+            }
+        }
+        None => {}
+    }
+    outcome.failure = failure;
+    outcome
+}
+
+/// The rlimits of one child, computed before `fork` so that the child only makes syscalls.
+#[derive(Debug, Clone, Copy)]
+struct RlimitPlan {
+    /// `RLIMIT_DATA`, bytes: `max_memory_bytes`.
+    data: u64,
+    /// `RLIMIT_AS`, bytes: [`ADDRESS_SPACE_FACTOR`] × `max_memory_bytes`, saturating.
+    address_space: u64,
+    /// `RLIMIT_CPU` soft limit, seconds: the timeout rounded up, plus 1.
+    cpu_soft: u64,
+    /// `RLIMIT_CPU` hard limit, seconds: the timeout rounded up, plus 2.
+    cpu_hard: u64,
+}
+
+impl RlimitPlan {
+    fn new(limits: &Limits) -> RlimitPlan {
+        let timeout = limits.timeout;
+        let secs = timeout
+            .as_secs()
+            .saturating_add(u64::from(timeout.subsec_nanos() > 0));
+        RlimitPlan {
+            data: limits.max_memory_bytes,
+            address_space: limits.max_memory_bytes.saturating_mul(ADDRESS_SPACE_FACTOR),
+            cpu_soft: secs.saturating_add(1),
+            cpu_hard: secs.saturating_add(2),
+        }
+    }
+
+    /// Apply the limits to the calling process. Async-signal-safe: only system calls.
+    /// `RLIMIT_NPROC` is deliberately left alone: it counts every process of the user, not
+    /// of the plugin.
+    fn apply(self) -> io::Result<()> {
+        set_rlimit(Resource::Data, self.data, self.data)?;
+        set_rlimit(Resource::As, self.address_space, self.address_space)?;
+        set_rlimit(Resource::Cpu, self.cpu_soft, self.cpu_hard)?;
+        set_rlimit(Resource::Core, 0, 0)?;
+        Ok(())
+    }
+}
+
+/// Set `resource` to `soft`/`hard`, lowered to the current hard limit (an unprivileged
+/// process may not raise it), so that a host already running under tighter limits still
+/// starts its plugins.
+fn set_rlimit(resource: Resource, soft: u64, hard: u64) -> io::Result<()> {
+    let ceiling = rustix::process::getrlimit(resource).maximum;
+    let clamp = |v: u64| Some(ceiling.map_or(v, |max| v.min(max)));
+    rustix::process::setrlimit(
+        resource,
+        Rlimit {
+            current: clamp(soft.min(hard)),
+            maximum: clamp(hard),
+        },
+    )
+    .map_err(io::Error::from)
+}
+
+/// Find `program` and check that it can be run. The result is absolute.
+fn resolve_program(program: &Path) -> Result<PathBuf, String> {
+    let shown = program.display();
+    if program.as_os_str().is_empty() {
+        return Err("the program is empty; give the path of an executable".into());
+    }
+    if program.as_os_str().as_encoded_bytes().contains(&0) {
+        return Err(format!("program `{shown}` holds a NUL byte"));
+    }
+    let has_slash = program.as_os_str().as_encoded_bytes().contains(&b'/');
+    let path = if has_slash {
+        std::path::absolute(program).map_err(|e| format!("program `{shown}`: {e}"))?
+    } else {
+        let search = std::env::var_os("PATH").unwrap_or_default();
+        let found = std::env::split_paths(&search)
+            .filter(|dir| dir.is_absolute())
+            .map(|dir| dir.join(program))
+            .find(|candidate| check_executable(candidate).is_ok());
+        match found {
+            Some(path) => path,
+            None => {
+                return Err(format!(
+                    "program `{shown}` was not found on PATH ({}); give its absolute path",
+                    Path::new(&search).display()
+                ));
+            }
+        }
+    };
+    check_executable(&path)?;
+    Ok(path)
+}
+
+/// An existing regular file (symbolic links followed) with at least one execute bit.
+fn check_executable(path: &Path) -> Result<(), String> {
+    let shown = path.display();
+    let meta = match std::fs::metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(format!("program `{shown}` does not exist"));
+        }
+        Err(e) => return Err(format!("program `{shown}` cannot be inspected: {e}")),
+    };
+    if !meta.is_file() {
+        return Err(format!("program `{shown}` is not a regular file"));
+    }
+    if meta.permissions().mode() & 0o111 == 0 {
+        return Err(format!("program `{shown}` is not executable (chmod +x it)"));
+    }
+    Ok(())
+}
+
+fn could_not_start(message: String) -> Outcome {
+    Outcome {
+        failure: Some(Failure::CouldNotStart { message }),
+        ..Outcome::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+    use std::path::{Path, PathBuf};
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use crate::sample::Sample;
+
+    const MIB: u64 = 1 << 20;
+
+    fn limits(timeout: Duration) -> Limits {
+        Limits {
+            timeout,
+            max_memory_bytes: 512 * MIB,
+            max_stdout_bytes: 1 << 20,
+            max_stderr_bytes: 1 << 20,
+        }
+    }
+
+    struct Fixture {
+        root: tempfile::TempDir,
+        runtime: ProcessRuntime,
+        sample: Sample,
+    }
+
+    impl Fixture {
+        fn new() -> Fixture {
+            let root = tempfile::tempdir().unwrap();
+            let config = ExecutorConfig::under(root.path());
+            std::fs::create_dir_all(&config.work_dir).unwrap();
+            let sample =
+                Sample::from_bytes(b"sample bytes", "sample.txt", &root.path().join("samples"))
+                    .unwrap();
+            Fixture {
+                runtime: ProcessRuntime::new(&config),
+                root,
+                sample,
+            }
+        }
+
+        /// A `/bin/sh` script with mode 755.
+        fn script(&self, name: &str, body: &str) -> PathBuf {
+            let dir = self.root.path().join("bin");
+            std::fs::create_dir_all(&dir).unwrap();
+            let path = dir.join(name);
+            std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+            path
+        }
+
+        fn plugin(&self, body: &str) -> ProcessPlugin {
+            self.runtime
+                .prepare(&self.script("plugin.sh", body), &[], &[])
+                .unwrap()
+        }
+
+        async fn run(&self, plugin: &ProcessPlugin, limits: &Limits, stdin: &[u8]) -> Outcome {
+            self.runtime
+                .invoke(
+                    plugin,
+                    limits,
+                    Invocation {
+                        stdin,
+                        sample: &self.sample,
+                    },
+                )
+                .await
+        }
+    }
+
+    fn text(bytes: &[u8]) -> &str {
+        std::str::from_utf8(bytes).unwrap()
+    }
+
+    /// Whether `pid` is gone or a zombie (killed, waiting for a reaper that may never come).
+    fn is_dead(pid: i32) -> bool {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Err(_) => true,
+            Ok(stat) => stat
+                .rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+        }
+    }
+
+    async fn wait_dead(pid: i32) -> bool {
+        let until = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < until {
+            if is_dead(pid) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        is_dead(pid)
+    }
+
+    #[tokio::test]
+    async fn captures_stdout_stderr_and_exit_code() {
+        let f = Fixture::new();
+        let p = f.plugin("echo out; echo err >&2; exit 0");
+        let o = f.run(&p, &limits(Duration::from_secs(10)), b"{}\n").await;
+        assert_eq!(o.failure, None);
+        assert_eq!(o.exit, Some(0));
+        assert_eq!(text(&o.stdout), "out\n");
+        assert_eq!(text(&o.stderr), "err\n");
+        assert!(o.duration > Duration::ZERO);
+    }
+
+    #[tokio::test]
+    async fn non_zero_exit_is_reported_not_a_failure() {
+        let f = Fixture::new();
+        let p = f.plugin("echo partial; exit 3");
+        let o = f.run(&p, &limits(Duration::from_secs(10)), b"{}\n").await;
+        assert_eq!(o.failure, None);
+        assert_eq!(o.exit, Some(3));
+        assert_eq!(text(&o.stdout), "partial\n");
+    }
+
+    #[tokio::test]
+    async fn the_sample_path_is_the_last_argument() {
+        let f = Fixture::new();
+        let script = f.script(
+            "args.sh",
+            r#"for a in "$@"; do printf '%s\n' "$a"; done; eval "last=\${$#}"; cat "$last""#,
+        );
+        let p = f
+            .runtime
+            .prepare(&script, &["--flag".into(), "two words".into()], &[])
+            .unwrap();
+        let o = f.run(&p, &limits(Duration::from_secs(10)), b"{}\n").await;
+        assert_eq!(o.exit, Some(0), "stderr: {}", text(&o.stderr));
+        let path = f.sample.path();
+        assert!(path.is_absolute());
+        assert_eq!(
+            text(&o.stdout),
+            format!("--flag\ntwo words\n{}\nsample bytes", path.display())
+        );
+    }
+
+    #[tokio::test]
+    async fn stdin_arrives_and_is_closed() {
+        let f = Fixture::new();
+        // `cat` only ends when stdin is closed.
+        let p = f.plugin("cat");
+        let stdin = b"{\"data_id\":\"abc\",\"n\":1}\n";
+        let o = f.run(&p, &limits(Duration::from_secs(10)), stdin).await;
+        assert_eq!(o.failure, None);
+        assert_eq!(o.exit, Some(0));
+        assert_eq!(o.stdout, stdin);
+    }
+
+    #[tokio::test]
+    async fn large_stdin_and_stdout_flow_at_the_same_time() {
+        let f = Fixture::new();
+        // Writes 256 KiB (more than a pipe holds) before reading anything, then echoes stdin.
+        let p = f.plugin("head -c 262144 /dev/zero; cat");
+        let stdin = vec![b'x'; 600 * 1024];
+        let o = f.run(&p, &limits(Duration::from_secs(20)), &stdin).await;
+        assert_eq!(o.failure, None);
+        assert_eq!(o.exit, Some(0));
+        assert_eq!(o.stdout.len(), 262144 + stdin.len());
+        assert!(o.stdout[262144..].iter().all(|&b| b == b'x'));
+    }
+
+    #[tokio::test]
+    async fn a_child_that_never_reads_stdin_is_fine() {
+        let f = Fixture::new();
+        let p = f.plugin("echo done");
+        let stdin = vec![b'x'; 1 << 20];
+        let o = f.run(&p, &limits(Duration::from_secs(10)), &stdin).await;
+        assert_eq!(o.failure, None);
+        assert_eq!(o.exit, Some(0));
+        assert_eq!(text(&o.stdout), "done\n");
+    }
+
+    #[tokio::test]
+    async fn the_environment_holds_only_configured_variables() {
+        let f = Fixture::new();
+        // SAFETY-free check that something is there to leak: the test runner has a PATH.
+        assert!(std::env::var_os("PATH").is_some());
+        let script = f.script("env.sh", "env");
+        let p = f
+            .runtime
+            .prepare(
+                &script,
+                &[],
+                &[
+                    ("FOO".into(), "bar baz".into()),
+                    ("EMPTY".into(), String::new()),
+                ],
+            )
+            .unwrap();
+        let o = f.run(&p, &limits(Duration::from_secs(10)), b"{}\n").await;
+        assert_eq!(o.exit, Some(0));
+        let mut vars: Vec<&str> = text(&o.stdout)
+            .lines()
+            // The shell itself exports its working directory.
+            .filter(|l| !l.starts_with("PWD="))
+            .collect();
+        vars.sort();
+        assert_eq!(vars, ["EMPTY=", "FOO=bar baz"]);
+    }
+
+    #[tokio::test]
+    async fn the_working_directory_is_fresh_empty_and_removed() {
+        let f = Fixture::new();
+        let p = f.plugin("pwd; ls -A | wc -l; touch junk");
+        let o = f.run(&p, &limits(Duration::from_secs(10)), b"{}\n").await;
+        assert_eq!(o.exit, Some(0), "stderr: {}", text(&o.stderr));
+        let out = text(&o.stdout);
+        let mut lines = out.lines();
+        let cwd = PathBuf::from(lines.next().unwrap());
+        assert_eq!(lines.next().unwrap().trim(), "0");
+        assert_ne!(cwd, std::env::current_dir().unwrap());
+        assert_ne!(cwd, f.sample.dir());
+        let work_dir = std::fs::canonicalize(f.root.path().join("work")).unwrap();
+        assert_eq!(cwd.parent(), Some(work_dir.as_path()));
+        // Removed in the background once the invocation is over.
+        let until = Instant::now() + Duration::from_secs(3);
+        while cwd.exists() && Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(!cwd.exists());
+        // Each run gets its own.
+        let o2 = f.run(&p, &limits(Duration::from_secs(10)), b"{}\n").await;
+        assert_ne!(
+            text(&o2.stdout).lines().next().unwrap(),
+            cwd.to_str().unwrap()
+        );
+        assert_eq!(text(&o2.stdout).lines().nth(1).unwrap().trim(), "0");
+    }
+
+    #[tokio::test]
+    async fn a_sleeping_child_is_killed_at_the_deadline() {
+        let f = Fixture::new();
+        let p = f.plugin("echo started; sleep 100");
+        let timeout = Duration::from_millis(300);
+        let started = Instant::now();
+        let o = f.run(&p, &limits(timeout), b"{}\n").await;
+        let elapsed = started.elapsed();
+        assert_eq!(o.failure, Some(Failure::Timeout { limit: timeout }));
+        assert_eq!(o.exit, None);
+        assert_eq!(text(&o.stdout), "started\n");
+        assert!(elapsed < timeout + Duration::from_secs(2), "{elapsed:?}");
+        assert!(o.duration <= elapsed);
+    }
+
+    #[tokio::test]
+    async fn a_grandchild_holding_stdout_is_killed_with_its_group() {
+        let f = Fixture::new();
+        // The background `sleep` inherits stdout and would hold the pipe open for 1000 s.
+        let p = f.plugin("sleep 1000 & echo $! >&2; echo hi");
+        let timeout = Duration::from_secs(20);
+        let started = Instant::now();
+        let o = f.run(&p, &limits(timeout), b"{}\n").await;
+        let elapsed = started.elapsed();
+        assert_eq!(o.failure, None, "elapsed {elapsed:?}");
+        assert_eq!(o.exit, Some(0));
+        assert_eq!(text(&o.stdout), "hi\n");
+        let pid: i32 = text(&o.stderr).trim().parse().unwrap();
+        assert!(wait_dead(pid).await, "grandchild {pid} is still running");
+    }
+
+    #[tokio::test]
+    async fn the_deadline_holds_against_an_escaped_grandchild() {
+        let f = Fixture::new();
+        // `setsid` puts the grandchild outside the process group: Cordon cannot kill it, and
+        // it holds stdout open. The invocation must still end at the deadline.
+        // The parent waits until the grandchild has left the group before it exits.
+        let p = f.plugin(
+            r#"setsid sh -c 'echo ready > "$0"; exec sleep 30' ./ready &
+               while [ ! -s ready ]; do sleep 0.01; done
+               echo $! >&2; echo hi"#,
+        );
+        let timeout = Duration::from_millis(500);
+        let started = Instant::now();
+        let o = f.run(&p, &limits(timeout), b"{}\n").await;
+        let elapsed = started.elapsed();
+        if let Ok(pid) = text(&o.stderr).trim().parse::<i32>()
+            && let Some(pid) = Pid::from_raw(pid)
+        {
+            let _ = rustix::process::kill_process(pid, Signal::KILL);
+        }
+        assert_eq!(o.failure, Some(Failure::Timeout { limit: timeout }));
+        assert_eq!(o.exit, None);
+        assert_eq!(text(&o.stdout), "hi\n");
+        assert!(elapsed < timeout + Duration::from_secs(2), "{elapsed:?}");
+    }
+
+    #[tokio::test]
+    async fn a_stdout_flood_is_stopped_at_the_cap() {
+        let f = Fixture::new();
+        let p = f.plugin("yes");
+        let mut l = limits(Duration::from_secs(30));
+        l.max_stdout_bytes = 64 * 1024;
+        let started = Instant::now();
+        let o = f.run(&p, &l, b"{}\n").await;
+        assert_eq!(
+            o.failure,
+            Some(Failure::OutputTooLarge {
+                stream: Stream::Stdout,
+                limit_bytes: 64 * 1024
+            })
+        );
+        assert_eq!(o.exit, None);
+        assert_eq!(o.stdout.len(), 64 * 1024);
+        assert!(o.stdout.starts_with(b"y\ny\n"));
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[tokio::test]
+    async fn a_stderr_flood_is_stopped_at_the_cap() {
+        let f = Fixture::new();
+        let p = f.plugin("echo fine; yes >&2");
+        let mut l = limits(Duration::from_secs(30));
+        l.max_stderr_bytes = 1000;
+        let started = Instant::now();
+        let o = f.run(&p, &l, b"{}\n").await;
+        assert_eq!(
+            o.failure,
+            Some(Failure::OutputTooLarge {
+                stream: Stream::Stderr,
+                limit_bytes: 1000
+            })
+        );
+        assert_eq!(o.stderr.len(), 1000);
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[tokio::test]
+    async fn output_exactly_at_the_cap_is_accepted() {
+        let f = Fixture::new();
+        let p = f.plugin("head -c 4096 /dev/zero");
+        let mut l = limits(Duration::from_secs(10));
+        l.max_stdout_bytes = 4096;
+        let o = f.run(&p, &l, b"{}\n").await;
+        assert_eq!(o.failure, None);
+        assert_eq!(o.exit, Some(0));
+        assert_eq!(o.stdout.len(), 4096);
+    }
+
+    #[tokio::test]
+    async fn a_signal_cordon_did_not_send_is_reported() {
+        let f = Fixture::new();
+        let p = f.plugin("kill -SEGV $$");
+        let o = f.run(&p, &limits(Duration::from_secs(10)), b"{}\n").await;
+        assert_eq!(o.failure, Some(Failure::Signal { signal: 11 }));
+        assert_eq!(o.exit, None);
+    }
+
+    #[tokio::test]
+    async fn the_memory_limit_applies() {
+        let python = Path::new("/usr/bin/python3");
+        if !python.exists() {
+            eprintln!("skipped: no {}", python.display());
+            return;
+        }
+        let f = Fixture::new();
+        let alloc = |mib: u64| {
+            f.runtime
+                .prepare(
+                    python,
+                    &[
+                        "-c".into(),
+                        format!("b = bytearray({mib} << 20); print(len(b))"),
+                    ],
+                    &[],
+                )
+                .unwrap()
+        };
+        let p = alloc(256);
+        // Control: the same program runs under a roomy limit.
+        let mut roomy = limits(Duration::from_secs(20));
+        roomy.max_memory_bytes = 2048 * MIB;
+        let o = f.run(&p, &roomy, b"{}\n").await;
+        assert_eq!(o.exit, Some(0), "stderr: {}", text(&o.stderr));
+        // Under 64 MiB it cannot allocate 256 MiB.
+        let mut tight = limits(Duration::from_secs(20));
+        tight.max_memory_bytes = 64 * MIB;
+        let o = f.run(&p, &tight, b"{}\n").await;
+        assert_ne!(o.exit, Some(0));
+        assert!(
+            o.exit.is_some() || matches!(o.failure, Some(Failure::Signal { .. })),
+            "{o:?}"
+        );
+        assert!(
+            text(&o.stderr).contains("MemoryError"),
+            "{}",
+            text(&o.stderr)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_program_that_vanished_could_not_start() {
+        let f = Fixture::new();
+        let script = f.script("gone.sh", "exit 0");
+        let p = f.runtime.prepare(&script, &[], &[]).unwrap();
+        std::fs::remove_file(&script).unwrap();
+        let o = f.run(&p, &limits(Duration::from_secs(10)), b"{}\n").await;
+        match &o.failure {
+            Some(Failure::CouldNotStart { message }) => {
+                assert!(message.contains(script.to_str().unwrap()), "{message}")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(o.exit, None);
+    }
+
+    #[test]
+    fn prepare_checks_the_program() {
+        let f = Fixture::new();
+        let missing = f.root.path().join("nope");
+        let e = f.runtime.prepare(&missing, &[], &[]).err().unwrap();
+        assert!(e.contains("does not exist"), "{e}");
+        assert!(e.contains(missing.to_str().unwrap()), "{e}");
+
+        let script = f.script("noexec.sh", "exit 0");
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = f.runtime.prepare(&script, &[], &[]).err().unwrap();
+        assert!(e.contains("chmod +x"), "{e}");
+
+        let e = f.runtime.prepare(f.root.path(), &[], &[]).err().unwrap();
+        assert!(e.contains("not a regular file"), "{e}");
+
+        let e = f
+            .runtime
+            .prepare(Path::new("cordon-no-such-program-xyz"), &[], &[])
+            .err()
+            .unwrap();
+        assert!(e.contains("not found on PATH"), "{e}");
+
+        let good = f.script("ok.sh", "exit 0");
+        let e = f
+            .runtime
+            .prepare(&good, &[], &[("A=B".into(), "x".into())])
+            .err()
+            .unwrap();
+        assert!(e.contains("not valid"), "{e}");
+        assert!(f.runtime.prepare(&good, &["a\0b".into()], &[]).is_err());
+    }
+
+    #[test]
+    fn prepare_resolves_a_bare_name_on_path() {
+        let f = Fixture::new();
+        let p = f.runtime.prepare(Path::new("sh"), &[], &[]).unwrap();
+        assert!(p.program.is_absolute());
+        assert!(p.program.ends_with("sh"));
+        assert!(p.program.is_file());
+    }
+
+    #[tokio::test]
+    async fn arguments_come_before_the_sample_for_an_interpreter() {
+        let f = Fixture::new();
+        let sh = f
+            .runtime
+            .prepare(
+                Path::new("sh"),
+                &["-c".into(), r#"printf '%s' "$0""#.into()],
+                &[],
+            )
+            .unwrap();
+        let o = f.run(&sh, &limits(Duration::from_secs(10)), b"{}\n").await;
+        assert_eq!(o.exit, Some(0));
+        assert_eq!(text(&o.stdout), f.sample.path().to_str().unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_huge_timeout_does_not_overflow() {
+        let f = Fixture::new();
+        let p = f.plugin("echo ok");
+        let o = f.run(&p, &limits(Duration::MAX), b"{}\n").await;
+        assert_eq!(o.failure, None);
+        assert_eq!(o.exit, Some(0));
+    }
+
+    #[tokio::test]
+    async fn a_dropped_invocation_kills_the_group() {
+        let f = Fixture::new();
+        let p = f.plugin("sleep 1000 & echo $! > \"$1.pid\"; wait");
+        // `$1` is the sample path: the pid lands next to it, in the sample's directory.
+        let pid_file = PathBuf::from(format!("{}.pid", f.sample.path().display()));
+        let l = limits(Duration::from_secs(60));
+        let run = f.run(&p, &l, b"{}\n");
+        let waited = tokio::time::timeout(Duration::from_millis(500), run).await;
+        assert!(waited.is_err(), "the script should still be running");
+        let pid: i32 = std::fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(wait_dead(pid).await, "grandchild {pid} is still running");
+    }
+
+    #[test]
+    fn rlimits_follow_the_limits() {
+        let plan = RlimitPlan::new(&Limits {
+            timeout: Duration::from_millis(2500),
+            max_memory_bytes: 100,
+            max_stdout_bytes: 1,
+            max_stderr_bytes: 1,
+        });
+        assert_eq!((plan.data, plan.address_space), (100, 400));
+        assert_eq!((plan.cpu_soft, plan.cpu_hard), (4, 5));
+        let plan = RlimitPlan::new(&Limits {
+            timeout: Duration::from_secs(3),
+            max_memory_bytes: u64::MAX,
+            max_stdout_bytes: 1,
+            max_stderr_bytes: 1,
+        });
+        assert_eq!(plan.address_space, u64::MAX);
+        assert_eq!((plan.cpu_soft, plan.cpu_hard), (4, 5));
     }
 }

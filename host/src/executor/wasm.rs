@@ -97,11 +97,35 @@ pub struct WasmInfo {
     pub from_cache: bool,
 }
 
-/// Per-store state: the WASI context, the limiter and the deadline.
+/// Per-store state: the WASI context, the limiter, the deadline and the output pipes (so that
+/// the epoch callback can stop a guest that keeps writing past a cap).
 struct State {
     wasi: WasiP1Ctx,
     limiter: MemoryLimiter,
     deadline: Instant,
+    outputs: [CappedPipe; 2],
+}
+
+/// An output pipe that holds one byte more than its cap, to tell "at the cap" from "over it".
+#[derive(Clone)]
+struct CappedPipe {
+    stream: Stream,
+    pipe: MemoryOutputPipe,
+    cap: usize,
+}
+
+impl CappedPipe {
+    fn new(stream: Stream, cap: usize) -> CappedPipe {
+        CappedPipe {
+            stream,
+            pipe: MemoryOutputPipe::new(cap.saturating_add(1)),
+            cap,
+        }
+    }
+
+    fn is_over(&self) -> bool {
+        self.pipe.contents().len() > self.cap
+    }
 }
 
 /// Caps the total size of a store's linear memories and records what it saw.
@@ -285,13 +309,13 @@ impl WasmRuntime {
             return could_not_start("the wasm runtime is shutting down");
         };
         let started = Instant::now();
-        let stdout = MemoryOutputPipe::new(limits.max_stdout_bytes.saturating_add(1));
-        let stderr = MemoryOutputPipe::new(limits.max_stderr_bytes.saturating_add(1));
+        let stdout = CappedPipe::new(Stream::Stdout, limits.max_stdout_bytes);
+        let stderr = CappedPipe::new(Stream::Stderr, limits.max_stderr_bytes);
         let mut builder = WasiCtxBuilder::new();
         builder
             .stdin(MemoryInputPipe::new(invocation.stdin.to_vec()))
-            .stdout(stdout.clone())
-            .stderr(stderr.clone())
+            .stdout(stdout.pipe.clone())
+            .stderr(stderr.pipe.clone())
             .args(&[name.as_str(), &invocation.sample.guest_path()])
             // Reads of the sample happen on this thread instead of a `spawn_blocking` per
             // call (3x faster for large files); must be set before the preopen.
@@ -315,16 +339,23 @@ impl WasmRuntime {
                     denied: false,
                 },
                 deadline: started + limits.timeout,
+                outputs: [stdout, stderr],
             },
         );
         store.limiter(|s| &mut s.limiter);
         store.set_epoch_deadline(1);
+        // At every tick: stop a guest past its deadline or one that keeps writing after its
+        // output hit the cap (it gets write errors and may ignore them); otherwise yield.
         store.epoch_deadline_callback(|ctx| {
-            Ok(if Instant::now() >= ctx.data().deadline {
-                UpdateDeadline::Interrupt
-            } else {
-                UpdateDeadline::Yield(1)
-            })
+            let state = ctx.data();
+            Ok(
+                if Instant::now() >= state.deadline || state.outputs.iter().any(CappedPipe::is_over)
+                {
+                    UpdateDeadline::Interrupt
+                } else {
+                    UpdateDeadline::Yield(1)
+                },
+            )
         });
 
         let run = async {
@@ -342,6 +373,12 @@ impl WasmRuntime {
             peak_memory_bytes: Some(state.limiter.peak),
             ..Outcome::default()
         };
+        // Output over a cap is the reason whatever the guest did next (it gets write errors,
+        // and then usually traps, exits non-zero or is interrupted).
+        let over_cap = state.outputs.iter().find(|o| o.is_over()).map(|o| Failure::OutputTooLarge {
+            stream: o.stream,
+            limit_bytes: o.cap,
+        });
         let timed_out = Instant::now() >= state.deadline;
         match result {
             Err(_elapsed) => outcome.failure = Some(Failure::Timeout { limit: limits.timeout }),
@@ -349,6 +386,8 @@ impl WasmRuntime {
             Ok(Err(error)) => {
                 if let Some(exit) = error.downcast_ref::<I32Exit>() {
                     outcome.exit = Some(i64::from(exit.0));
+                } else if over_cap.is_some() {
+                    // Reported below.
                 } else if matches!(error.downcast_ref::<Trap>(), Some(Trap::Interrupt))
                     || timed_out
                 {
@@ -366,28 +405,20 @@ impl WasmRuntime {
                 }
             }
         }
-        // A guest that writes past a cap gets an I/O error and usually traps or exits
-        // non-zero; the cap is the reason, whatever it did next.
-        for (stream, pipe, limit) in [
-            (Stream::Stdout, &stdout, limits.max_stdout_bytes),
-            (Stream::Stderr, &stderr, limits.max_stderr_bytes),
-        ] {
-            let contents = pipe.contents();
-            let over = contents.len() > limit;
-            let kept = contents[..contents.len().min(limit)].to_vec();
-            match stream {
-                Stream::Stdout => outcome.stdout = kept,
-                Stream::Stderr => outcome.stderr = kept,
-            }
-            if over && !matches!(outcome.failure, Some(Failure::Timeout { .. })) {
-                outcome.failure = Some(Failure::OutputTooLarge {
-                    stream,
-                    limit_bytes: limit,
-                });
-            }
+        if over_cap.is_some() {
+            outcome.failure = over_cap;
         }
+        let [stdout, stderr] = &state.outputs;
+        outcome.stdout = kept(stdout);
+        outcome.stderr = kept(stderr);
         outcome
     }
+}
+
+/// What a pipe holds, up to its cap.
+fn kept(output: &CappedPipe) -> Vec<u8> {
+    let contents = output.pipe.contents();
+    contents[..contents.len().min(output.cap)].to_vec()
 }
 
 /// A module must be a WASI command: import only WASI, export `_start` and its memory.
@@ -499,5 +530,191 @@ fn could_not_start(message: &str) -> Outcome {
             message: message.to_owned(),
         }),
         ..Outcome::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::executor::{Executor, ExecutorConfig, Plugin};
+    use crate::plugin::{PluginSpec, Role, RuntimeSpec};
+    use crate::sample::Sample;
+
+    /// A module whose `_start` runs `body`, with WASI's fd_write and proc_exit imported and a
+    /// data segment at 0 holding `data`.
+    fn module(body: &str, data: &str) -> Vec<u8> {
+        wat::parse_str(format!(
+            r#"(module
+                (import "wasi_snapshot_preview1" "fd_write"
+                    (func $fd_write (param i32 i32 i32 i32) (result i32)))
+                (import "wasi_snapshot_preview1" "proc_exit" (func $proc_exit (param i32)))
+                (memory (export "memory") 1)
+                (data (i32.const 64) "{escaped}")
+                ;; iovec at 0: base 64, length of data
+                (func $write (param $fd i32) (result i32)
+                    (i32.store (i32.const 0) (i32.const 64))
+                    (i32.store (i32.const 4) (i32.const {len}))
+                    (call $fd_write (local.get $fd) (i32.const 0) (i32.const 1) (i32.const 8)))
+                (func (export "_start") {body}))"#,
+            len = data.len(),
+            escaped = data.bytes().map(|b| format!("\\{b:02x}")).collect::<String>(),
+        ))
+        .expect("test WAT is valid")
+    }
+
+    fn setup(bytes: Vec<u8>, limits: Limits) -> (Executor, Result<Plugin, String>, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let config = ExecutorConfig {
+            cache_dir: Some(dir.path().join("cache")),
+            work_dir: dir.path().join("work"),
+            max_concurrent_wasm: 4,
+        };
+        let executor = Executor::new(&config).unwrap();
+        let plugin = executor
+            .prepare(PluginSpec {
+                name: PluginName::new("t").unwrap(),
+                role: Role::Scanner,
+                runtime: RuntimeSpec::Wasm {
+                    module: ModuleSource::Bytes(bytes.into()),
+                },
+                limits,
+                description: String::new(),
+            })
+            .map_err(|e| e.to_string());
+        (executor, plugin, dir)
+    }
+
+    async fn run(body: &str, data: &str, limits: Limits) -> Outcome {
+        let (executor, plugin, dir) = setup(module(body, data), limits);
+        let plugin = plugin.unwrap();
+        let sample = Sample::from_bytes(b"x", "x.txt", dir.path()).unwrap();
+        executor
+            .invoke(
+                &plugin,
+                Invocation {
+                    stdin: b"{}\n",
+                    sample: &sample,
+                },
+            )
+            .await
+    }
+
+    fn short(timeout_ms: u64) -> Limits {
+        Limits {
+            timeout: Duration::from_millis(timeout_ms),
+            max_memory_bytes: 4 << 20,
+            max_stdout_bytes: 1024,
+            max_stderr_bytes: 1024,
+        }
+    }
+
+    #[tokio::test]
+    async fn output_and_exit_code_are_reported() {
+        let o = run("(drop (call $write (i32.const 1)))", r#"{"ok":1}"#, short(5000)).await;
+        assert_eq!(o.exit, Some(0));
+        assert_eq!(o.failure, None);
+        assert_eq!(o.stdout, br#"{"ok":1}"#);
+
+        let o = run(
+            "(drop (call $write (i32.const 2))) (call $proc_exit (i32.const 7))",
+            "oops",
+            short(5000),
+        )
+        .await;
+        assert_eq!((o.exit, o.failure), (Some(7), None));
+        assert_eq!(o.stderr, b"oops");
+    }
+
+    #[tokio::test]
+    async fn an_infinite_loop_is_interrupted_at_the_deadline() {
+        let started = Instant::now();
+        let o = run("(loop $l (br $l))", "", short(300)).await;
+        assert_eq!(
+            o.failure,
+            Some(Failure::Timeout {
+                limit: Duration::from_millis(300)
+            })
+        );
+        assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    }
+
+    #[tokio::test]
+    async fn memory_growth_stops_at_the_limit() {
+        // Grow one page at a time; trap when growth is refused.
+        let body = "(loop $l (if (i32.eq (memory.grow (i32.const 1)) (i32.const -1)) \
+                    (then unreachable)) (br $l))";
+        let o = run(body, "", short(5000)).await;
+        assert_eq!(o.failure, Some(Failure::MemoryLimit { limit_bytes: 4 << 20 }));
+        assert!(o.peak_memory_bytes.unwrap() <= 4 << 20);
+    }
+
+    #[tokio::test]
+    async fn a_trap_is_an_outcome() {
+        let o = run("unreachable", "", short(5000)).await;
+        match o.failure {
+            Some(Failure::Trap { message }) => assert!(message.contains("unreachable"), "{message}"),
+            other => panic!("expected a trap, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn exit_codes_wasi_cannot_carry_are_failures() {
+        let o = run("(call $proc_exit (i32.const 200))", "", short(5000)).await;
+        assert_eq!(o.exit, None);
+        assert!(matches!(o.failure, Some(Failure::Trap { .. })), "{:?}", o.failure);
+    }
+
+    #[tokio::test]
+    async fn a_stdout_flood_is_capped() {
+        let o = run("(loop $l (drop (call $write (i32.const 1))) (br $l))", "flood!", short(5000)).await;
+        assert_eq!(
+            o.failure,
+            Some(Failure::OutputTooLarge {
+                stream: Stream::Stdout,
+                limit_bytes: 1024
+            })
+        );
+        assert_eq!(o.stdout.len(), 1024);
+    }
+
+    #[test]
+    fn modules_that_are_not_wasi_commands_are_refused_at_load() {
+        let load = |bytes: Vec<u8>| setup(bytes, Limits::default()).1.map(|_| ()).unwrap_err();
+        let e = load(b"MZ not wasm".to_vec());
+        assert!(e.contains("is not WebAssembly"), "{e}");
+        let e = load(wat::parse_str(r#"(module (import "env" "socket" (func)) (memory (export "memory") 1) (func (export "_start")))"#).unwrap());
+        assert!(e.contains("imports `env::socket`"), "{e}");
+        let e = load(wat::parse_str(r#"(module (memory (export "memory") 1))"#).unwrap());
+        assert!(e.contains("exports no `_start`"), "{e}");
+        let e = load(wat::parse_str(r#"(module (import "wasi_snapshot_preview1" "no_such_call" (func)) (memory (export "memory") 1) (func (export "_start")))"#).unwrap());
+        assert!(e.contains("cannot be linked"), "{e}");
+        let mut broken = module("", "");
+        broken.truncate(broken.len() - 3);
+        let e = load(broken);
+        assert!(e.contains("not a valid WebAssembly module"), "{e}");
+    }
+
+    #[test]
+    fn compiled_modules_come_from_the_cache_the_second_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = ExecutorConfig {
+            cache_dir: Some(dir.path().join("cache")),
+            work_dir: dir.path().join("work"),
+            max_concurrent_wasm: 2,
+        };
+        let spec = PluginSpec {
+            name: PluginName::new("t").unwrap(),
+            role: Role::Scanner,
+            runtime: RuntimeSpec::Wasm {
+                module: ModuleSource::Bytes(module("", "").into()),
+            },
+            limits: Limits::default(),
+            description: String::new(),
+        };
+        let first = Executor::new(&config).unwrap().prepare(spec.clone()).unwrap();
+        assert!(!first.info().from_cache);
+        let second = Executor::new(&config).unwrap().prepare(spec).unwrap();
+        assert!(second.info().from_cache);
+        assert_eq!(first.info().sha256, second.info().sha256);
     }
 }

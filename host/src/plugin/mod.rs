@@ -1,6 +1,8 @@
 //! Plugin definitions: a validated name, a role, a runtime and limits. What the configuration
 //! file and the inventory API produce, and what the executor prepares.
 
+pub mod inventory;
+
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
