@@ -194,11 +194,12 @@ pub fn parse_scanner_output(stdout: &[u8]) -> Result<ScanReport, String> {
             problems.push("missing field `def_time` (integer, milliseconds since the epoch)".into());
             None
         }
-        Some(v) => match v.as_i64() {
+        // A u64 beyond i64 is out of range too, not "not an integer".
+        Some(v) => match v.as_i64().or_else(|| v.as_u64().map(|_| i64::MAX)) {
             Some(ms) if (0..=MAX_DEF_TIME_MS).contains(&ms) => Some(ms),
-            Some(ms) => {
+            Some(_) => {
                 problems.push(format!(
-                    "def_time: {ms} is out of range; expected milliseconds since the epoch, \
+                    "def_time: {v} is out of range; expected milliseconds since the epoch, \
                      0 to {MAX_DEF_TIME_MS}"
                 ));
                 None
@@ -341,6 +342,8 @@ mod tests {
         assert!(message(r#"{"def_time":1.5,"scan_result_i":0,"threat_found":""}"#)
             .contains("def_time: expected an integer"));
         assert!(message(r#"{"def_time":-1,"scan_result_i":0,"threat_found":""}"#)
+            .contains("out of range"));
+        assert!(message(r#"{"def_time":18446744073709551615,"scan_result_i":0,"threat_found":""}"#)
             .contains("out of range"));
         assert!(message(r#"{"def_time":1,"scan_result_i":0,"threat_found":null}"#)
             .contains("threat_found: expected a string (\"\" when clean), got null"));

@@ -150,7 +150,8 @@ pub struct EngineResult {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FailureReport {
     /// A stable label: `timeout`, `memory_limit`, `trap`, `signal`, `output_too_large`,
-    /// `transport`, `could_not_start`, `exit_code`, `http_status`, `invalid_output`.
+    /// `transport`, `could_not_start`, `plugin_error` (a component's typed error),
+    /// `exit_code`, `http_status`, `invalid_output`.
     pub kind: String,
     /// What happened, precisely (for invalid output: which field and why).
     pub message: String,

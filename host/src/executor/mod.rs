@@ -109,6 +109,11 @@ pub enum Failure {
         /// What went wrong.
         message: String,
     },
+    /// A component plugin returned its typed error (`wit/plugin.wit`).
+    Reported {
+        /// The plugin's message.
+        message: String,
+    },
 }
 
 impl Failure {
@@ -122,6 +127,7 @@ impl Failure {
             Failure::OutputTooLarge { .. } => "output_too_large",
             Failure::Transport { .. } => "transport",
             Failure::CouldNotStart { .. } => "could_not_start",
+            Failure::Reported { .. } => "plugin_error",
         }
     }
 }
@@ -145,6 +151,7 @@ impl fmt::Display for Failure {
             } => write!(f, "wrote more than {limit_bytes} bytes to {stream}"),
             Failure::Transport { message } => write!(f, "transport error: {message}"),
             Failure::CouldNotStart { message } => write!(f, "could not start: {message}"),
+            Failure::Reported { message } => f.write_str(message),
         }
     }
 }
@@ -333,7 +340,8 @@ impl Executor {
         let mut info = PluginInfo::default();
         let prepared = match &spec.runtime {
             RuntimeSpec::Wasm { module } => {
-                let (plugin, wasm_info) = self.inner.wasm.prepare(module).map_err(fail)?;
+                let (plugin, wasm_info) =
+                    self.inner.wasm.prepare(module, spec.role).map_err(fail)?;
                 info.sha256 = Some(wasm_info.sha256);
                 info.wasm_kind = Some(wasm_info.kind.to_string());
                 info.from_cache = wasm_info.from_cache;

@@ -1,19 +1,28 @@
-//! The wasm runtime: WASI modules under wasmtime, in a sandbox that sees one read-only file.
+//! The wasm runtime: WASI modules and components under wasmtime, in a sandbox that sees one
+//! read-only file.
+//!
+//! Three kinds of binaries run here, all under the same contract and limits:
+//! - a **WASI command module** (wasm32-wasip1): stdin, stdout, exit code, args
+//!   `[name, /scan/<file>]`, exactly like a native External Scanner;
+//! - a **WASI command component** (wasm32-wasip2 exporting `wasi:cli/run`): the same;
+//! - a **component of Cordon's `scanner` or `post-action` world** (`wit/plugin.wit`): called
+//!   with a typed input, it returns a typed verdict, which the host renders as the JSON a
+//!   command would print so that [`crate::contract`] judges it like any other output.
 //!
 //! At load (once per plugin): validate the binary, check that it imports nothing but WASI and
-//! exports `_start`, compile it or take it from the on-disk cache, link it and pre-instantiate.
-//! Per invocation (only what must be fresh): a WASI context that inherits nothing (no
-//! environment, no network, no host stdio), stdin from memory, stdout and stderr into capped
-//! memory pipes, a read-only preopen of the sample's directory at `/scan`, args
-//! `[name, /scan/<file>]`, a new store with a memory limiter and an epoch deadline.
+//! exports what its role needs, compile it or take it from the on-disk cache, link it and
+//! pre-instantiate. Per invocation (only what must be fresh): a WASI context that inherits
+//! nothing (no environment, no network, no host stdio), stdin from memory, stdout and stderr
+//! into capped memory pipes, a read-only preopen of the sample's directory at `/scan`, a new
+//! store with a memory limiter and an epoch deadline.
 //!
 //! Guarantees, whatever the guest does:
 //! - it stops within its timeout (plus one epoch tick): a background thread advances the
 //!   engine's epoch every [`TICK`]; at each tick a running guest yields to the async executor
 //!   and is interrupted once its deadline has passed;
 //! - its linear memories together never exceed `max_memory_bytes`: growth past it fails;
-//! - at most `max_stdout_bytes` / `max_stderr_bytes` are kept; a write past the cap fails in
-//!   the guest and the outcome is `output_too_large`;
+//! - at most `max_stdout_bytes` / `max_stderr_bytes` are kept; a guest that writes past a cap
+//!   is stopped at the next tick and the outcome is `output_too_large`;
 //! - a trap, an exit code or a deadline is an [`Outcome`], never a host error or a panic.
 
 use std::collections::hash_map::DefaultHasher;
@@ -24,86 +33,156 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
+use wasmtime::component::{Component, ResourceTable};
 use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, InstancePre, Linker, Module,
     PoolingAllocationConfig, ResourceLimiter, Store, Trap, UpdateDeadline,
 };
 use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime_wasi::p2::bindings::CommandPre;
 use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
-use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
+use wasmtime_wasi::{FsPerms, I32Exit, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::{ExecutorConfig, ExecutorError, Failure, Invocation, Outcome, Stream};
-use crate::plugin::{Limits, ModuleSource, PluginName};
+use crate::plugin::{Limits, ModuleSource, PluginName, Role};
 use crate::sample::GUEST_DIR;
+
+/// Host bindings of the component worlds in `wit/plugin.wit`.
+mod worlds {
+    /// The `scanner` world.
+    pub mod scanner {
+        wasmtime::component::bindgen!({
+            path: "../wit",
+            world: "cordon:plugin/scanner",
+            exports: { default: async },
+        });
+    }
+    /// The `post-action` world.
+    pub mod post_action {
+        wasmtime::component::bindgen!({
+            path: "../wit",
+            world: "cordon:plugin/post-action",
+            exports: { default: async },
+        });
+    }
+}
+
+use worlds::post_action::PostActionPre;
+use worlds::scanner::ScannerPre;
 
 /// How often the epoch advances: the granularity of wasm deadlines and of a running guest's
 /// yields to the async executor.
 pub const TICK: Duration = Duration::from_millis(5);
 
-/// The only import module a plugin may use.
+/// The only import module a core-module plugin may use.
 pub const WASI_P1_MODULE: &str = "wasi_snapshot_preview1";
+
+/// The export of a `scanner`-world component.
+pub const SCANNER_EXPORT: &str = "scan";
+/// The export of a `post-action`-world component.
+pub const POST_ACTION_EXPORT: &str = "execute";
+/// The prefix of the export of a WASI command component (`wasi:cli/run@0.2.x`).
+pub const COMMAND_EXPORT_PREFIX: &str = "wasi:cli/run@0.2";
 
 /// Largest single linear memory the engine supports (the 32-bit address space); each plugin's
 /// own `max_memory_bytes` applies below it.
 const MAX_MEMORY_PER_INSTANCE: usize = 4 << 30;
 
-/// Per-invocation budget for the pooling allocator (a component can hold several core
+/// Per-invocation budget for the pooling allocator (a component holds several core
 /// instances, memories and tables).
 const POOL_CORE_INSTANCES_PER_SLOT: u32 = 16;
 const POOL_MEMORIES_PER_SLOT: u32 = 4;
-const POOL_TABLES_PER_SLOT: u32 = 8;
+const POOL_TABLES_PER_SLOT: u32 = 16;
 
 /// Most table elements a plugin may have (each costs a pointer on the host).
 const MAX_TABLE_ELEMENTS: usize = 1 << 20;
 
-/// What kind of wasm binary a file holds.
+/// What kind of wasm binary a file holds, by its header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WasmKind {
+pub enum BinaryKind {
     /// A core module (wasm32-wasip1).
     Module,
     /// A component (wasm32-wasip2).
     Component,
 }
 
-impl std::fmt::Display for WasmKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            WasmKind::Module => "module",
-            WasmKind::Component => "component",
-        })
-    }
-}
-
 /// Tell a module from a component by the header; `None` when it is not wasm at all.
-pub fn detect_kind(bytes: &[u8]) -> Option<WasmKind> {
+pub fn detect_binary(bytes: &[u8]) -> Option<BinaryKind> {
     if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
         return None;
     }
     match bytes[4..8] {
-        [1, 0, 0, 0] => Some(WasmKind::Module),
-        [_, _, 1, 0] => Some(WasmKind::Component),
+        [1, 0, 0, 0] => Some(BinaryKind::Module),
+        [_, _, 1, 0] => Some(BinaryKind::Component),
         _ => None,
     }
 }
 
-/// What loading learned about a module.
+/// How a plugin is called.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WasmKind {
+    /// A WASI command module (wasm32-wasip1): stdin, stdout, exit code.
+    CommandModule,
+    /// A WASI command component (`wasi:cli/run`): stdin, stdout, exit code.
+    CommandComponent,
+    /// A component of the `scanner` world: typed input, typed verdict.
+    ScannerComponent,
+    /// A component of the `post-action` world: typed input, typed result.
+    PostActionComponent,
+}
+
+impl std::fmt::Display for WasmKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            WasmKind::CommandModule => "command module (wasm32-wasip1)",
+            WasmKind::CommandComponent => "command component (wasm32-wasip2, wasi:cli/run)",
+            WasmKind::ScannerComponent => "scanner-world component (cordon:plugin/scanner)",
+            WasmKind::PostActionComponent => {
+                "post-action-world component (cordon:plugin/post-action)"
+            }
+        })
+    }
+}
+
+/// What loading learned about a binary.
 #[derive(Debug, Clone)]
 pub struct WasmInfo {
     /// sha256 of the bytes, lowercase hex.
     pub sha256: String,
-    /// Module or component.
+    /// How it is called.
     pub kind: WasmKind,
     /// Whether the compiled code came from the cache.
     pub from_cache: bool,
+    /// Size of the binary in bytes.
+    pub size: usize,
+    /// Its imports, as `module::name` (modules) or interface names (components).
+    pub imports: Vec<String>,
+    /// Its exports.
+    pub exports: Vec<String>,
 }
 
 /// Per-store state: the WASI context, the limiter, the deadline and the output pipes (so that
 /// the epoch callback can stop a guest that keeps writing past a cap).
-struct State {
-    wasi: WasiP1Ctx,
+struct State<W> {
+    wasi: W,
     limiter: MemoryLimiter,
     deadline: Instant,
     outputs: [CappedPipe; 2],
+}
+
+/// WASIp2 state of a component store.
+struct P2 {
+    ctx: WasiCtx,
+    table: ResourceTable,
+}
+
+impl WasiView for State<P2> {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi.ctx,
+            table: &mut self.wasi.table,
+        }
+    }
 }
 
 /// An output pipe that holds one byte more than its cap, to tell "at the cap" from "over it".
@@ -125,6 +204,12 @@ impl CappedPipe {
 
     fn is_over(&self) -> bool {
         self.pipe.contents().len() > self.cap
+    }
+
+    /// What the pipe holds, up to its cap.
+    fn kept(&self) -> Vec<u8> {
+        let contents = self.pipe.contents();
+        contents[..contents.len().min(self.cap)].to_vec()
     }
 }
 
@@ -167,15 +252,39 @@ impl ResourceLimiter for MemoryLimiter {
     }
 }
 
-/// A module ready to instantiate.
+/// A binary ready to instantiate.
 pub struct WasmPlugin {
-    pre: InstancePre<State>,
+    prepared: PreparedKind,
 }
 
-/// The wasm engine, its linker and the compiled-module cache.
+enum PreparedKind {
+    Module(InstancePre<State<WasiP1Ctx>>),
+    Command(CommandPre<State<P2>>),
+    Scanner(ScannerPre<State<P2>>),
+    PostAction(PostActionPre<State<P2>>),
+}
+
+/// How a run ended when the guest did not trap.
+enum RunEnd {
+    /// The guest exited (returned from `_start` / `run`: 0; `proc_exit(n)`: n).
+    Exit(i32),
+    /// A typed component returned: stdout to judge (a verdict rendered as JSON, or nothing).
+    Returned(Vec<u8>),
+    /// A typed component returned its error type.
+    Reported(String),
+}
+
+/// A compiled binary of either kind.
+enum Compiled {
+    Module(Module),
+    Component(Component),
+}
+
+/// The wasm engine, its linkers and the compiled-module cache.
 pub struct WasmRuntime {
     engine: Engine,
-    linker: Linker<State>,
+    module_linker: Linker<State<WasiP1Ctx>>,
+    component_linker: wasmtime::component::Linker<State<P2>>,
     cache_dir: Option<PathBuf>,
     slots: Arc<Semaphore>,
     pooling: bool,
@@ -199,12 +308,18 @@ impl WasmRuntime {
             }
         };
         spawn_epoch_ticker(&engine);
-        let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p1::add_to_linker_async(&mut linker, |s: &mut State| &mut s.wasi)
-            .map_err(|e| ExecutorError::Engine(e.to_string()))?;
+        let engine_err = |e: wasmtime::Error| ExecutorError::Engine(e.to_string());
+        let mut module_linker = Linker::new(&engine);
+        wasmtime_wasi::p1::add_to_linker_async(&mut module_linker, |s: &mut State<WasiP1Ctx>| {
+            &mut s.wasi
+        })
+        .map_err(engine_err)?;
+        let mut component_linker = wasmtime::component::Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut component_linker).map_err(engine_err)?;
         Ok(WasmRuntime {
             engine,
-            linker,
+            module_linker,
+            component_linker,
             cache_dir: config.cache_dir.clone(),
             slots: Arc::new(Semaphore::new(slots as usize)),
             pooling,
@@ -221,54 +336,99 @@ impl WasmRuntime {
         self.pooling
     }
 
-    /// Read, validate, compile (or load from cache), link and pre-instantiate a module.
-    pub(super) fn prepare(&self, source: &ModuleSource) -> Result<(WasmPlugin, WasmInfo), String> {
+    /// Read, validate, compile (or load from cache), link and pre-instantiate a binary for a
+    /// plugin of `role`.
+    pub(super) fn prepare(
+        &self,
+        source: &ModuleSource,
+        role: Role,
+    ) -> Result<(WasmPlugin, WasmInfo), String> {
         let bytes = read_source(source)?;
-        let kind = detect_kind(&bytes).ok_or_else(|| {
-            format!(
-                "module {source:?} is not WebAssembly (it does not start with the \\0asm header); \
-                 build the plugin for wasm32-wasip1"
-            )
+        self.prepare_bytes(&bytes, role)
+            .map_err(|e| format!("module {source:?}: {e}"))
+    }
+
+    /// [`WasmRuntime::prepare`] on bytes in memory.
+    pub fn prepare_bytes(&self, bytes: &[u8], role: Role) -> Result<(WasmPlugin, WasmInfo), String> {
+        let binary = detect_binary(bytes).ok_or_else(|| {
+            "is not WebAssembly (it does not start with the \\0asm header); build the plugin \
+             for wasm32-wasip1 or wasm32-wasip2"
+                .to_owned()
         })?;
-        if kind == WasmKind::Component {
-            return Err(format!(
-                "module {source:?} is a WebAssembly component; this host runs WASI modules \
-                 (wasm32-wasip1) only"
-            ));
-        }
-        let sha256 = hex::encode(Sha256::digest(&bytes));
-        let (module, from_cache) = self.compile_cached(&bytes, &sha256)?;
-        check_module_interface(&module)?;
-        let pre = self.linker.instantiate_pre(&module).map_err(|e| {
-            format!("module {source:?} cannot be linked against WASI: {e:#}")
-        })?;
+        let sha256 = hex::encode(Sha256::digest(bytes));
+        let (compiled, from_cache) = self.compile_cached(bytes, binary, &sha256)?;
+        let (prepared, kind, imports, exports) = match compiled {
+            Compiled::Module(module) => {
+                let (imports, exports) = check_module_interface(&module)?;
+                let pre = self
+                    .module_linker
+                    .instantiate_pre(&module)
+                    .map_err(|e| format!("cannot be linked against WASI: {e:#}"))?;
+                (PreparedKind::Module(pre), WasmKind::CommandModule, imports, exports)
+            }
+            Compiled::Component(component) => {
+                let (kind, imports, exports) = self.check_component_interface(&component, role)?;
+                let pre = self
+                    .component_linker
+                    .instantiate_pre(&component)
+                    .map_err(|e| format!("cannot be linked against WASI: {e:#}"))?;
+                let bind = |e: wasmtime::Error| format!("does not match its world: {e:#}");
+                let prepared = match kind {
+                    WasmKind::ScannerComponent => {
+                        PreparedKind::Scanner(ScannerPre::new(pre).map_err(bind)?)
+                    }
+                    WasmKind::PostActionComponent => {
+                        PreparedKind::PostAction(PostActionPre::new(pre).map_err(bind)?)
+                    }
+                    _ => PreparedKind::Command(CommandPre::new(pre).map_err(bind)?),
+                };
+                (prepared, kind, imports, exports)
+            }
+        };
         Ok((
-            WasmPlugin { pre },
+            WasmPlugin { prepared },
             WasmInfo {
                 sha256,
                 kind,
                 from_cache,
+                size: bytes.len(),
+                imports,
+                exports,
             },
         ))
     }
 
-    /// Compile `bytes`, going through the on-disk cache when there is one. Only modules that
+    /// Compile `bytes`, going through the on-disk cache when there is one. Only binaries that
     /// Cordon compiled itself are ever deserialized.
-    fn compile_cached(&self, bytes: &[u8], sha256: &str) -> Result<(Module, bool), String> {
-        let compile = || {
-            Module::new(&self.engine, bytes)
-                .map_err(|e| format!("is not a valid WebAssembly module: {e:#}"))
+    fn compile_cached(
+        &self,
+        bytes: &[u8],
+        binary: BinaryKind,
+        sha256: &str,
+    ) -> Result<(Compiled, bool), String> {
+        let what = match binary {
+            BinaryKind::Module => "module",
+            BinaryKind::Component => "component",
         };
-        let Some(dir) = &self.cache_dir else {
-            return Ok((compile()?, false));
-        };
-        let path = dir.join(format!("{sha256}-{}.cwasm", self.engine_hash()));
-        if path.exists() {
+        let invalid = |e: wasmtime::Error| format!("is not a valid WebAssembly {what}: {e:#}");
+        let cache_path = self
+            .cache_dir
+            .as_ref()
+            .map(|dir| dir.join(format!("{sha256}-{}.cwasm", self.engine_hash())));
+        if let Some(path) = cache_path.as_ref().filter(|p| p.exists()) {
             // SAFETY: the file is in Cordon's private cache directory, written by
-            // `precompile_module` of an engine with the same compatibility hash (it is in the
+            // `precompile_*` of an engine with the same compatibility hash (it is in the
             // name); wasmtime checks that hash again while deserializing.
-            match unsafe { Module::deserialize_file(&self.engine, &path) } {
-                Ok(module) => return Ok((module, true)),
+            let loaded = unsafe {
+                match binary {
+                    BinaryKind::Module => Module::deserialize_file(&self.engine, path).map(Compiled::Module),
+                    BinaryKind::Component => {
+                        Component::deserialize_file(&self.engine, path).map(Compiled::Component)
+                    }
+                }
+            };
+            match loaded {
+                Ok(compiled) => return Ok((compiled, true)),
                 Err(e) => tracing::warn!(
                     path = %path.display(),
                     error = %e,
@@ -276,19 +436,26 @@ impl WasmRuntime {
                 ),
             }
         }
-        Module::validate(&self.engine, bytes)
-            .map_err(|e| format!("is not a valid WebAssembly module: {e:#}"))?;
-        let compiled = self
-            .engine
-            .precompile_module(bytes)
-            .map_err(|e| format!("could not be compiled: {e:#}"))?;
-        if let Err(e) = write_atomically(&path, &compiled) {
+        let compiled = match binary {
+            BinaryKind::Module => self.engine.precompile_module(bytes),
+            BinaryKind::Component => self.engine.precompile_component(bytes),
+        }
+        .map_err(invalid)?;
+        if let Some(path) = &cache_path
+            && let Err(e) = write_atomically(path, &compiled)
+        {
             tracing::warn!(path = %path.display(), error = %e, "could not cache a compiled module");
         }
-        // SAFETY: `compiled` was produced just now by this engine's `precompile_module`.
-        let module = unsafe { Module::deserialize(&self.engine, &compiled) }
-            .map_err(|e| format!("could not be loaded after compiling: {e:#}"))?;
-        Ok((module, false))
+        // SAFETY: `compiled` was produced just now by this engine's `precompile_*`.
+        let loaded = unsafe {
+            match binary {
+                BinaryKind::Module => Module::deserialize(&self.engine, &compiled).map(Compiled::Module),
+                BinaryKind::Component => {
+                    Component::deserialize(&self.engine, &compiled).map(Compiled::Component)
+                }
+            }
+        };
+        Ok((loaded.map_err(|e| format!("could not be loaded after compiling: {e:#}"))?, false))
     }
 
     /// A short hex digest of the engine's precompile compatibility hash.
@@ -296,6 +463,75 @@ impl WasmRuntime {
         let mut hasher = DefaultHasher::new();
         self.engine.precompile_compatibility_hash().hash(&mut hasher);
         format!("{:016x}", hasher.finish())
+    }
+
+    /// A component must import only WASI and export what its role needs: `scan` (scanner
+    /// world) for a scanner, `execute` (post-action world) for a post action, or
+    /// `wasi:cli/run` (a command) for either.
+    fn check_component_interface(
+        &self,
+        component: &Component,
+        role: Role,
+    ) -> Result<(WasmKind, Vec<String>, Vec<String>), String> {
+        let ty = component.component_type();
+        let imports: Vec<String> = ty.imports(&self.engine).map(|(n, _)| n.to_owned()).collect();
+        let exports: Vec<String> = ty.exports(&self.engine).map(|(n, _)| n.to_owned()).collect();
+        if let Some(bad) = imports.iter().find(|i| !i.starts_with("wasi:")) {
+            return Err(format!(
+                "imports `{bad}`, which the sandbox does not provide; a plugin may import only \
+                 WASI interfaces (wasi:*)"
+            ));
+        }
+        let has = |name: &str| exports.iter().any(|e| e == name);
+        let command = exports.iter().any(|e| e.starts_with(COMMAND_EXPORT_PREFIX));
+        let kind = match role {
+            Role::Scanner if has(SCANNER_EXPORT) => WasmKind::ScannerComponent,
+            Role::PostAction if has(POST_ACTION_EXPORT) => WasmKind::PostActionComponent,
+            _ if command => WasmKind::CommandComponent,
+            Role::Scanner if has(POST_ACTION_EXPORT) => {
+                return Err("is a post-action-world component, but the plugin's role is scanner".into());
+            }
+            Role::PostAction if has(SCANNER_EXPORT) => {
+                return Err("is a scanner-world component, but the plugin's role is post_action".into());
+            }
+            _ => {
+                return Err(format!(
+                    "exports neither `{SCANNER_EXPORT}` (cordon:plugin/scanner), \
+                     `{POST_ACTION_EXPORT}` (cordon:plugin/post-action) nor wasi:cli/run; \
+                     its exports are: [{}]",
+                    exports.join(", ")
+                ));
+            }
+        };
+        Ok((kind, imports, exports))
+    }
+
+    /// A WASI context for one invocation: inherits nothing; stdin from memory; capped
+    /// stdout and stderr; the sample's directory read-only at `/scan`.
+    fn wasi_builder(
+        &self,
+        name: &PluginName,
+        invocation: &Invocation<'_>,
+        outputs: &[CappedPipe; 2],
+    ) -> Result<WasiCtxBuilder, Outcome> {
+        let mut builder = WasiCtxBuilder::new();
+        builder
+            .stdin(MemoryInputPipe::new(invocation.stdin.to_vec()))
+            .stdout(outputs[0].pipe.clone())
+            .stderr(outputs[1].pipe.clone())
+            .args(&[name.as_str(), &invocation.sample.guest_path()])
+            // Reads of the sample happen on this thread instead of a `spawn_blocking` per
+            // call (3x faster for large files); must be set before the preopen.
+            .allow_blocking_current_thread(true);
+        if let Err(e) =
+            builder.preopened_dir(invocation.sample.dir(), GUEST_DIR, FsPerms::ReadOnly)
+        {
+            return Err(could_not_start(&format!(
+                "could not open the sample directory {}: {e}",
+                invocation.sample.dir().display()
+            )));
+        }
+        Ok(builder)
     }
 
     pub(super) async fn invoke(
@@ -309,29 +545,77 @@ impl WasmRuntime {
             return could_not_start("the wasm runtime is shutting down");
         };
         let started = Instant::now();
-        let stdout = CappedPipe::new(Stream::Stdout, limits.max_stdout_bytes);
-        let stderr = CappedPipe::new(Stream::Stderr, limits.max_stderr_bytes);
-        let mut builder = WasiCtxBuilder::new();
-        builder
-            .stdin(MemoryInputPipe::new(invocation.stdin.to_vec()))
-            .stdout(stdout.pipe.clone())
-            .stderr(stderr.pipe.clone())
-            .args(&[name.as_str(), &invocation.sample.guest_path()])
-            // Reads of the sample happen on this thread instead of a `spawn_blocking` per
-            // call (3x faster for large files); must be set before the preopen.
-            .allow_blocking_current_thread(true);
-        if let Err(e) =
-            builder.preopened_dir(invocation.sample.dir(), GUEST_DIR, FsPerms::ReadOnly)
-        {
-            return could_not_start(&format!(
-                "could not open the sample directory {}: {e}",
-                invocation.sample.dir().display()
-            ));
+        let outputs = [
+            CappedPipe::new(Stream::Stdout, limits.max_stdout_bytes),
+            CappedPipe::new(Stream::Stderr, limits.max_stderr_bytes),
+        ];
+        let mut builder = match self.wasi_builder(name, &invocation, &outputs) {
+            Ok(b) => b,
+            Err(outcome) => return outcome,
+        };
+        match &plugin.prepared {
+            PreparedKind::Module(pre) => {
+                let mut store = self.store(builder.build_p1(), limits, started, outputs);
+                let end = run_guarded(&mut store, limits, async |store| {
+                    let instance = pre.instantiate_async(&mut *store).await?;
+                    let start = instance.get_typed_func::<(), ()>(&mut *store, "_start")?;
+                    start.call_async(&mut *store, ()).await?;
+                    Ok(RunEnd::Exit(0))
+                })
+                .await;
+                outcome(&store, limits, started, end)
+            }
+            PreparedKind::Command(pre) => {
+                let mut store = self.store(p2(&mut builder), limits, started, outputs);
+                let end = run_guarded(&mut store, limits, async |store| {
+                    let command = pre.instantiate_async(&mut *store).await?;
+                    let ok = command.wasi_cli_run().call_run(&mut *store).await?;
+                    Ok(RunEnd::Exit(if ok.is_ok() { 0 } else { 1 }))
+                })
+                .await;
+                outcome(&store, limits, started, end)
+            }
+            PreparedKind::Scanner(pre) => {
+                let input = typed_input::scanner(&invocation);
+                let mut store = self.store(p2(&mut builder), limits, started, outputs);
+                let end = run_guarded(&mut store, limits, async |store| {
+                    let scanner = pre.instantiate_async(&mut *store).await?;
+                    Ok(match scanner.call_scan(&mut *store, &input).await? {
+                        Ok(verdict) => RunEnd::Returned(typed_input::render_verdict(&verdict)),
+                        Err(error) => RunEnd::Reported(typed_input::scanner_error(&error)),
+                    })
+                })
+                .await;
+                outcome(&store, limits, started, end)
+            }
+            PreparedKind::PostAction(pre) => {
+                let input = typed_input::post_action(&invocation);
+                let mut store = self.store(p2(&mut builder), limits, started, outputs);
+                let end = run_guarded(&mut store, limits, async |store| {
+                    let action = pre.instantiate_async(&mut *store).await?;
+                    Ok(match action.call_execute(&mut *store, &input).await? {
+                        Ok(()) => RunEnd::Returned(Vec::new()),
+                        Err(error) => RunEnd::Reported(typed_input::post_action_error(&error)),
+                    })
+                })
+                .await;
+                outcome(&store, limits, started, end)
+            }
         }
+    }
+
+    /// A fresh store with the memory limiter and the deadline callback installed.
+    fn store<W: Send + 'static>(
+        &self,
+        wasi: W,
+        limits: &Limits,
+        started: Instant,
+        outputs: [CappedPipe; 2],
+    ) -> Store<State<W>> {
         let mut store = Store::new(
             &self.engine,
             State {
-                wasi: builder.build_p1(),
+                wasi,
                 limiter: MemoryLimiter {
                     limit: limits.max_memory_bytes,
                     total: 0,
@@ -339,7 +623,7 @@ impl WasmRuntime {
                     denied: false,
                 },
                 deadline: started + limits.timeout,
-                outputs: [stdout, stderr],
+                outputs,
             },
         );
         store.limiter(|s| &mut s.limiter);
@@ -349,7 +633,8 @@ impl WasmRuntime {
         store.epoch_deadline_callback(|ctx| {
             let state = ctx.data();
             Ok(
-                if Instant::now() >= state.deadline || state.outputs.iter().any(CappedPipe::is_over)
+                if Instant::now() >= state.deadline
+                    || state.outputs.iter().any(CappedPipe::is_over)
                 {
                     UpdateDeadline::Interrupt
                 } else {
@@ -357,72 +642,217 @@ impl WasmRuntime {
                 },
             )
         });
-
-        let run = async {
-            let instance = plugin.pre.instantiate_async(&mut store).await?;
-            let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
-            start.call_async(&mut store, ()).await
-        };
-        // The epoch deadline is what stops a guest; this outer timeout is only a backstop.
-        let result = tokio::time::timeout(limits.timeout + Duration::from_secs(2), run).await;
-        let duration = started.elapsed();
-
-        let state = store.data();
-        let mut outcome = Outcome {
-            duration,
-            peak_memory_bytes: Some(state.limiter.peak),
-            ..Outcome::default()
-        };
-        // Output over a cap is the reason whatever the guest did next (it gets write errors,
-        // and then usually traps, exits non-zero or is interrupted).
-        let over_cap = state.outputs.iter().find(|o| o.is_over()).map(|o| Failure::OutputTooLarge {
-            stream: o.stream,
-            limit_bytes: o.cap,
-        });
-        let timed_out = Instant::now() >= state.deadline;
-        match result {
-            Err(_elapsed) => outcome.failure = Some(Failure::Timeout { limit: limits.timeout }),
-            Ok(Ok(())) => outcome.exit = Some(0),
-            Ok(Err(error)) => {
-                if let Some(exit) = error.downcast_ref::<I32Exit>() {
-                    outcome.exit = Some(i64::from(exit.0));
-                } else if over_cap.is_some() {
-                    // Reported below.
-                } else if matches!(error.downcast_ref::<Trap>(), Some(Trap::Interrupt))
-                    || timed_out
-                {
-                    outcome.failure = Some(Failure::Timeout {
-                        limit: limits.timeout,
-                    });
-                } else if state.limiter.denied {
-                    outcome.failure = Some(Failure::MemoryLimit {
-                        limit_bytes: limits.max_memory_bytes,
-                    });
-                } else {
-                    outcome.failure = Some(Failure::Trap {
-                        message: describe_error(&error),
-                    });
-                }
-            }
-        }
-        if over_cap.is_some() {
-            outcome.failure = over_cap;
-        }
-        let [stdout, stderr] = &state.outputs;
-        outcome.stdout = kept(stdout);
-        outcome.stderr = kept(stderr);
-        outcome
+        store
     }
 }
 
-/// What a pipe holds, up to its cap.
-fn kept(output: &CappedPipe) -> Vec<u8> {
-    let contents = output.pipe.contents();
-    contents[..contents.len().min(output.cap)].to_vec()
+fn p2(builder: &mut WasiCtxBuilder) -> P2 {
+    P2 {
+        ctx: builder.build(),
+        table: ResourceTable::new(),
+    }
+}
+
+/// Run `body` on the store, with an outer timeout as a backstop to the epoch deadline (which
+/// is what normally stops a guest). `None` when the backstop fired.
+async fn run_guarded<W, F>(
+    store: &mut Store<State<W>>,
+    limits: &Limits,
+    body: F,
+) -> Option<wasmtime::Result<RunEnd>>
+where
+    F: AsyncFnOnce(&mut Store<State<W>>) -> wasmtime::Result<RunEnd>,
+{
+    let run = body(store);
+    tokio::time::timeout(limits.timeout + Duration::from_secs(2), run)
+        .await
+        .ok()
+}
+
+/// Classify how a run ended.
+fn outcome<W>(
+    store: &Store<State<W>>,
+    limits: &Limits,
+    started: Instant,
+    end: Option<wasmtime::Result<RunEnd>>,
+) -> Outcome {
+    let state = store.data();
+    let mut outcome = Outcome {
+        duration: started.elapsed(),
+        peak_memory_bytes: Some(state.limiter.peak),
+        ..Outcome::default()
+    };
+    let [stdout, stderr] = &state.outputs;
+    outcome.stdout = stdout.kept();
+    outcome.stderr = stderr.kept();
+    // Output over a cap is the reason whatever the guest did next (it gets write errors, and
+    // then usually traps, exits non-zero or is interrupted).
+    let over_cap = state
+        .outputs
+        .iter()
+        .find(|o| o.is_over())
+        .map(|o| Failure::OutputTooLarge {
+            stream: o.stream,
+            limit_bytes: o.cap,
+        });
+    let timeout = Failure::Timeout {
+        limit: limits.timeout,
+    };
+    match end {
+        None => outcome.failure = Some(timeout),
+        Some(Ok(RunEnd::Exit(code))) => outcome.exit = Some(i64::from(code)),
+        Some(Ok(RunEnd::Returned(stdout))) => {
+            outcome.exit = Some(0);
+            outcome.stdout = stdout;
+        }
+        Some(Ok(RunEnd::Reported(message))) => {
+            outcome.exit = Some(1);
+            outcome.failure = Some(Failure::Reported { message });
+        }
+        Some(Err(error)) => {
+            outcome.failure = Some(if let Some(exit) = error.downcast_ref::<I32Exit>() {
+                outcome.exit = Some(i64::from(exit.0));
+                return finish(outcome, over_cap);
+            } else if matches!(error.downcast_ref::<Trap>(), Some(Trap::Interrupt))
+                || Instant::now() >= state.deadline
+            {
+                timeout
+            } else if state.limiter.denied {
+                Failure::MemoryLimit {
+                    limit_bytes: limits.max_memory_bytes,
+                }
+            } else {
+                Failure::Trap {
+                    message: describe_error(&error),
+                }
+            });
+        }
+    }
+    finish(outcome, over_cap)
+}
+
+fn finish(mut outcome: Outcome, over_cap: Option<Failure>) -> Outcome {
+    if over_cap.is_some() {
+        outcome.failure = over_cap;
+    }
+    outcome
+}
+
+/// The typed input of component worlds, built from the stdin JSON every plugin gets, and the
+/// rendering of typed results into what the contract judges.
+mod typed_input {
+    use serde_json::Value;
+
+    use super::worlds::{post_action, scanner};
+    use crate::executor::Invocation;
+
+    struct Fields {
+        data_id: String,
+        display_name: String,
+        file_size: u64,
+        file_type: String,
+        md5: String,
+        sha1: String,
+        sha256: String,
+        workflow: String,
+        metadata_json: String,
+        result_json: String,
+    }
+
+    fn fields(invocation: &Invocation<'_>) -> Fields {
+        let text = String::from_utf8_lossy(invocation.stdin);
+        let json: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        let s = |ptr: &str| {
+            json.pointer(ptr)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned()
+        };
+        Fields {
+            data_id: s("/data_id"),
+            display_name: s("/file_info/display_name"),
+            file_size: json
+                .pointer("/file_info/file_size")
+                .and_then(Value::as_u64)
+                .unwrap_or_default(),
+            file_type: s("/file_info/file_type"),
+            md5: s("/file_info/md5"),
+            sha1: s("/file_info/sha1"),
+            sha256: s("/file_info/sha256"),
+            workflow: s("/process_info/profile"),
+            metadata_json: json
+                .get("metadata")
+                .filter(|m| !m.is_null())
+                .map(Value::to_string)
+                .unwrap_or_default(),
+            result_json: text.trim_end().to_owned(),
+        }
+    }
+
+    macro_rules! input {
+        ($module:path, $invocation:expr) => {{
+            use $module as m;
+            let f = fields($invocation);
+            m::Input {
+                data_id: f.data_id,
+                path: $invocation.sample.guest_path(),
+                display_name: f.display_name,
+                file_size: f.file_size,
+                file_type: f.file_type,
+                md5: f.md5,
+                sha1: f.sha1,
+                sha256: f.sha256,
+                workflow: f.workflow,
+                metadata_json: f.metadata_json,
+                result_json: f.result_json,
+            }
+        }};
+    }
+
+    pub(super) fn scanner(invocation: &Invocation<'_>) -> scanner::cordon::plugin::types::Input {
+        input!(scanner::cordon::plugin::types, invocation)
+    }
+
+    pub(super) fn post_action(
+        invocation: &Invocation<'_>,
+    ) -> post_action::cordon::plugin::types::Input {
+        input!(post_action::cordon::plugin::types, invocation)
+    }
+
+    /// The verdict as the JSON a command scanner prints (the enum's position is its code).
+    pub(super) fn render_verdict(v: &scanner::cordon::plugin::types::Verdict) -> Vec<u8> {
+        serde_json::to_vec(&serde_json::json!({
+            "def_time": v.def_time,
+            "scan_result_i": v.code as u8,
+            "threat_found": v.threat_found,
+        }))
+        .expect("a verdict serializes")
+    }
+
+    macro_rules! describe_error {
+        ($e:expr, $module:path) => {{
+            use $module as m;
+            match $e {
+                m::Error::Io(s) => format!("the plugin reported an I/O error: {s}"),
+                m::Error::InvalidInput(s) => format!("the plugin reported invalid input: {s}"),
+                m::Error::Other(s) => format!("the plugin reported an error: {s}"),
+            }
+        }};
+    }
+
+    pub(super) fn scanner_error(e: &scanner::cordon::plugin::types::Error) -> String {
+        describe_error!(e, scanner::cordon::plugin::types)
+    }
+
+    pub(super) fn post_action_error(e: &post_action::cordon::plugin::types::Error) -> String {
+        describe_error!(e, post_action::cordon::plugin::types)
+    }
 }
 
 /// A module must be a WASI command: import only WASI, export `_start` and its memory.
-fn check_module_interface(module: &Module) -> Result<(), String> {
+/// Returns its imports and exports, for display.
+fn check_module_interface(module: &Module) -> Result<(Vec<String>, Vec<String>), String> {
+    let mut imports = Vec::new();
     for import in module.imports() {
         if import.module() != WASI_P1_MODULE {
             return Err(format!(
@@ -432,11 +862,16 @@ fn check_module_interface(module: &Module) -> Result<(), String> {
                 import.name()
             ));
         }
+        imports.push(format!("{}::{}", import.module(), import.name()));
     }
     let start = module.get_export("_start").and_then(|e| e.func().cloned());
     match start {
         Some(ty) if ty.params().len() == 0 && ty.results().len() == 0 => {}
-        Some(_) => return Err("exports `_start` with the wrong signature; it must take and return nothing".into()),
+        Some(_) => {
+            return Err(
+                "exports `_start` with the wrong signature; it must take and return nothing".into(),
+            );
+        }
         None => {
             return Err("exports no `_start` function; build the plugin as a WASI command \
                         (a binary with `fn main`, target wasm32-wasip1), not as a library"
@@ -446,7 +881,8 @@ fn check_module_interface(module: &Module) -> Result<(), String> {
     if module.get_export("memory").and_then(|e| e.memory().cloned()).is_none() {
         return Err("exports no memory named `memory`, which WASI needs".into());
     }
-    Ok(())
+    let exports = module.exports().map(|e| e.name().to_owned()).collect();
+    Ok((imports, exports))
 }
 
 fn read_source(source: &ModuleSource) -> Result<Arc<[u8]>, String> {
@@ -504,7 +940,7 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
-/// A trap's message with its wasm backtrace, on as few lines as possible.
+/// A trap's message with its wasm backtrace, on one line.
 fn describe_error(error: &wasmtime::Error) -> String {
     let mut message = match error.downcast_ref::<Trap>() {
         Some(trap) => trap.to_string(),
