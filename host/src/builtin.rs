@@ -19,11 +19,11 @@ const MODULES: &[(&str, &[u8])] = &[
 const SCRIPTS: &[(&str, &str)] = &[
     (
         "exec-detector.sh",
-        "",
+        include_str!("../../example-plugins/native/exec-detector.sh"),
     ),
     (
         "quarantine.sh",
-        "",
+        include_str!("../../example-plugins/native/quarantine.sh"),
     ),
 ];
 

@@ -653,8 +653,14 @@ fn p2(builder: &mut WasiCtxBuilder) -> P2 {
     }
 }
 
-/// Run `body` on the store, with an outer timeout as a backstop to the epoch deadline (which
-/// is what normally stops a guest). `None` when the backstop fired.
+/// How long after its deadline a guest blocked in a host call (a WASI sleep, a blocking read)
+/// is dropped. A guest running wasm code is interrupted by the epoch deadline within a
+/// [`TICK`]; a guest waiting on the host does not run wasm code, so the epoch cannot reach it.
+pub const HOST_CALL_GRACE: Duration = Duration::from_millis(100);
+
+/// Run `body` on the store, with an outer timeout at the deadline plus [`HOST_CALL_GRACE`].
+/// The epoch deadline normally stops a guest first; this stops one that sits in a host call.
+/// `None` when the outer timeout fired.
 async fn run_guarded<W, F>(
     store: &mut Store<State<W>>,
     limits: &Limits,
@@ -664,7 +670,7 @@ where
     F: AsyncFnOnce(&mut Store<State<W>>) -> wasmtime::Result<RunEnd>,
 {
     let run = body(store);
-    tokio::time::timeout(limits.timeout + Duration::from_secs(2), run)
+    tokio::time::timeout(limits.timeout + HOST_CALL_GRACE, run)
         .await
         .ok()
 }
@@ -944,6 +950,12 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 fn describe_error(error: &wasmtime::Error) -> String {
     let mut message = match error.downcast_ref::<Trap>() {
         Some(trap) => trap.to_string(),
+        // wasmtime-wasi refuses `proc_exit` statuses of 126 and above with a plain error.
+        None if error.to_string().contains("invalid exit status") => {
+            "called proc_exit with a status of 126 or more, which WASI cannot carry; \
+             exit with 1 to 125 to report a failure"
+                .to_owned()
+        }
         None => error.to_string(),
     };
     if let Some(bt) = error.downcast_ref::<wasmtime::WasmBacktrace>() {
