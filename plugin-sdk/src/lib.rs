@@ -1,1 +1,293 @@
-//! SDK
+//! Write Cordon scanners and post actions in Rust.
+//!
+//! A Cordon plugin is a program that looks at one file. The same source builds as a WASI module
+//! (`--target wasm32-wasip1`, the sandboxed runtime) and as a native executable (the `process`
+//! runtime), and this crate gives both the same shape: you write one function, from the typed
+//! [`Input`] and the open [`SampleFile`] to a [`ScanReport`], and [`run_scanner`] does the rest
+//! of the contract. The [`testing`] module runs that same function under plain `cargo test`.
+//!
+//! # A complete scanner
+//!
+//! `Cargo.toml`:
+//!
+//! ```toml
+//! [package]
+//! name = "marker"
+//! edition = "2024"
+//!
+//! [dependencies]
+//! cordon-plugin-sdk = "0.1"
+//!
+//! [profile.release]
+//! lto = true
+//! codegen-units = 1
+//! panic = "abort"
+//! strip = true
+//! ```
+//!
+//! `src/main.rs`:
+//!
+//! ```no_run
+//! use cordon_plugin_sdk::{Input, SampleFile, ScanReport};
+//! use std::ops::ControlFlow;
+//!
+//! /// When the rules below last changed, in ms since the Unix epoch (2026-01-01).
+//! const DEF_TIME: u64 = 1_767_225_600_000;
+//! const MARKER: &[u8] = b"DO-NOT-SHIP";
+//!
+//! /// Flags files that contain the marker (this simple version misses a marker that spans
+//! /// two chunks).
+//! fn scan(input: &Input, file: &mut SampleFile) -> std::io::Result<ScanReport> {
+//!     if input.metadata_field("trusted") == Some(&cordon_plugin_sdk::serde_json::Value::Bool(true)) {
+//!         return Ok(ScanReport::clean().with_def_time(DEF_TIME));
+//!     }
+//!     let mut found = false;
+//!     file.read_chunks(SampleFile::DEFAULT_CHUNK_SIZE, |chunk| {
+//!         found = chunk.windows(MARKER.len()).any(|window| window == MARKER);
+//!         if found { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+//!     })?;
+//!     let report = if found {
+//!         ScanReport::infected("Marker.DoNotShip")
+//!     } else {
+//!         ScanReport::clean()
+//!     };
+//!     Ok(report.with_def_time(DEF_TIME))
+//! }
+//!
+//! fn main() {
+//!     cordon_plugin_sdk::run_scanner(scan)
+//! }
+//!
+//! #[cfg(test)]
+//! mod tests {
+//!     use cordon_plugin_sdk::testing::{self, Sample};
+//!     use cordon_plugin_sdk::ResultCode;
+//!
+//!     #[test]
+//!     fn finds_the_marker() {
+//!         let report = testing::scan(super::scan, Sample::bytes("a.txt", "x DO-NOT-SHIP y")).unwrap();
+//!         assert_eq!(report.result(), ResultCode::Infected);
+//!     }
+//! }
+//! ```
+//!
+//! Build it with `cargo build --release --target wasm32-wasip1` (`rustup target add
+//! wasm32-wasip1` once) for the `wasm` runtime, or plainly for the `process` runtime; test it
+//! with `cargo test`. (`serde_json` is re-exported as [`serde_json`] for reading metadata.)
+//!
+//! # The contract
+//!
+//! Cordon runs every plugin under one contract, MetaDefender Core's "External Scanner" and
+//! "Post Action" contract, whatever the runtime:
+//!
+//! - **stdin**: the current scan result JSON (MetaDefender's result shape, without
+//!   `extracted_files`) as one compact line ending in `"\n"`. The submission's metadata travels
+//!   in it as a top-level `"metadata"` object, absent when none was given. [`Input`] reads it,
+//!   tolerating unknown and missing fields.
+//! - **argv**: the path of the file to scan is the **last** argument. A wasm plugin gets
+//!   exactly `[<plugin name>, "/scan/<file name>"]`; a native process gets the absolute path,
+//!   after whatever arguments its command line has.
+//! - **a scanner** exits 0 and prints exactly one JSON object:
+//!   `{"def_time": <integer ms since epoch, >= 0>, "scan_result_i": <a code of the table>,
+//!   "threat_found": <string, "" when clean>}`. Anything else (another exit code, no JSON,
+//!   a field missing or of the wrong type, a code outside the table, a crash, a timeout) makes
+//!   the scanner's result **Failed (3)**, with the reason kept by the host. [`ScanReport`] and
+//!   [`ResultCode`] can only express valid output: 255 "In Progress" is not a [`ResultCode`].
+//! - **a post action** exits 0 for success and anything else for failure; its stdout is
+//!   ignored.
+//!
+//! [`run_scanner`] and [`run_post_action`] implement all of it: they read all of stdin, parse
+//! it (not JSON is a failure), take the last argument as the path, open the file, call your
+//! function and print the report. If your function returns an error, or panics where panics
+//! unwind (native builds without `panic = "abort"`), the plugin prints `<plugin name>:
+//! <message>` on stderr, nothing on stdout, and exits with code 1: a clean failure the host
+//! reports as Failed, with your message.
+//!
+//! Write diagnostics with `eprintln!`, never `println!`: stdout must hold the report alone.
+//!
+//! ## Panics and traps
+//!
+//! On `wasm32-wasip1` a panic cannot unwind: after the panic message is printed on stderr the
+//! module traps (`unreachable`). The host reports a trap as Failed too, so the file is never
+//! reported clean; returning an error is still better, since its message is kept as the
+//! reason. The same holds natively for builds with `panic = "abort"` (the process aborts with
+//! `SIGABRT`).
+//!
+//! # The sandbox
+//!
+//! A plugin is untrusted code; the host enforces the contract around it, and your plugin
+//! should expect these limits rather than work around them.
+//!
+//! A **wasm** plugin (WASI preview 1 module under wasmtime) can:
+//! - read stdin, write stdout and stderr (both capped in size: output past the cap fails the
+//!   scan), and get its two arguments;
+//! - read its one file: the host preopens a directory, read-only, that holds that file alone,
+//!   at `/scan`. It cannot write or create files there, and sees no other file of the host;
+//! - allocate memory up to the host's memory cap (a failed allocation traps), and run until
+//!   the host's deadline (then it is interrupted and reported Failed).
+//!
+//! It cannot: see any environment variable (the environment is empty), open sockets (no
+//! network at all: `TcpStream::connect` returns an "unsupported" error), spawn processes,
+//! reach any path outside `/scan`, or use the clock or sleeping to outlast its deadline (time
+//! spent sleeping counts against it). Do not derive `def_time` from the clock: give it as a
+//! constant with [`ScanReport::with_def_time`] (0 is valid).
+//!
+//! A **native process** plugin runs as a child process of the host with an empty environment
+//! (no `PATH`, no `HOME`), in its own process group (on timeout the whole group is killed,
+//! grandchildren included), under resource limits (rlimits on memory, CPU time, file size and
+//! open files) and, where the kernel allows, further Linux sandboxing. It gets the absolute path
+//! of the file; treat it as read-only. Its output is capped like a wasm plugin's.
+//!
+//! # Testing
+//!
+//! [`testing::scan`] runs your scanner function natively on a [`testing::Sample`] (bytes or a
+//! file on disk) with an input generated from the file, and returns your function's result;
+//! [`testing::run_scanner`] goes through the full contract and returns exit code, stdout and
+//! stderr. See the [`testing`] module.
+
+#![deny(missing_docs)]
+
+mod input;
+mod report;
+mod runner;
+mod sample;
+pub mod testing;
+
+use std::ffi::OsString;
+use std::fmt::Display;
+use std::io::{self, Read, Write};
+
+pub use input::{
+    EngineResult, FileInfo, Input, InputError, PostProcessing, ProcessInfo, ScanResults,
+    is_sha256_hex,
+};
+pub use report::{ResultCode, ScanReport, UnknownResultCode};
+pub use sample::SampleFile;
+pub use serde_json;
+
+/// Runs a scanner: the `main` of a scanner plugin.
+///
+/// Reads the input from stdin, opens the file named by the last argument, calls `scanner`,
+/// prints its [`ScanReport`] as one JSON line and exits 0. When the input cannot be read, the
+/// file cannot be opened, `scanner` returns an error or panics (where panics unwind), it prints
+/// `<plugin name>: <message>` on stderr, nothing on stdout, and exits 1.
+///
+/// ```no_run
+/// fn scan(
+///     _input: &cordon_plugin_sdk::Input,
+///     _file: &mut cordon_plugin_sdk::SampleFile,
+/// ) -> Result<cordon_plugin_sdk::ScanReport, String> {
+///     Ok(cordon_plugin_sdk::ScanReport::clean())
+/// }
+///
+/// fn main() {
+///     cordon_plugin_sdk::run_scanner(scan)
+/// }
+/// ```
+pub fn run_scanner<F, E>(scanner: F) -> !
+where
+    F: FnOnce(&Input, &mut SampleFile) -> Result<ScanReport, E>,
+    E: Display,
+{
+    let (name, path) = start();
+    let outcome = runner::scanner(&name, read_stdin(), path, scanner);
+    finish(&name, outcome)
+}
+
+/// Runs a post action: the `main` of a post action plugin.
+///
+/// Reads the input from stdin, opens the file named by the last argument, calls `action` and
+/// exits 0 when it returns `Ok`. On any failure it prints `<plugin name>: <message>` on stderr
+/// and exits 1. Post actions usually look at [`Input::is_blocked`] and
+/// [`SampleFile::path`].
+///
+/// ```no_run
+/// fn act(
+///     input: &cordon_plugin_sdk::Input,
+///     file: &mut cordon_plugin_sdk::SampleFile,
+/// ) -> Result<(), String> {
+///     if input.is_blocked() {
+///         eprintln!("{} was blocked", file.name());
+///     }
+///     Ok(())
+/// }
+///
+/// fn main() {
+///     cordon_plugin_sdk::run_post_action(act)
+/// }
+/// ```
+pub fn run_post_action<F, E>(action: F) -> !
+where
+    F: FnOnce(&Input, &mut SampleFile) -> Result<(), E>,
+    E: Display,
+{
+    let (name, path) = start();
+    let outcome = runner::post_action(&name, read_stdin(), path, action);
+    finish(&name, outcome)
+}
+
+/// Defines `fn main` as [`run_scanner`] of the given function:
+/// `cordon_plugin_sdk::scanner_main!(scan);`.
+#[macro_export]
+macro_rules! scanner_main {
+    ($scanner:path) => {
+        fn main() {
+            $crate::run_scanner($scanner)
+        }
+    };
+}
+
+/// Defines `fn main` as [`run_post_action`] of the given function:
+/// `cordon_plugin_sdk::post_action_main!(act);`.
+#[macro_export]
+macro_rules! post_action_main {
+    ($action:path) => {
+        fn main() {
+            $crate::run_post_action($action)
+        }
+    };
+}
+
+/// The plugin name and the path argument; installs the panic hook.
+fn start() -> (String, Option<OsString>) {
+    let args: Vec<OsString> = std::env::args_os().collect();
+    let name = runner::plugin_name(args.first());
+    let hook_name = name.clone();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info.payload_as_str().unwrap_or("a panic without a message");
+        match info.location() {
+            Some(location) => eprintln!("{hook_name}: panicked at {location}: {message}"),
+            None => eprintln!("{hook_name}: panicked: {message}"),
+        }
+    }));
+    let path = if args.len() >= 2 {
+        args.last().cloned()
+    } else {
+        None
+    };
+    (name, path)
+}
+
+fn read_stdin() -> io::Result<Vec<u8>> {
+    let mut stdin = Vec::new();
+    io::stdin().lock().read_to_end(&mut stdin)?;
+    Ok(stdin)
+}
+
+fn finish(name: &str, outcome: runner::Outcome) -> ! {
+    if !outcome.stdout.is_empty() {
+        let mut stdout = io::stdout().lock();
+        if let Err(err) = stdout
+            .write_all(outcome.stdout.as_bytes())
+            .and_then(|()| stdout.flush())
+        {
+            eprintln!("{name}: cannot write the report to stdout: {err}");
+            std::process::exit(1);
+        }
+    }
+    // A panic was already reported by the hook.
+    if !outcome.stderr.is_empty() && !outcome.panicked {
+        let _ = io::stderr().lock().write_all(outcome.stderr.as_bytes());
+    }
+    std::process::exit(outcome.exit_code)
+}

@@ -513,6 +513,7 @@ impl WasmRuntime {
         name: &PluginName,
         invocation: &Invocation<'_>,
         outputs: &[CappedPipe; 2],
+        blocking_reads: bool,
     ) -> Result<WasiCtxBuilder, Outcome> {
         let mut builder = WasiCtxBuilder::new();
         builder
@@ -520,9 +521,12 @@ impl WasmRuntime {
             .stdout(outputs[0].pipe.clone())
             .stderr(outputs[1].pipe.clone())
             .args(&[name.as_str(), &invocation.sample.guest_path()])
-            // Reads of the sample happen on this thread instead of a `spawn_blocking` per
-            // call (3x faster for large files); must be set before the preopen.
-            .allow_blocking_current_thread(true);
+            // Must be set before the preopen. With it, reads of the sample happen on this
+            // thread instead of a `spawn_blocking` per call (3x faster per call), but
+            // WASIp1's `poll_oneoff` then sleeps with `std::thread::sleep`, which nothing can
+            // interrupt: a module could hold a thread past its deadline. So only components
+            // (whose sleeps are always async) get it.
+            .allow_blocking_current_thread(blocking_reads);
         if let Err(e) =
             builder.preopened_dir(invocation.sample.dir(), GUEST_DIR, FsPerms::ReadOnly)
         {
@@ -549,7 +553,8 @@ impl WasmRuntime {
             CappedPipe::new(Stream::Stdout, limits.max_stdout_bytes),
             CappedPipe::new(Stream::Stderr, limits.max_stderr_bytes),
         ];
-        let mut builder = match self.wasi_builder(name, &invocation, &outputs) {
+        let is_module = matches!(plugin.prepared, PreparedKind::Module(_));
+        let mut builder = match self.wasi_builder(name, &invocation, &outputs, !is_module) {
             Ok(b) => b,
             Err(outcome) => return outcome,
         };
@@ -951,12 +956,12 @@ fn describe_error(error: &wasmtime::Error) -> String {
     let mut message = match error.downcast_ref::<Trap>() {
         Some(trap) => trap.to_string(),
         // wasmtime-wasi refuses `proc_exit` statuses of 126 and above with a plain error.
-        None if error.to_string().contains("invalid exit status") => {
+        None if error.root_cause().to_string().contains("invalid exit status") => {
             "called proc_exit with a status of 126 or more, which WASI cannot carry; \
              exit with 1 to 125 to report a failure"
                 .to_owned()
         }
-        None => error.to_string(),
+        None => error.root_cause().to_string(),
     };
     if let Some(bt) = error.downcast_ref::<wasmtime::WasmBacktrace>() {
         let frames: Vec<String> = bt
@@ -996,6 +1001,8 @@ mod tests {
                 (import "wasi_snapshot_preview1" "fd_write"
                     (func $fd_write (param i32 i32 i32 i32) (result i32)))
                 (import "wasi_snapshot_preview1" "proc_exit" (func $proc_exit (param i32)))
+                (import "wasi_snapshot_preview1" "poll_oneoff"
+                    (func $poll_oneoff (param i32 i32 i32 i32) (result i32)))
                 (memory (export "memory") 1)
                 (data (i32.const 64) "{escaped}")
                 ;; iovec at 0: base 64, length of data
@@ -1077,6 +1084,28 @@ mod tests {
     async fn an_infinite_loop_is_interrupted_at_the_deadline() {
         let started = Instant::now();
         let o = run("(loop $l (br $l))", "", short(300)).await;
+        assert_eq!(
+            o.failure,
+            Some(Failure::Timeout {
+                limit: Duration::from_millis(300)
+            })
+        );
+        assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    }
+
+    #[tokio::test]
+    async fn a_guest_sleeping_in_the_host_is_stopped_at_the_deadline() {
+        // One relative clock subscription of 60 s at 128 (monotonic clock, no flags): the
+        // case WASIp1 may serve with a blocking sleep.
+        let body = "(i64.store (i32.const 128) (i64.const 0))
+                    (i32.store8 (i32.const 136) (i32.const 0))
+                    (i32.store (i32.const 144) (i32.const 1))
+                    (i64.store (i32.const 152) (i64.const 60000000000))
+                    (i64.store (i32.const 160) (i64.const 0))
+                    (i32.store16 (i32.const 168) (i32.const 0))
+                    (drop (call $poll_oneoff (i32.const 128) (i32.const 256) (i32.const 1) (i32.const 512)))";
+        let started = Instant::now();
+        let o = run(body, "", short(300)).await;
         assert_eq!(
             o.failure,
             Some(Failure::Timeout {

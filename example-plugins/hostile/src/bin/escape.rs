@@ -1,0 +1,155 @@
+//! `escape`: tries to step outside the sandbox and reports what it observed, as a valid scanner
+//! verdict (No Threat Detected) whose `threat_found` is a compact JSON object:
+//!
+//! ```json
+//! {"args": [...], "env_count": 0, "cwd": "...", "stdin": "ok:<len>",
+//!  "read_sample": "ok:<len>", "write_sample": "...", "create_file_in_scan_dir": "...",
+//!  "list_scan_dir": "ok:<names>", "read_etc_passwd": "...", "read_parent": "...",
+//!  "read_parent_etc_passwd": "...", "list_parent": "...", "list_root": "...",
+//!  "tcp_connect_127.0.0.1:1": "...", "spawn": "...", "clock": "ok:<ms since epoch>"}
+//! ```
+//!
+//! Every probe is `"ok:<detail>"` or `"err:<error>"`. "The scan dir" is the directory of the
+//! sample (the last argument): `/scan` for wasm. `read_parent` opens the sample again through
+//! `<scan dir>/../<scan dir name>/<file>`; `list_root` gives at most 20 names of `/`. In wasm
+//! expect `err` for everything but the reads of the sample and its directory, and `clock`
+//! (`tcp_connect` fails as unsupported). A file the probe manages to create is removed again;
+//! the sample is opened for writing but never written.
+
+use std::fmt::Display;
+use std::fs::{self, OpenOptions};
+use std::io::{self, Read};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use hostile::quote;
+
+fn probe<T: Display>(result: io::Result<T>) -> String {
+    match result {
+        Ok(detail) => format!("ok:{detail}"),
+        Err(err) => format!("err:{err}"),
+    }
+}
+
+fn list(dir: &Path, limit: usize) -> io::Result<String> {
+    let mut names = fs::read_dir(dir)?
+        .map(|entry| entry.map(|e| e.file_name().to_string_lossy().into_owned()))
+        .collect::<io::Result<Vec<_>>>()?;
+    names.sort();
+    let total = names.len();
+    names.truncate(limit);
+    let mut text = names.join(",");
+    if total > limit {
+        text.push_str(&format!(",... ({total} entries)"));
+    }
+    Ok(text)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args_os()
+        .map(|arg| arg.to_string_lossy().into_owned())
+        .collect();
+    let sample = if args.len() >= 2 {
+        PathBuf::from(args.last().unwrap())
+    } else {
+        PathBuf::new()
+    };
+    let dir = sample.parent().map(Path::to_path_buf).unwrap_or_default();
+    let dir_name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let file_name = sample
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+
+    let mut probes: Vec<(&str, String)> = Vec::new();
+    probes.push((
+        "cwd",
+        probe(std::env::current_dir().map(|d| d.display().to_string())),
+    ));
+    probes.push((
+        "stdin",
+        probe({
+            let mut buf = Vec::new();
+            io::stdin().read_to_end(&mut buf)
+        }),
+    ));
+    probes.push(("read_sample", probe(fs::read(&sample).map(|b| b.len()))));
+    probes.push((
+        "write_sample",
+        probe(
+            OpenOptions::new()
+                .append(true)
+                .open(&sample)
+                .map(|_| "opened for writing"),
+        ),
+    ));
+    let created = dir.join("escape-probe.txt");
+    probes.push((
+        "create_file_in_scan_dir",
+        probe(fs::write(&created, b"escape").map(|()| {
+            let _ = fs::remove_file(&created);
+            "created"
+        })),
+    ));
+    probes.push(("list_scan_dir", probe(list(&dir, 20))));
+    probes.push((
+        "read_etc_passwd",
+        probe(fs::read("/etc/passwd").map(|b| b.len())),
+    ));
+    probes.push((
+        "read_parent",
+        probe(fs::read(dir.join("..").join(&dir_name).join(&file_name)).map(|b| b.len())),
+    ));
+    probes.push((
+        "read_parent_etc_passwd",
+        probe(fs::read(dir.join("../etc/passwd")).map(|b| b.len())),
+    ));
+    probes.push(("list_parent", probe(list(&dir.join(".."), 20))));
+    probes.push(("list_root", probe(list(Path::new("/"), 20))));
+    probes.push((
+        "tcp_connect_127.0.0.1:1",
+        probe(
+            TcpStream::connect_timeout(
+                &SocketAddr::from(([127, 0, 0, 1], 1)),
+                Duration::from_secs(1),
+            )
+            .map(|_| "connected"),
+        ),
+    ));
+    probes.push((
+        "spawn",
+        probe(
+            std::process::Command::new("/bin/sh")
+                .args(["-c", "exit 0"])
+                .status(),
+        ),
+    ));
+    probes.push((
+        "clock",
+        probe(
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_millis())
+                .map_err(io::Error::other),
+        ),
+    ));
+
+    let mut json = String::from("{\"args\":[");
+    json.push_str(
+        &args
+            .iter()
+            .map(|arg| quote(arg))
+            .collect::<Vec<_>>()
+            .join(","),
+    );
+    json.push_str(&format!("],\"env_count\":{}", std::env::vars_os().count()));
+    for (name, value) in &probes {
+        json.push_str(&format!(",{}:{}", quote(name), quote(value)));
+    }
+    json.push('}');
+    println!("{}", hostile::verdict(0, &json));
+}

@@ -1,0 +1,213 @@
+//! The hostile matrix: each hostile plugin, as a wasm module and as a native process built
+//! from the same source, gives Failed with the right reason; the deadline holds (the
+//! configured timeout plus a small margin); the host stays up and the next scan works.
+
+use std::time::{Duration, Instant};
+
+use cordon::contract;
+use cordon::plugin::{Limits, Role, RuntimeKind, RuntimeSpec};
+use cordon::verdict::ResultCode;
+use cordon_tests::artifacts::*;
+use serde_json::json;
+
+use crate::harness::{Rig, behave, limits, pids_in, process, process_alive, wasm};
+
+/// Timeout given to hostile plugins.
+const TIMEOUT_MS: u64 = 1000;
+/// What "a small margin" means here: process teardown and a loaded CI machine.
+const MARGIN: Duration = Duration::from_secs(2);
+
+struct Case {
+    name: &'static str,
+    wasm: &'static str,
+    native: &'static str,
+    /// Failure kind expected in wasm and natively.
+    wasm_kind: &'static str,
+    native_kind: &'static [&'static str],
+    /// A fragment of the failure message (both runtimes), when there is a fixed one.
+    message: Option<&'static str>,
+}
+
+const CASES: &[Case] = &[
+    Case { name: "loop", wasm: WASM_HOSTILE_LOOP, native: NATIVE_HOSTILE_LOOP, wasm_kind: "timeout", native_kind: &["timeout"], message: Some("timed out") },
+    Case { name: "sleep", wasm: WASM_HOSTILE_SLEEP, native: NATIVE_HOSTILE_SLEEP, wasm_kind: "timeout", native_kind: &["timeout"], message: Some("timed out") },
+    // Natively a failed allocation under RLIMIT_DATA aborts (SIGABRT) or exits non-zero.
+    Case { name: "membomb", wasm: WASM_HOSTILE_MEMBOMB, native: NATIVE_HOSTILE_MEMBOMB, wasm_kind: "memory_limit", native_kind: &["signal", "exit_code"], message: None },
+    Case { name: "flood-stdout", wasm: WASM_HOSTILE_FLOOD_STDOUT, native: NATIVE_HOSTILE_FLOOD_STDOUT, wasm_kind: "output_too_large", native_kind: &["output_too_large"], message: Some("to stdout") },
+    Case { name: "flood-stderr", wasm: WASM_HOSTILE_FLOOD_STDERR, native: NATIVE_HOSTILE_FLOOD_STDERR, wasm_kind: "output_too_large", native_kind: &["output_too_large"], message: Some("to stderr") },
+    Case { name: "bad-json", wasm: WASM_HOSTILE_BAD_JSON, native: NATIVE_HOSTILE_BAD_JSON, wasm_kind: "invalid_output", native_kind: &["invalid_output"], message: Some("not valid JSON") },
+    Case { name: "trap", wasm: WASM_HOSTILE_TRAP, native: NATIVE_HOSTILE_TRAP, wasm_kind: "trap", native_kind: &["signal"], message: None },
+    Case { name: "panic", wasm: WASM_HOSTILE_PANIC, native: NATIVE_HOSTILE_PANIC, wasm_kind: "trap", native_kind: &["signal", "exit_code"], message: None },
+    Case { name: "exit-big", wasm: WASM_HOSTILE_EXIT_BIG, native: NATIVE_HOSTILE_EXIT_BIG, wasm_kind: "trap", native_kind: &["exit_code"], message: None },
+];
+
+fn hostile_limits() -> Limits {
+    Limits {
+        timeout: Duration::from_millis(TIMEOUT_MS),
+        max_memory_bytes: 64 << 20,
+        max_stdout_bytes: 4096,
+        max_stderr_bytes: 16 << 10,
+    }
+}
+
+/// After a hostile plugin, the same executor still scans: EICAR in the same runtime.
+async fn next_scan_works(rig: &Rig, runtime: RuntimeKind) {
+    let eicar = match runtime {
+        RuntimeKind::Wasm => wasm(WASM_EICAR),
+        _ => process(NATIVE_EICAR),
+    };
+    let plugin = rig.plugin("EICAR", Role::Scanner, eicar, limits(20_000));
+    let sample = rig.sample(b"clean text", "clean.txt");
+    let outcome = rig.run(&plugin, &sample, &json!({})).await;
+    let v = contract::judge_scanner(runtime, &outcome);
+    assert_eq!((v.code, v.failure), (ResultCode::CLEAN, None), "{runtime}: next scan");
+}
+
+#[tokio::test]
+async fn every_hostile_plugin_fails_with_its_reason_within_the_deadline() {
+    let rig = Rig::new();
+    let sample = rig.sample(b"some file", "file.txt");
+    for case in CASES {
+        for (runtime, spec, kinds) in [
+            (RuntimeKind::Wasm, wasm(case.wasm), std::slice::from_ref(&case.wasm_kind)),
+            (RuntimeKind::Process, process(case.native), case.native_kind),
+        ] {
+            let plugin = rig.plugin("Hostile", Role::Scanner, spec, hostile_limits());
+            let started = Instant::now();
+            let outcome = rig.run(&plugin, &sample, &json!({})).await;
+            let took = started.elapsed();
+            let v = contract::judge_scanner(runtime, &outcome);
+            let who = format!("{} ({runtime})", case.name);
+            assert_eq!(v.code, ResultCode::FAILED, "{who}: {outcome:?}");
+            let f = v.failure.expect("a Failed result has a reason");
+            assert!(kinds.contains(&f.kind.as_str()), "{who}: kind {} ({}), expected {kinds:?}", f.kind, f.message);
+            if let Some(fragment) = case.message {
+                assert!(f.message.contains(fragment), "{who}: {:?}", f.message);
+            }
+            assert!(took < Duration::from_millis(TIMEOUT_MS) + MARGIN, "{who}: took {took:?}");
+            next_scan_works(&rig, runtime).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_memory_bomb_never_gets_past_its_limit() {
+    let rig = Rig::new();
+    let sample = rig.sample(b"x", "x.bin");
+    for (runtime, spec) in [
+        (RuntimeKind::Wasm, wasm(WASM_HOSTILE_MEMBOMB)),
+        (RuntimeKind::Process, process(NATIVE_HOSTILE_MEMBOMB)),
+    ] {
+        let plugin = rig.plugin("Membomb", Role::Scanner, spec, hostile_limits());
+        let outcome = rig.run(&plugin, &sample, &json!({})).await;
+        // The bomb reports each MiB it holds: the last report stays under the 64 MiB cap.
+        let stderr = String::from_utf8_lossy(&outcome.stderr);
+        let held: Vec<u64> = stderr
+            .lines()
+            .filter_map(|l| l.strip_prefix("membomb: ")?.strip_suffix(" MiB")?.parse().ok())
+            .collect();
+        let last = *held.last().unwrap_or_else(|| panic!("{runtime}: no progress in {stderr:?}"));
+        assert!(last >= 8, "{runtime}: it did allocate ({last} MiB)");
+        assert!(last < 64, "{runtime}: it held {last} MiB under a 64 MiB limit");
+        if runtime == RuntimeKind::Wasm {
+            assert!(outcome.peak_memory_bytes.unwrap() <= 64 << 20);
+        }
+    }
+}
+
+#[tokio::test]
+async fn every_exit_code_from_1_to_255_is_failed() {
+    let rig = Rig::new();
+    let sample = rig.sample(b"x", "x.txt");
+    let native = rig.plugin("Scripted", Role::Scanner, process(NATIVE_HOSTILE_SCRIPTED), limits(20_000));
+    let module = rig.plugin("Scripted", Role::Scanner, wasm(WASM_HOSTILE_SCRIPTED), limits(20_000));
+    let valid = r#"{"def_time": 1, "scan_result_i": 0, "threat_found": ""}"#;
+    for code in 1..=255i64 {
+        let stdin = behave(json!({"stdout": valid, "exit": code}));
+        let outcome = rig.run(&native, &sample, &stdin).await;
+        assert_eq!(outcome.exit, Some(code));
+        let v = contract::judge_scanner(RuntimeKind::Process, &outcome);
+        assert_eq!(v.code, ResultCode::FAILED, "native exit {code}");
+        assert_eq!(v.failure.unwrap().kind, "exit_code");
+
+        // WASI carries exit statuses 0 to 125; above that the exit itself is refused.
+        let outcome = rig.run(&module, &sample, &stdin).await;
+        let v = contract::judge_scanner(RuntimeKind::Wasm, &outcome);
+        assert_eq!(v.code, ResultCode::FAILED, "wasm exit {code}");
+        let f = v.failure.unwrap();
+        if code < 126 {
+            assert_eq!((f.kind.as_str(), outcome.exit), ("exit_code", Some(code)));
+        } else {
+            assert_eq!(f.kind, "trap", "wasm exit {code}");
+            assert!(f.message.contains("126 or more"), "{}", f.message);
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_grandchild_holding_stdout_is_killed_and_the_deadline_holds() {
+    let rig = Rig::new();
+    let sample = rig.sample(b"x", "x.txt");
+    let plugin = rig.plugin("Grandchild", Role::Scanner, process(NATIVE_HOSTILE_GRANDCHILD), hostile_limits());
+    let started = Instant::now();
+    let outcome = rig.run(&plugin, &sample, &json!({})).await;
+    assert!(started.elapsed() < Duration::from_millis(TIMEOUT_MS) + MARGIN, "{:?}", started.elapsed());
+    let v = contract::judge_scanner(RuntimeKind::Process, &outcome);
+    assert_eq!(v.failure.unwrap().kind, "timeout");
+    let pids = pids_in(&outcome.stderr);
+    assert_eq!(pids.len(), 1, "the script reports its grandchild: {:?}", String::from_utf8_lossy(&outcome.stderr));
+    assert!(!process_alive(pids[0]), "grandchild {} survived", pids[0]);
+    next_scan_works(&rig, RuntimeKind::Process).await;
+}
+
+#[tokio::test]
+async fn a_plugin_that_exits_leaving_a_grandchild_is_judged_at_once_and_cleaned_up() {
+    let rig = Rig::new();
+    let sample = rig.sample(b"x", "x.txt");
+    // A long timeout: the verdict must come when the plugin exits, not at the deadline.
+    let mut l = hostile_limits();
+    l.timeout = Duration::from_secs(60);
+    let plugin = rig.plugin("ForkExit", Role::Scanner, process(NATIVE_HOSTILE_FORK_AND_EXIT), l);
+    let started = Instant::now();
+    let outcome = rig.run(&plugin, &sample, &json!({})).await;
+    assert!(started.elapsed() < Duration::from_secs(30), "waited for the grandchild: {:?}", started.elapsed());
+    let v = contract::judge_scanner(RuntimeKind::Process, &outcome);
+    assert_eq!((v.code, v.failure), (ResultCode::CLEAN, None));
+    let pids = pids_in(&outcome.stderr);
+    assert_eq!(pids.len(), 1);
+    assert!(!process_alive(pids[0]), "grandchild {} survived", pids[0]);
+}
+
+#[tokio::test]
+async fn hostile_plugins_running_together_do_not_disturb_a_good_one() {
+    // Several hostile plugins at once on the same executor, and a good scanner beside them:
+    // the good one's result is right and the whole batch ends by the deadline.
+    let rig = Rig::new();
+    let sample = rig.sample(b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*", "eicar.com");
+    let mut plugins: Vec<(RuntimeKind, cordon::executor::Plugin)> = Vec::new();
+    for (rt, spec) in [
+        (RuntimeKind::Wasm, wasm(WASM_HOSTILE_LOOP)),
+        (RuntimeKind::Wasm, wasm(WASM_HOSTILE_MEMBOMB)),
+        (RuntimeKind::Wasm, wasm(WASM_HOSTILE_FLOOD_STDOUT)),
+        (RuntimeKind::Process, process(NATIVE_HOSTILE_LOOP)),
+        (RuntimeKind::Process, process(NATIVE_HOSTILE_FLOOD_STDERR)),
+        (RuntimeKind::Process, RuntimeSpec::Process {
+            program: NATIVE_HOSTILE_GRANDCHILD.into(),
+            args: vec![],
+            env: vec![],
+        }),
+    ] {
+        plugins.push((rt, rig.plugin("Hostile", Role::Scanner, spec, hostile_limits())));
+    }
+    let good = rig.plugin("EICAR", Role::Scanner, wasm(WASM_EICAR), limits(20_000));
+    let started = Instant::now();
+    let stdin = json!({});
+    let hostile = futures_util::future::join_all(plugins.iter().map(|(_, p)| rig.run(p, &sample, &stdin)));
+    let (outcomes, good_outcome) = tokio::join!(hostile, rig.run(&good, &sample, &stdin));
+    assert!(started.elapsed() < Duration::from_millis(TIMEOUT_MS) + MARGIN, "{:?}", started.elapsed());
+    for ((rt, _), outcome) in plugins.iter().zip(&outcomes) {
+        assert_eq!(contract::judge_scanner(*rt, outcome).code, ResultCode::FAILED);
+    }
+    let v = contract::judge_scanner(RuntimeKind::Wasm, &good_outcome);
+    assert_eq!(v.code, ResultCode::INFECTED, "{v:?}");
+}
