@@ -204,6 +204,19 @@ pub fn process_alive(pid: u32) -> bool {
     }
 }
 
+/// Whether the process with this pid is gone within `within` (a SIGKILL takes effect
+/// asynchronously; a killed orphan is gone once it is a zombie).
+pub async fn gone_within(pid: u32, within: std::time::Duration) -> bool {
+    let deadline = std::time::Instant::now() + within;
+    while process_alive(pid) {
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    true
+}
+
 /// Pids printed alone on a line of a plugin's stderr.
 pub fn pids_in(stderr: &[u8]) -> Vec<u32> {
     String::from_utf8_lossy(stderr)

@@ -10,7 +10,7 @@ use cordon::verdict::ResultCode;
 use cordon_tests::artifacts::*;
 use serde_json::json;
 
-use crate::harness::{Rig, behave, limits, pids_in, process, process_alive, wasm};
+use crate::harness::{Rig, behave, gone_within, limits, pids_in, process, wasm};
 
 /// Timeout given to hostile plugins.
 const TIMEOUT_MS: u64 = 1000;
@@ -156,7 +156,7 @@ async fn a_grandchild_holding_stdout_is_killed_and_the_deadline_holds() {
     assert_eq!(v.failure.unwrap().kind, "timeout");
     let pids = pids_in(&outcome.stderr);
     assert_eq!(pids.len(), 1, "the script reports its grandchild: {:?}", String::from_utf8_lossy(&outcome.stderr));
-    assert!(!process_alive(pids[0]), "grandchild {} survived", pids[0]);
+    assert!(gone_within(pids[0], Duration::from_secs(2)).await, "grandchild {} survived", pids[0]);
     next_scan_works(&rig, RuntimeKind::Process).await;
 }
 
@@ -175,7 +175,7 @@ async fn a_plugin_that_exits_leaving_a_grandchild_is_judged_at_once_and_cleaned_
     assert_eq!((v.code, v.failure), (ResultCode::CLEAN, None));
     let pids = pids_in(&outcome.stderr);
     assert_eq!(pids.len(), 1);
-    assert!(!process_alive(pids[0]), "grandchild {} survived", pids[0]);
+    assert!(gone_within(pids[0], Duration::from_secs(2)).await, "grandchild {} survived", pids[0]);
 }
 
 #[tokio::test]

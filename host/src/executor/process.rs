@@ -198,8 +198,9 @@ impl ProcessRuntime {
                 could_not_start(format!("could not run `{program}`: {e}"))
             }
         };
-        // Removing a tree the plugin filled can take a while: not on an async worker.
-        drop(tokio::task::spawn_blocking(move || drop(work)));
+        // Removing a tree the plugin filled can take a while: not on an async worker. It is
+        // awaited, so that the directory is gone when the invocation ends.
+        let _ = tokio::task::spawn_blocking(move || drop(work)).await;
         outcome
     }
 }
