@@ -11,7 +11,10 @@ pub const DEFAULT_CONFIG: &str = include_str!("default-config.toml");
 /// Built-in wasm modules, by the name used in `module = "builtin:<name>"`.
 const MODULES: &[(&str, &[u8])] = &[
     ("eicar", include_bytes!(env!("CORDON_BUILTIN_EICAR"))),
-    ("sha256-blocklist", include_bytes!(env!("CORDON_BUILTIN_SHA256_BLOCKLIST"))),
+    (
+        "sha256-blocklist",
+        include_bytes!(env!("CORDON_BUILTIN_SHA256_BLOCKLIST")),
+    ),
     ("filetype", include_bytes!(env!("CORDON_BUILTIN_FILETYPE"))),
 ];
 

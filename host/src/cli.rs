@@ -20,12 +20,38 @@ pub const EXIT_ERROR: u8 = 2;
 #[derive(Debug, Parser)]
 #[command(name = "cordon", version, about, long_about = None)]
 pub struct Cli {
-    /// Log more (-v: info, -vv: debug). RUST_LOG overrides.
+    /// Log more (-v: info, -vv: debug; `serve` logs info by default). RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
+    /// Log line format on stderr: `text` for people, `json` for log collectors.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, with the span fields (`data_id` during a scan).
+    Json,
+}
+
+impl Cli {
+    /// The log level when neither `-v` nor RUST_LOG says: `info` for the server (an operator
+    /// wants to see requests and scans), `warn` for one-shot commands (their stdout is the
+    /// result).
+    pub fn default_log_level(&self) -> &'static str {
+        match (self.verbose, &self.command) {
+            (0, Command::Serve { .. }) => "info",
+            (0, _) => "warn",
+            (1, _) => "info",
+            _ => "debug",
+        }
+    }
 }
 
 /// Where configuration and data come from.
@@ -69,6 +95,17 @@ pub enum Command {
     /// Configuration: print the built-in default, or check a file.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Run the MetaDefender Core-compatible scanning server until SIGTERM or SIGINT.
+    ///
+    /// Creates what it needs in the data directory (database, file store). Settings come
+    /// from the configuration's `[server]` table; --listen overrides its `listen`.
+    Serve {
+        /// Address to listen on. Default: `[server] listen`, else 127.0.0.1:8008.
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<std::net::SocketAddr>,
+        #[command(flatten)]
+        host: HostArgs,
+    },
 }
 
 /// `cordon config ...`
@@ -114,6 +151,17 @@ pub async fn run(cli: Cli) -> ExitCode {
                     }
                 }
                 Err(e) => error(&format!("{}: {e}", file.display())),
+            }
+        }
+        Command::Serve { listen, host } => {
+            let options = crate::server::ServeOptions {
+                config: host.config,
+                data_dir: host.data_dir.unwrap_or_else(default_data_dir),
+                listen,
+            };
+            match crate::server::serve(options).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => error(&e.to_string()),
             }
         }
         Command::Config(ConfigCommand::Default) => {

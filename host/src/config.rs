@@ -93,6 +93,8 @@ pub struct Config {
     pub workflows: Vec<WorkflowSpec>,
     /// The workflow used when a submission names none.
     pub default_workflow: String,
+    /// The `[server]` table (`cordon serve`); defaults when the file has none.
+    pub server: crate::server::settings::ServerSettings,
 }
 
 /// Configuration that was refused: every problem found.
@@ -138,6 +140,7 @@ struct RawFile {
     plugin: Vec<toml::Table>,
     #[serde(default)]
     workflow: Vec<toml::Table>,
+    server: Option<toml::Table>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -222,7 +225,9 @@ pub fn parse(text: &str, source_name: &str, ctx: &LoadContext) -> Result<Config,
         match workflow_spec(raw, &plugins) {
             Ok(spec) => {
                 if workflows.iter().any(|w| w.name == spec.name) {
-                    problems.push(format!("{label}: duplicate name; workflow names are unique"));
+                    problems.push(format!(
+                        "{label}: duplicate name; workflow names are unique"
+                    ));
                 } else {
                     workflows.push(spec);
                 }
@@ -234,9 +239,7 @@ pub fn parse(text: &str, source_name: &str, ctx: &LoadContext) -> Result<Config,
     let default_workflow = match raw.default_workflow {
         Some(name) => {
             if !workflows.iter().any(|w| w.name == name) && problems.is_empty() {
-                problems.push(format!(
-                    "default_workflow: no workflow is named {name:?}"
-                ));
+                problems.push(format!("default_workflow: no workflow is named {name:?}"));
             }
             name
         }
@@ -251,11 +254,22 @@ pub fn parse(text: &str, source_name: &str, ctx: &LoadContext) -> Result<Config,
         },
     };
 
+    let server = match raw.server {
+        None => crate::server::settings::ServerSettings::default(),
+        Some(table) => {
+            crate::server::settings::ServerSettings::from_table(table).unwrap_or_else(|errs| {
+                problems.extend(errs.into_iter().map(|e| format!("[server]: {e}")));
+                Default::default()
+            })
+        }
+    };
+
     if problems.is_empty() {
         Ok(Config {
             plugins,
             workflows,
             default_workflow,
+            server,
         })
     } else {
         Err(refuse(problems))
@@ -263,7 +277,11 @@ pub fn parse(text: &str, source_name: &str, ctx: &LoadContext) -> Result<Config,
 }
 
 /// Read and validate a configuration file; relative paths resolve against its directory.
-pub fn load_file(path: &Path, data_dir: &Path, builtin_scripts_dir: &Path) -> Result<Config, ConfigError> {
+pub fn load_file(
+    path: &Path,
+    data_dir: &Path,
+    builtin_scripts_dir: &Path,
+) -> Result<Config, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
         source_name: path.display().to_string(),
         problems: vec![format!("cannot read the file: {e}")],
@@ -279,6 +297,29 @@ pub fn load_file(path: &Path, data_dir: &Path, builtin_scripts_dir: &Path) -> Re
         builtin_scripts_dir: builtin_scripts_dir.to_owned(),
     };
     parse(&text, &path.display().to_string(), &ctx)
+}
+
+/// Validate one plugin definition given on its own (the fields of one `[[plugin]]` table, as
+/// the inventory API receives them) with exactly the rules of the configuration file. Every
+/// problem is returned; uniqueness of the name is the caller's to check.
+pub fn plugin_from_table(table: toml::Table, ctx: &LoadContext) -> Result<PluginSpec, Vec<String>> {
+    let raw: RawPlugin = table
+        .try_into()
+        .map_err(|e: toml::de::Error| vec![one_line(&e.to_string())])?;
+    plugin_spec(raw, ctx)
+}
+
+/// Validate one workflow definition given on its own (the fields of one `[[workflow]]`
+/// table) against `plugins`, with exactly the rules of the configuration file. Every problem
+/// is returned; uniqueness of the name is the caller's to check.
+pub fn workflow_from_table(
+    table: toml::Table,
+    plugins: &[PluginSpec],
+) -> Result<WorkflowSpec, Vec<String>> {
+    let raw: RawWorkflow = table
+        .try_into()
+        .map_err(|e: toml::de::Error| vec![one_line(&e.to_string())])?;
+    workflow_spec(raw, plugins)
 }
 
 /// `plugin "name"` when the entry has a string name, else `plugin #n`.
@@ -368,8 +409,16 @@ fn limits(raw: &RawPlugin, problems: &mut Vec<String>) -> Limits {
     };
     let timeout_ms = positive("timeout_ms", raw.timeout_ms, Limits::DEFAULT_TIMEOUT_MS);
     let max_memory_bytes = positive("max_memory_bytes", raw.max_memory_bytes, d.max_memory_bytes);
-    let max_stdout = positive("max_stdout_bytes", raw.max_stdout_bytes, d.max_stdout_bytes as u64);
-    let max_stderr = positive("max_stderr_bytes", raw.max_stderr_bytes, d.max_stderr_bytes as u64);
+    let max_stdout = positive(
+        "max_stdout_bytes",
+        raw.max_stdout_bytes,
+        d.max_stdout_bytes as u64,
+    );
+    let max_stderr = positive(
+        "max_stderr_bytes",
+        raw.max_stderr_bytes,
+        d.max_stderr_bytes as u64,
+    );
     // A timeout beyond a day is a configuration mistake, not a limit.
     if timeout_ms > 86_400_000 {
         problems.push("field `timeout_ms`: must be at most 86400000 (one day)".into());
@@ -377,9 +426,14 @@ fn limits(raw: &RawPlugin, problems: &mut Vec<String>) -> Limits {
     if max_memory_bytes > 4 << 30 {
         problems.push("field `max_memory_bytes`: must be at most 4294967296 (4 GiB)".into());
     }
-    for (field, v) in [("max_stdout_bytes", max_stdout), ("max_stderr_bytes", max_stderr)] {
+    for (field, v) in [
+        ("max_stdout_bytes", max_stdout),
+        ("max_stderr_bytes", max_stderr),
+    ] {
         if v > 64 << 20 {
-            problems.push(format!("field `{field}`: must be at most 67108864 (64 MiB)"));
+            problems.push(format!(
+                "field `{field}`: must be at most 67108864 (64 MiB)"
+            ));
         }
     }
     Limits {
@@ -393,7 +447,10 @@ fn limits(raw: &RawPlugin, problems: &mut Vec<String>) -> Limits {
 fn module_source(module: &str, ctx: &LoadContext) -> Result<ModuleSource, String> {
     if let Some(name) = module.strip_prefix("builtin:") {
         return crate::builtin::module(name)
-            .map(|bytes| ModuleSource::Builtin { name: bytes.0, bytes: bytes.1 })
+            .map(|bytes| ModuleSource::Builtin {
+                name: bytes.0,
+                bytes: bytes.1,
+            })
             .ok_or_else(|| {
                 format!(
                     "there is no built-in module {name:?}; the built-in modules are: {}",
@@ -479,9 +536,7 @@ fn workflow_spec(raw: RawWorkflow, plugins: &[PluginSpec]) -> Result<WorkflowSpe
                 continue;
             }
             match plugins.iter().find(|p| p.name.as_str() == name) {
-                None => problems.push(format!(
-                    "field `{field}`: no plugin is named {name:?}"
-                )),
+                None => problems.push(format!("field `{field}`: no plugin is named {name:?}")),
                 Some(p) if p.role != role => problems.push(format!(
                     "field `{field}`: {name:?} is a {}, not a {role}",
                     p.role
@@ -634,14 +689,35 @@ mod tests {
             "#,
         );
         let all = p.join("\n");
-        assert!(all.contains("plugin \"a name that is far too long\": field `name`"), "{all}");
+        assert!(
+            all.contains("plugin \"a name that is far too long\": field `name`"),
+            "{all}"
+        );
         assert!(all.contains("the limit is 16"), "{all}");
-        assert!(all.contains("plugin \"Zero\": field `timeout_ms`: must be greater than 0"), "{all}");
-        assert!(all.contains("plugin \"Zero\": field `module`: module file"), "{all}");
-        assert!(all.contains("plugin \"Typo\": unknown field `timout_ms`"), "{all}");
-        assert!(all.contains("plugin \"Mixed\": field `module` is for runtime = \"wasm\""), "{all}");
-        assert!(all.contains("plugin \"Mixed\": field `url` is missing"), "{all}");
-        assert!(all.contains("workflow \"w\": field `scanners`: no plugin is named \"Nobody\""), "{all}");
+        assert!(
+            all.contains("plugin \"Zero\": field `timeout_ms`: must be greater than 0"),
+            "{all}"
+        );
+        assert!(
+            all.contains("plugin \"Zero\": field `module`: module file"),
+            "{all}"
+        );
+        assert!(
+            all.contains("plugin \"Typo\": unknown field `timout_ms`"),
+            "{all}"
+        );
+        assert!(
+            all.contains("plugin \"Mixed\": field `module` is for runtime = \"wasm\""),
+            "{all}"
+        );
+        assert!(
+            all.contains("plugin \"Mixed\": field `url` is missing"),
+            "{all}"
+        );
+        assert!(
+            all.contains("workflow \"w\": field `scanners`: no plugin is named \"Nobody\""),
+            "{all}"
+        );
     }
 
     #[test]
@@ -675,7 +751,10 @@ mod tests {
         let all = p.join("\n");
         assert!(all.contains("plugin \"Dup\": duplicate name"), "{all}");
         assert!(all.contains("only printable ASCII"), "{all}");
-        assert!(all.contains("\"Dup\" is a scanner, not a post action"), "{all}");
+        assert!(
+            all.contains("\"Dup\" is a scanner, not a post action"),
+            "{all}"
+        );
         assert!(all.contains("255 is not an engine result code"), "{all}");
     }
 

@@ -171,9 +171,11 @@ pub fn parse_scanner_output(stdout: &[u8]) -> Result<ScanReport, String> {
         )
     })?;
     if text.trim().is_empty() {
-        return Err("stdout is empty; a scanner must print a JSON object with def_time, \
+        return Err(
+            "stdout is empty; a scanner must print a JSON object with def_time, \
                     scan_result_i and threat_found"
-            .to_owned());
+                .to_owned(),
+        );
     }
     let mut de = serde_json::Deserializer::from_str(text);
     let value: Value = serde::Deserialize::deserialize(&mut de)
@@ -191,7 +193,8 @@ pub fn parse_scanner_output(stdout: &[u8]) -> Result<ScanReport, String> {
     let mut problems = Vec::new();
     let def_time_ms = match fields.get("def_time") {
         None => {
-            problems.push("missing field `def_time` (integer, milliseconds since the epoch)".into());
+            problems
+                .push("missing field `def_time` (integer, milliseconds since the epoch)".into());
             None
         }
         // A u64 beyond i64 is out of range too, not "not an integer".
@@ -302,7 +305,8 @@ mod tests {
 
     #[test]
     fn the_seed_output_is_valid() {
-        let out = ok("{\n\"def_time\": 1491288912392,\n\"scan_result_i\": 0,\n\"threat_found\": \"\"\n}");
+        let out =
+            ok("{\n\"def_time\": 1491288912392,\n\"scan_result_i\": 0,\n\"threat_found\": \"\"\n}");
         let v = judge_scanner(RuntimeKind::Process, &out);
         assert_eq!(v.code, ResultCode::CLEAN);
         assert_eq!(v.def_time_ms, 1491288912392);
@@ -311,7 +315,8 @@ mod tests {
 
     #[test]
     fn extra_fields_are_ignored_and_whitespace_allowed() {
-        let out = ok("  {\"def_time\":0,\"scan_result_i\":1,\"threat_found\":\"X\",\"extra\":[1]}\n\n");
+        let out =
+            ok("  {\"def_time\":0,\"scan_result_i\":1,\"threat_found\":\"X\",\"extra\":[1]}\n\n");
         let v = judge_scanner(RuntimeKind::Wasm, &out);
         assert_eq!(v.code, ResultCode::INFECTED);
         assert_eq!(v.threat_found, "X");
@@ -335,21 +340,36 @@ mod tests {
             message(r#"{"def_time":1,"scan_result_i":"1","threat_found":""}"#),
             r#"scan_result_i: expected an integer result code, got the string "1""#
         );
-        assert!(message(r#"{"def_time":1,"scan_result_i":24,"threat_found":""}"#)
-            .contains("24 is not a result code"));
-        assert!(message(r#"{"def_time":1,"scan_result_i":255,"threat_found":""}"#)
-            .contains("In Progress"));
-        assert!(message(r#"{"def_time":1.5,"scan_result_i":0,"threat_found":""}"#)
-            .contains("def_time: expected an integer"));
-        assert!(message(r#"{"def_time":-1,"scan_result_i":0,"threat_found":""}"#)
-            .contains("out of range"));
-        assert!(message(r#"{"def_time":18446744073709551615,"scan_result_i":0,"threat_found":""}"#)
-            .contains("out of range"));
-        assert!(message(r#"{"def_time":1,"scan_result_i":0,"threat_found":null}"#)
-            .contains("threat_found: expected a string (\"\" when clean), got null"));
+        assert!(
+            message(r#"{"def_time":1,"scan_result_i":24,"threat_found":""}"#)
+                .contains("24 is not a result code")
+        );
+        assert!(
+            message(r#"{"def_time":1,"scan_result_i":255,"threat_found":""}"#)
+                .contains("In Progress")
+        );
+        assert!(
+            message(r#"{"def_time":1.5,"scan_result_i":0,"threat_found":""}"#)
+                .contains("def_time: expected an integer")
+        );
+        assert!(
+            message(r#"{"def_time":-1,"scan_result_i":0,"threat_found":""}"#)
+                .contains("out of range")
+        );
+        assert!(
+            message(r#"{"def_time":18446744073709551615,"scan_result_i":0,"threat_found":""}"#)
+                .contains("out of range")
+        );
+        assert!(
+            message(r#"{"def_time":1,"scan_result_i":0,"threat_found":null}"#)
+                .contains("threat_found: expected a string (\"\" when clean), got null")
+        );
         let all_missing = message("{}");
         for field in ["def_time", "scan_result_i", "threat_found"] {
-            assert!(all_missing.contains(&format!("missing field `{field}`")), "{all_missing}");
+            assert!(
+                all_missing.contains(&format!("missing field `{field}`")),
+                "{all_missing}"
+            );
         }
     }
 
@@ -361,10 +381,16 @@ mod tests {
         let v = judge_scanner(RuntimeKind::Process, &out);
         assert_eq!(v.code, ResultCode::FAILED);
         let f = v.failure.unwrap();
-        assert_eq!((f.kind.as_str(), f.exit, f.stderr.as_str()), ("exit_code", Some(7), "boom"));
+        assert_eq!(
+            (f.kind.as_str(), f.exit, f.stderr.as_str()),
+            ("exit_code", Some(7), "boom")
+        );
 
         out.exit = Some(200);
-        assert_eq!(judge_scanner(RuntimeKind::Webhook, &out).code, ResultCode::CLEAN);
+        assert_eq!(
+            judge_scanner(RuntimeKind::Webhook, &out).code,
+            ResultCode::CLEAN
+        );
         out.exit = Some(0);
         let v = judge_scanner(RuntimeKind::Webhook, &out);
         assert_eq!(v.failure.unwrap().kind, "http_status");

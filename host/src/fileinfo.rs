@@ -133,9 +133,15 @@ mod tests {
         assert_eq!(detect_type(b"%PDF-1.7\n").0, "application/pdf");
         assert_eq!(detect_type(b"PK\x03\x04rest").0, "application/zip");
         let elf = std::fs::read("/bin/true").expect("/bin/true exists on Linux");
-        assert_eq!(detect_type(&elf[..SNIFF_BYTES]).0, "application/x-executable");
+        assert_eq!(
+            detect_type(&elf[..SNIFF_BYTES]).0,
+            "application/x-executable"
+        );
         assert_eq!(detect_type(b"").0, "application/x-empty");
-        assert_eq!(detect_type(&[0u8, 1, 2, 3, 255]).0, "application/octet-stream");
+        assert_eq!(
+            detect_type(&[0u8, 1, 2, 3, 255]).0,
+            "application/octet-stream"
+        );
         assert_eq!(detect_type("héllo".as_bytes()).0, "text/plain");
     }
 }

@@ -10,7 +10,9 @@
 //! - [`executor`]: runs a plugin of any runtime and reports an outcome;
 //! - [`contract`]: what an outcome means (engine result or post-action record);
 //! - [`workflow`]: the per-file pipeline and verdict aggregation ([`verdict`]);
-//! - [`host`]: all of it put together, used by the [`cli`].
+//! - [`host`]: all of it put together, used by the [`cli`];
+//! - [`server`]: `cordon serve`, the MetaDefender-compatible HTTP API, over the [`store`]
+//!   (SQLite and the file store).
 
 pub mod builtin;
 pub mod cli;
@@ -22,5 +24,7 @@ pub mod host;
 pub mod plugin;
 pub mod result;
 pub mod sample;
+pub mod server;
+pub mod store;
 pub mod verdict;
 pub mod workflow;

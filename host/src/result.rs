@@ -236,6 +236,9 @@ mod tests {
             iso_from_epoch_millis(1491288912392).unwrap(),
             "2017-04-04T06:55:12.392Z"
         );
-        assert_eq!(iso_from_epoch_millis(0).unwrap(), "1970-01-01T00:00:00.000Z");
+        assert_eq!(
+            iso_from_epoch_millis(0).unwrap(),
+            "1970-01-01T00:00:00.000Z"
+        );
     }
 }

@@ -195,7 +195,11 @@ mod tests {
         let c = |v| ResultCode::new(v).unwrap();
         assert_eq!(ResultCode::combine([c(0), c(2), c(1)]), c(1));
         assert_eq!(ResultCode::combine([c(0), c(22), c(2)]), c(2));
-        assert_eq!(ResultCode::combine([c(0), c(3)]), c(3), "a failed engine never looks clean");
+        assert_eq!(
+            ResultCode::combine([c(0), c(3)]),
+            c(3),
+            "a failed engine never looks clean"
+        );
         assert_eq!(ResultCode::combine([c(7), c(0)]), c(7));
         assert_eq!(ResultCode::combine([c(17), c(3)]), c(17));
         assert_eq!(ResultCode::combine([]), ResultCode::NOT_SCANNED);

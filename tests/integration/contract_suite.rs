@@ -13,7 +13,8 @@ use serde_json::{Value, json};
 use crate::harness::{RUNTIMES, Rig, WebhookServer, behave, limits, scripted_plugin};
 
 /// The seed's example of a valid scanner output, pretty-printed as real scanners do.
-const SEED_VALID: &str = "{\n\"def_time\": 1491288912392,\n\"scan_result_i\": 0,\n\"threat_found\": \"\"\n}";
+const SEED_VALID: &str =
+    "{\n\"def_time\": 1491288912392,\n\"scan_result_i\": 0,\n\"threat_found\": \"\"\n}";
 
 async fn scan_in(
     rig: &Rig,
@@ -46,7 +47,14 @@ async fn valid_output_is_the_engine_result_in_every_runtime() {
     let rig = Rig::new();
     let server = WebhookServer::start().await;
     for runtime in RUNTIMES {
-        let (v, _) = scan_in(&rig, &server, runtime, json!({"stdout": SEED_VALID}), 20_000).await;
+        let (v, _) = scan_in(
+            &rig,
+            &server,
+            runtime,
+            json!({"stdout": SEED_VALID}),
+            20_000,
+        )
+        .await;
         assert_eq!(v.failure, None, "{runtime}");
         assert_eq!(v.code, ResultCode::CLEAN, "{runtime}");
         assert_eq!(v.def_time_ms, 1491288912392, "{runtime}");
@@ -66,21 +74,60 @@ async fn each_kind_of_invalid_output_is_failed_with_its_reason_in_every_runtime(
     let cases: &[(&str, &str)] = &[
         ("", "stdout is empty"),
         ("   \n", "stdout is empty"),
-        (r#"{"def_time": 1, "scan_result_i": 0, "threat_found": """#, "not valid JSON"),
+        (
+            r#"{"def_time": 1, "scan_result_i": 0, "threat_found": """#,
+            "not valid JSON",
+        ),
         ("not json at all", "not valid JSON"),
         ("[1, 2]", "an array"),
-        (r#"{"def_time":1,"scan_result_i":0,"threat_found":""} {}"#, "more than one JSON value"),
-        (r#"{"scan_result_i": 0, "threat_found": ""}"#, "missing field `def_time`"),
-        (r#"{"def_time": 1, "threat_found": ""}"#, "missing field `scan_result_i`"),
-        (r#"{"def_time": 1, "scan_result_i": 0}"#, "missing field `threat_found`"),
-        (r#"{"def_time": "1", "scan_result_i": 0, "threat_found": ""}"#, r#"def_time: expected an integer (milliseconds since the epoch), got the string "1""#),
-        (r#"{"def_time": 1.5, "scan_result_i": 0, "threat_found": ""}"#, "def_time: expected an integer"),
-        (r#"{"def_time": -5, "scan_result_i": 0, "threat_found": ""}"#, "def_time: -5 is out of range"),
-        (r#"{"def_time": 1, "scan_result_i": "1", "threat_found": ""}"#, r#"scan_result_i: expected an integer result code, got the string "1""#),
-        (r#"{"def_time": 1, "scan_result_i": 99, "threat_found": ""}"#, "scan_result_i: 99 is not a result code"),
-        (r#"{"def_time": 1, "scan_result_i": 255, "threat_found": ""}"#, "255 (In Progress) is not a result an engine may return"),
-        (r#"{"def_time": 1, "scan_result_i": 0, "threat_found": 0}"#, "threat_found: expected a string"),
-        (r#"{"def_time": 1, "scan_result_i": 0, "threat_found": null}"#, "threat_found: expected a string"),
+        (
+            r#"{"def_time":1,"scan_result_i":0,"threat_found":""} {}"#,
+            "more than one JSON value",
+        ),
+        (
+            r#"{"scan_result_i": 0, "threat_found": ""}"#,
+            "missing field `def_time`",
+        ),
+        (
+            r#"{"def_time": 1, "threat_found": ""}"#,
+            "missing field `scan_result_i`",
+        ),
+        (
+            r#"{"def_time": 1, "scan_result_i": 0}"#,
+            "missing field `threat_found`",
+        ),
+        (
+            r#"{"def_time": "1", "scan_result_i": 0, "threat_found": ""}"#,
+            r#"def_time: expected an integer (milliseconds since the epoch), got the string "1""#,
+        ),
+        (
+            r#"{"def_time": 1.5, "scan_result_i": 0, "threat_found": ""}"#,
+            "def_time: expected an integer",
+        ),
+        (
+            r#"{"def_time": -5, "scan_result_i": 0, "threat_found": ""}"#,
+            "def_time: -5 is out of range",
+        ),
+        (
+            r#"{"def_time": 1, "scan_result_i": "1", "threat_found": ""}"#,
+            r#"scan_result_i: expected an integer result code, got the string "1""#,
+        ),
+        (
+            r#"{"def_time": 1, "scan_result_i": 99, "threat_found": ""}"#,
+            "scan_result_i: 99 is not a result code",
+        ),
+        (
+            r#"{"def_time": 1, "scan_result_i": 255, "threat_found": ""}"#,
+            "255 (In Progress) is not a result an engine may return",
+        ),
+        (
+            r#"{"def_time": 1, "scan_result_i": 0, "threat_found": 0}"#,
+            "threat_found: expected a string",
+        ),
+        (
+            r#"{"def_time": 1, "scan_result_i": 0, "threat_found": null}"#,
+            "threat_found: expected a string",
+        ),
     ];
     let rig = Rig::new();
     let server = WebhookServer::start().await;
@@ -88,9 +135,19 @@ async fn each_kind_of_invalid_output_is_failed_with_its_reason_in_every_runtime(
         for (stdout, reason) in cases {
             let (v, _) = scan_in(&rig, &server, runtime, json!({"stdout": stdout}), 20_000).await;
             assert_eq!(v.code, ResultCode::FAILED, "{runtime}: {stdout:?}");
-            let f = v.failure.unwrap_or_else(|| panic!("{runtime}: {stdout:?} has no reason"));
-            assert_eq!(f.kind, "invalid_output", "{runtime}: {stdout:?}: {}", f.message);
-            assert!(f.message.contains(reason), "{runtime}: {stdout:?}: {:?} lacks {reason:?}", f.message);
+            let f = v
+                .failure
+                .unwrap_or_else(|| panic!("{runtime}: {stdout:?} has no reason"));
+            assert_eq!(
+                f.kind, "invalid_output",
+                "{runtime}: {stdout:?}: {}",
+                f.message
+            );
+            assert!(
+                f.message.contains(reason),
+                "{runtime}: {stdout:?}: {:?} lacks {reason:?}",
+                f.message
+            );
         }
     }
 }
@@ -100,7 +157,11 @@ async fn a_non_zero_exit_is_failed_even_with_valid_output_in_every_runtime() {
     let rig = Rig::new();
     let server = WebhookServer::start().await;
     for runtime in RUNTIMES {
-        let code = if runtime == RuntimeKind::Webhook { 503 } else { 3 };
+        let code = if runtime == RuntimeKind::Webhook {
+            503
+        } else {
+            3
+        };
         let (v, outcome) = scan_in(
             &rig,
             &server,
@@ -112,11 +173,22 @@ async fn a_non_zero_exit_is_failed_even_with_valid_output_in_every_runtime() {
         assert_eq!(v.code, ResultCode::FAILED, "{runtime}");
         assert_eq!(outcome.exit, Some(code), "{runtime}");
         let f = v.failure.unwrap();
-        let kind = if runtime == RuntimeKind::Webhook { "http_status" } else { "exit_code" };
+        let kind = if runtime == RuntimeKind::Webhook {
+            "http_status"
+        } else {
+            "exit_code"
+        };
         assert_eq!(f.kind, kind, "{runtime}");
-        assert!(f.message.contains(&code.to_string()), "{runtime}: {}", f.message);
+        assert!(
+            f.message.contains(&code.to_string()),
+            "{runtime}: {}",
+            f.message
+        );
         if runtime != RuntimeKind::Webhook {
-            assert_eq!(f.stderr, "engine database missing", "{runtime}: stderr is kept for the author");
+            assert_eq!(
+                f.stderr, "engine database missing",
+                "{runtime}: stderr is kept for the author"
+            );
         }
     }
 }
@@ -138,13 +210,18 @@ async fn the_timeout_holds_in_every_runtime() {
         let took = started.elapsed();
         assert_eq!(
             outcome.failure,
-            Some(Failure::Timeout { limit: Duration::from_millis(400) }),
+            Some(Failure::Timeout {
+                limit: Duration::from_millis(400)
+            }),
             "{runtime}"
         );
         assert_eq!(v.code, ResultCode::FAILED, "{runtime}");
         assert_eq!(v.failure.unwrap().kind, "timeout", "{runtime}");
         // The deadline plus a margin for process teardown; never the plugin's 60 s.
-        assert!(took < Duration::from_millis(400) + Duration::from_secs(2), "{runtime}: {took:?}");
+        assert!(
+            took < Duration::from_millis(400) + Duration::from_secs(2),
+            "{runtime}: {took:?}"
+        );
     }
 }
 
@@ -158,7 +235,11 @@ async fn output_over_the_cap_is_failed_in_every_runtime() {
         let (v, outcome) = scan_in(&rig, &server, runtime, json!({"stdout": padded}), 20_000).await;
         assert_eq!(v.code, ResultCode::FAILED, "{runtime}");
         assert_eq!(v.failure.unwrap().kind, "output_too_large", "{runtime}");
-        assert!(outcome.stdout.len() <= 4096, "{runtime}: kept {} bytes", outcome.stdout.len());
+        assert!(
+            outcome.stdout.len() <= 4096,
+            "{runtime}: kept {} bytes",
+            outcome.stdout.len()
+        );
     }
 }
 
@@ -174,13 +255,21 @@ async fn post_actions_succeed_on_zero_or_200_and_fail_otherwise_in_every_runtime
             limits(20_000),
         );
         let sample = rig.sample(b"hello", "sample.txt");
-        let ok = rig.run(&plugin, &sample, &behave(json!({"stdout": "whatever"}))).await;
+        let ok = rig
+            .run(&plugin, &sample, &behave(json!({"stdout": "whatever"})))
+            .await;
         let pa = contract::judge_post_action(runtime, &ok);
         assert!(pa.success, "{runtime}: {pa:?}");
         assert_eq!(pa.return_value, exit_for(runtime, 0), "{runtime}");
 
-        let code = if runtime == RuntimeKind::Webhook { 500 } else { 1 };
-        let failed = rig.run(&plugin, &sample, &behave(json!({"exit": code}))).await;
+        let code = if runtime == RuntimeKind::Webhook {
+            500
+        } else {
+            1
+        };
+        let failed = rig
+            .run(&plugin, &sample, &behave(json!({"exit": code})))
+            .await;
         let pa = contract::judge_post_action(runtime, &failed);
         assert!(!pa.success, "{runtime}");
         assert_eq!(pa.return_value, code, "{runtime}");
@@ -191,13 +280,21 @@ async fn post_actions_succeed_on_zero_or_200_and_fail_otherwise_in_every_runtime
 async fn every_runtime_gets_the_same_input() {
     let rig = Rig::new();
     let server = WebhookServer::start().await;
-    let plugin = rig.plugin("Hook", Role::Scanner, server.url("/scripted"), limits(20_000));
+    let plugin = rig.plugin(
+        "Hook",
+        Role::Scanner,
+        server.url("/scripted"),
+        limits(20_000),
+    );
     let sample = rig.sample(b"hello", "report.pdf");
     let stdin = behave(json!({"stdout": SEED_VALID}));
     rig.run(&plugin, &sample, &stdin).await;
     let bodies = &server.seen.lock().unwrap().bodies;
     assert_eq!(bodies.len(), 1);
-    assert_eq!(bodies[0]["processing_result"], stdin, "the webhook gets the stdin JSON");
+    assert_eq!(
+        bodies[0]["processing_result"], stdin,
+        "the webhook gets the stdin JSON"
+    );
     assert_eq!(
         bodies[0]["resource_path"],
         json!(sample.path().to_str().unwrap()),

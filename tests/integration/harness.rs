@@ -12,13 +12,19 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
 use cordon::executor::{Executor, ExecutorConfig, Invocation, Outcome, Plugin};
-use cordon::plugin::{Limits, ModuleSource, PluginName, PluginSpec, Role, RuntimeKind, RuntimeSpec};
+use cordon::plugin::{
+    Limits, ModuleSource, PluginName, PluginSpec, Role, RuntimeKind, RuntimeSpec,
+};
 use cordon::sample::Sample;
 use cordon_tests::artifacts;
 use serde_json::{Value, json};
 
 /// The three runtimes, for tests that every runtime must pass.
-pub const RUNTIMES: [RuntimeKind; 3] = [RuntimeKind::Wasm, RuntimeKind::Process, RuntimeKind::Webhook];
+pub const RUNTIMES: [RuntimeKind; 3] = [
+    RuntimeKind::Wasm,
+    RuntimeKind::Process,
+    RuntimeKind::Webhook,
+];
 
 /// An executor whose compiled-module cache is shared by all tests of this binary, plus a
 /// scratch directory for samples and work directories.
@@ -137,12 +143,18 @@ impl WebhookServer {
         let seen = Arc::new(Mutex::new(Seen::default()));
         let app = axum::Router::new()
             .route("/scripted", post(scripted))
-            .route("/sleep", post(async || {
-                tokio::time::sleep(Duration::from_secs(1000)).await;
-                "late"
-            }))
+            .route(
+                "/sleep",
+                post(async || {
+                    tokio::time::sleep(Duration::from_secs(1000)).await;
+                    "late"
+                }),
+            )
             .route("/flood", post(async || vec![b'x'; 1 << 20]))
-            .route("/echo", post(async || r#"{"def_time":0,"scan_result_i":0,"threat_found":""}"#))
+            .route(
+                "/echo",
+                post(async || r#"{"def_time":0,"scan_result_i":0,"threat_found":""}"#),
+            )
             .with_state(seen.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -166,7 +178,10 @@ impl WebhookServer {
 async fn scripted(State(seen): State<Arc<Mutex<Seen>>>, body: Bytes) -> (StatusCode, Vec<u8>) {
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     seen.lock().unwrap().bodies.push(body.clone());
-    let behave = body.pointer("/processing_result/metadata/behave").cloned().unwrap_or(Value::Null);
+    let behave = body
+        .pointer("/processing_result/metadata/behave")
+        .cloned()
+        .unwrap_or(Value::Null);
     if let Some(ms) = behave.get("sleep_ms").and_then(Value::as_u64) {
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
@@ -179,7 +194,10 @@ async fn scripted(State(seen): State<Arc<Mutex<Seen>>>, body: Bytes) -> (StatusC
             .and_then(|s| StatusCode::from_u16(s).ok())
             .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
     };
-    let stdout = behave.get("stdout").and_then(Value::as_str).unwrap_or_default();
+    let stdout = behave
+        .get("stdout")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     (status, stdout.as_bytes().to_vec())
 }
 
@@ -197,7 +215,10 @@ pub fn process_alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(stat) => {
             // The state is the field after the parenthesised command name.
-            let state = stat.rsplit(')').next().and_then(|rest| rest.split_whitespace().next());
+            let state = stat
+                .rsplit(')')
+                .next()
+                .and_then(|rest| rest.split_whitespace().next());
             state != Some("Z")
         }
         Err(_) => false,

@@ -29,16 +29,79 @@ struct Case {
 }
 
 const CASES: &[Case] = &[
-    Case { name: "loop", wasm: WASM_HOSTILE_LOOP, native: NATIVE_HOSTILE_LOOP, wasm_kind: "timeout", native_kind: &["timeout"], message: Some("timed out") },
-    Case { name: "sleep", wasm: WASM_HOSTILE_SLEEP, native: NATIVE_HOSTILE_SLEEP, wasm_kind: "timeout", native_kind: &["timeout"], message: Some("timed out") },
+    Case {
+        name: "loop",
+        wasm: WASM_HOSTILE_LOOP,
+        native: NATIVE_HOSTILE_LOOP,
+        wasm_kind: "timeout",
+        native_kind: &["timeout"],
+        message: Some("timed out"),
+    },
+    Case {
+        name: "sleep",
+        wasm: WASM_HOSTILE_SLEEP,
+        native: NATIVE_HOSTILE_SLEEP,
+        wasm_kind: "timeout",
+        native_kind: &["timeout"],
+        message: Some("timed out"),
+    },
     // Natively a failed allocation under RLIMIT_DATA aborts (SIGABRT) or exits non-zero.
-    Case { name: "membomb", wasm: WASM_HOSTILE_MEMBOMB, native: NATIVE_HOSTILE_MEMBOMB, wasm_kind: "memory_limit", native_kind: &["signal", "exit_code"], message: None },
-    Case { name: "flood-stdout", wasm: WASM_HOSTILE_FLOOD_STDOUT, native: NATIVE_HOSTILE_FLOOD_STDOUT, wasm_kind: "output_too_large", native_kind: &["output_too_large"], message: Some("to stdout") },
-    Case { name: "flood-stderr", wasm: WASM_HOSTILE_FLOOD_STDERR, native: NATIVE_HOSTILE_FLOOD_STDERR, wasm_kind: "output_too_large", native_kind: &["output_too_large"], message: Some("to stderr") },
-    Case { name: "bad-json", wasm: WASM_HOSTILE_BAD_JSON, native: NATIVE_HOSTILE_BAD_JSON, wasm_kind: "invalid_output", native_kind: &["invalid_output"], message: Some("not valid JSON") },
-    Case { name: "trap", wasm: WASM_HOSTILE_TRAP, native: NATIVE_HOSTILE_TRAP, wasm_kind: "trap", native_kind: &["signal"], message: None },
-    Case { name: "panic", wasm: WASM_HOSTILE_PANIC, native: NATIVE_HOSTILE_PANIC, wasm_kind: "trap", native_kind: &["signal", "exit_code"], message: None },
-    Case { name: "exit-big", wasm: WASM_HOSTILE_EXIT_BIG, native: NATIVE_HOSTILE_EXIT_BIG, wasm_kind: "trap", native_kind: &["exit_code"], message: None },
+    Case {
+        name: "membomb",
+        wasm: WASM_HOSTILE_MEMBOMB,
+        native: NATIVE_HOSTILE_MEMBOMB,
+        wasm_kind: "memory_limit",
+        native_kind: &["signal", "exit_code"],
+        message: None,
+    },
+    Case {
+        name: "flood-stdout",
+        wasm: WASM_HOSTILE_FLOOD_STDOUT,
+        native: NATIVE_HOSTILE_FLOOD_STDOUT,
+        wasm_kind: "output_too_large",
+        native_kind: &["output_too_large"],
+        message: Some("to stdout"),
+    },
+    Case {
+        name: "flood-stderr",
+        wasm: WASM_HOSTILE_FLOOD_STDERR,
+        native: NATIVE_HOSTILE_FLOOD_STDERR,
+        wasm_kind: "output_too_large",
+        native_kind: &["output_too_large"],
+        message: Some("to stderr"),
+    },
+    Case {
+        name: "bad-json",
+        wasm: WASM_HOSTILE_BAD_JSON,
+        native: NATIVE_HOSTILE_BAD_JSON,
+        wasm_kind: "invalid_output",
+        native_kind: &["invalid_output"],
+        message: Some("not valid JSON"),
+    },
+    Case {
+        name: "trap",
+        wasm: WASM_HOSTILE_TRAP,
+        native: NATIVE_HOSTILE_TRAP,
+        wasm_kind: "trap",
+        native_kind: &["signal"],
+        message: None,
+    },
+    Case {
+        name: "panic",
+        wasm: WASM_HOSTILE_PANIC,
+        native: NATIVE_HOSTILE_PANIC,
+        wasm_kind: "trap",
+        native_kind: &["signal", "exit_code"],
+        message: None,
+    },
+    Case {
+        name: "exit-big",
+        wasm: WASM_HOSTILE_EXIT_BIG,
+        native: NATIVE_HOSTILE_EXIT_BIG,
+        wasm_kind: "trap",
+        native_kind: &["exit_code"],
+        message: None,
+    },
 ];
 
 fn hostile_limits() -> Limits {
@@ -60,7 +123,11 @@ async fn next_scan_works(rig: &Rig, runtime: RuntimeKind) {
     let sample = rig.sample(b"clean text", "clean.txt");
     let outcome = rig.run(&plugin, &sample, &json!({})).await;
     let v = contract::judge_scanner(runtime, &outcome);
-    assert_eq!((v.code, v.failure), (ResultCode::CLEAN, None), "{runtime}: next scan");
+    assert_eq!(
+        (v.code, v.failure),
+        (ResultCode::CLEAN, None),
+        "{runtime}: next scan"
+    );
 }
 
 #[tokio::test]
@@ -69,7 +136,11 @@ async fn every_hostile_plugin_fails_with_its_reason_within_the_deadline() {
     let sample = rig.sample(b"some file", "file.txt");
     for case in CASES {
         for (runtime, spec, kinds) in [
-            (RuntimeKind::Wasm, wasm(case.wasm), std::slice::from_ref(&case.wasm_kind)),
+            (
+                RuntimeKind::Wasm,
+                wasm(case.wasm),
+                std::slice::from_ref(&case.wasm_kind),
+            ),
             (RuntimeKind::Process, process(case.native), case.native_kind),
         ] {
             let plugin = rig.plugin("Hostile", Role::Scanner, spec, hostile_limits());
@@ -80,11 +151,19 @@ async fn every_hostile_plugin_fails_with_its_reason_within_the_deadline() {
             let who = format!("{} ({runtime})", case.name);
             assert_eq!(v.code, ResultCode::FAILED, "{who}: {outcome:?}");
             let f = v.failure.expect("a Failed result has a reason");
-            assert!(kinds.contains(&f.kind.as_str()), "{who}: kind {} ({}), expected {kinds:?}", f.kind, f.message);
+            assert!(
+                kinds.contains(&f.kind.as_str()),
+                "{who}: kind {} ({}), expected {kinds:?}",
+                f.kind,
+                f.message
+            );
             if let Some(fragment) = case.message {
                 assert!(f.message.contains(fragment), "{who}: {:?}", f.message);
             }
-            assert!(took < Duration::from_millis(TIMEOUT_MS) + MARGIN, "{who}: took {took:?}");
+            assert!(
+                took < Duration::from_millis(TIMEOUT_MS) + MARGIN,
+                "{who}: took {took:?}"
+            );
             next_scan_works(&rig, runtime).await;
         }
     }
@@ -104,11 +183,21 @@ async fn the_memory_bomb_never_gets_past_its_limit() {
         let stderr = String::from_utf8_lossy(&outcome.stderr);
         let held: Vec<u64> = stderr
             .lines()
-            .filter_map(|l| l.strip_prefix("membomb: ")?.strip_suffix(" MiB")?.parse().ok())
+            .filter_map(|l| {
+                l.strip_prefix("membomb: ")?
+                    .strip_suffix(" MiB")?
+                    .parse()
+                    .ok()
+            })
             .collect();
-        let last = *held.last().unwrap_or_else(|| panic!("{runtime}: no progress in {stderr:?}"));
+        let last = *held
+            .last()
+            .unwrap_or_else(|| panic!("{runtime}: no progress in {stderr:?}"));
         assert!(last >= 8, "{runtime}: it did allocate ({last} MiB)");
-        assert!(last < 64, "{runtime}: it held {last} MiB under a 64 MiB limit");
+        assert!(
+            last < 64,
+            "{runtime}: it held {last} MiB under a 64 MiB limit"
+        );
         if runtime == RuntimeKind::Wasm {
             assert!(outcome.peak_memory_bytes.unwrap() <= 64 << 20);
         }
@@ -119,8 +208,18 @@ async fn the_memory_bomb_never_gets_past_its_limit() {
 async fn every_exit_code_from_1_to_255_is_failed() {
     let rig = Rig::new();
     let sample = rig.sample(b"x", "x.txt");
-    let native = rig.plugin("Scripted", Role::Scanner, process(NATIVE_HOSTILE_SCRIPTED), limits(20_000));
-    let module = rig.plugin("Scripted", Role::Scanner, wasm(WASM_HOSTILE_SCRIPTED), limits(20_000));
+    let native = rig.plugin(
+        "Scripted",
+        Role::Scanner,
+        process(NATIVE_HOSTILE_SCRIPTED),
+        limits(20_000),
+    );
+    let module = rig.plugin(
+        "Scripted",
+        Role::Scanner,
+        wasm(WASM_HOSTILE_SCRIPTED),
+        limits(20_000),
+    );
     let valid = r#"{"def_time": 1, "scan_result_i": 0, "threat_found": ""}"#;
     for code in 1..=255i64 {
         let stdin = behave(json!({"stdout": valid, "exit": code}));
@@ -148,15 +247,33 @@ async fn every_exit_code_from_1_to_255_is_failed() {
 async fn a_grandchild_holding_stdout_is_killed_and_the_deadline_holds() {
     let rig = Rig::new();
     let sample = rig.sample(b"x", "x.txt");
-    let plugin = rig.plugin("Grandchild", Role::Scanner, process(NATIVE_HOSTILE_GRANDCHILD), hostile_limits());
+    let plugin = rig.plugin(
+        "Grandchild",
+        Role::Scanner,
+        process(NATIVE_HOSTILE_GRANDCHILD),
+        hostile_limits(),
+    );
     let started = Instant::now();
     let outcome = rig.run(&plugin, &sample, &json!({})).await;
-    assert!(started.elapsed() < Duration::from_millis(TIMEOUT_MS) + MARGIN, "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_millis(TIMEOUT_MS) + MARGIN,
+        "{:?}",
+        started.elapsed()
+    );
     let v = contract::judge_scanner(RuntimeKind::Process, &outcome);
     assert_eq!(v.failure.unwrap().kind, "timeout");
     let pids = pids_in(&outcome.stderr);
-    assert_eq!(pids.len(), 1, "the script reports its grandchild: {:?}", String::from_utf8_lossy(&outcome.stderr));
-    assert!(gone_within(pids[0], Duration::from_secs(2)).await, "grandchild {} survived", pids[0]);
+    assert_eq!(
+        pids.len(),
+        1,
+        "the script reports its grandchild: {:?}",
+        String::from_utf8_lossy(&outcome.stderr)
+    );
+    assert!(
+        gone_within(pids[0], Duration::from_secs(2)).await,
+        "grandchild {} survived",
+        pids[0]
+    );
     next_scan_works(&rig, RuntimeKind::Process).await;
 }
 
@@ -167,15 +284,28 @@ async fn a_plugin_that_exits_leaving_a_grandchild_is_judged_at_once_and_cleaned_
     // A long timeout: the verdict must come when the plugin exits, not at the deadline.
     let mut l = hostile_limits();
     l.timeout = Duration::from_secs(60);
-    let plugin = rig.plugin("ForkExit", Role::Scanner, process(NATIVE_HOSTILE_FORK_AND_EXIT), l);
+    let plugin = rig.plugin(
+        "ForkExit",
+        Role::Scanner,
+        process(NATIVE_HOSTILE_FORK_AND_EXIT),
+        l,
+    );
     let started = Instant::now();
     let outcome = rig.run(&plugin, &sample, &json!({})).await;
-    assert!(started.elapsed() < Duration::from_secs(30), "waited for the grandchild: {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "waited for the grandchild: {:?}",
+        started.elapsed()
+    );
     let v = contract::judge_scanner(RuntimeKind::Process, &outcome);
     assert_eq!((v.code, v.failure), (ResultCode::CLEAN, None));
     let pids = pids_in(&outcome.stderr);
     assert_eq!(pids.len(), 1);
-    assert!(gone_within(pids[0], Duration::from_secs(2)).await, "grandchild {} survived", pids[0]);
+    assert!(
+        gone_within(pids[0], Duration::from_secs(2)).await,
+        "grandchild {} survived",
+        pids[0]
+    );
 }
 
 #[tokio::test]
@@ -183,7 +313,10 @@ async fn hostile_plugins_running_together_do_not_disturb_a_good_one() {
     // Several hostile plugins at once on the same executor, and a good scanner beside them:
     // the good one's result is right and the whole batch ends by the deadline.
     let rig = Rig::new();
-    let sample = rig.sample(b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*", "eicar.com");
+    let sample = rig.sample(
+        b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*",
+        "eicar.com",
+    );
     let mut plugins: Vec<(RuntimeKind, cordon::executor::Plugin)> = Vec::new();
     for (rt, spec) in [
         (RuntimeKind::Wasm, wasm(WASM_HOSTILE_LOOP)),
@@ -191,22 +324,36 @@ async fn hostile_plugins_running_together_do_not_disturb_a_good_one() {
         (RuntimeKind::Wasm, wasm(WASM_HOSTILE_FLOOD_STDOUT)),
         (RuntimeKind::Process, process(NATIVE_HOSTILE_LOOP)),
         (RuntimeKind::Process, process(NATIVE_HOSTILE_FLOOD_STDERR)),
-        (RuntimeKind::Process, RuntimeSpec::Process {
-            program: NATIVE_HOSTILE_GRANDCHILD.into(),
-            args: vec![],
-            env: vec![],
-        }),
+        (
+            RuntimeKind::Process,
+            RuntimeSpec::Process {
+                program: NATIVE_HOSTILE_GRANDCHILD.into(),
+                args: vec![],
+                env: vec![],
+            },
+        ),
     ] {
-        plugins.push((rt, rig.plugin("Hostile", Role::Scanner, spec, hostile_limits())));
+        plugins.push((
+            rt,
+            rig.plugin("Hostile", Role::Scanner, spec, hostile_limits()),
+        ));
     }
     let good = rig.plugin("EICAR", Role::Scanner, wasm(WASM_EICAR), limits(20_000));
     let started = Instant::now();
     let stdin = json!({});
-    let hostile = futures_util::future::join_all(plugins.iter().map(|(_, p)| rig.run(p, &sample, &stdin)));
+    let hostile =
+        futures_util::future::join_all(plugins.iter().map(|(_, p)| rig.run(p, &sample, &stdin)));
     let (outcomes, good_outcome) = tokio::join!(hostile, rig.run(&good, &sample, &stdin));
-    assert!(started.elapsed() < Duration::from_millis(TIMEOUT_MS) + MARGIN, "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_millis(TIMEOUT_MS) + MARGIN,
+        "{:?}",
+        started.elapsed()
+    );
     for ((rt, _), outcome) in plugins.iter().zip(&outcomes) {
-        assert_eq!(contract::judge_scanner(*rt, outcome).code, ResultCode::FAILED);
+        assert_eq!(
+            contract::judge_scanner(*rt, outcome).code,
+            ResultCode::FAILED
+        );
     }
     let v = contract::judge_scanner(RuntimeKind::Wasm, &good_outcome);
     assert_eq!(v.code, ResultCode::INFECTED, "{v:?}");

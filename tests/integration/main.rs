@@ -2,8 +2,10 @@
 //! built from source by the crate's build script; see `cordon_tests::artifacts`.
 
 mod artifacts;
+mod config_load;
 mod contract_suite;
 mod harness;
 mod hostile;
 mod pipeline;
 mod sandbox;
+mod server;

@@ -33,7 +33,12 @@ fn workflow(scanners: Vec<Plugin>, post_actions: Vec<Plugin>) -> Workflow {
     }
 }
 
-async fn process_file(rig: &Rig, wf: &Workflow, sample: &Sample, metadata: Option<Value>) -> (ScanResult, Vec<ScanResult>) {
+async fn process_file(
+    rig: &Rig,
+    wf: &Workflow,
+    sample: &Sample,
+    metadata: Option<Value>,
+) -> (ScanResult, Vec<ScanResult>) {
     let file = fileinfo::fingerprint(&sample.path()).unwrap();
     let submission = Submission {
         data_id: Submission::new_data_id(),
@@ -67,8 +72,15 @@ async fn a_scanner_printing_the_seed_output_yields_the_seed_entry() {
     let wf = workflow(vec![scripted(&rig, "ExtScn_01", Role::Scanner)], vec![]);
     let sample = rig.sample(b"PK\x03\x04", "archive.zip");
     // The seed's valid output, with the def_time of the seed's ExtScn_01 entry.
-    let output = "{\n\"def_time\": 1488172751000,\n\"scan_result_i\": 0,\n\"threat_found\": \"\"\n}";
-    let (result, _) = process_file(&rig, &wf, &sample, Some(json!({"behave": {"stdout": output}}))).await;
+    let output =
+        "{\n\"def_time\": 1488172751000,\n\"scan_result_i\": 0,\n\"threat_found\": \"\"\n}";
+    let (result, _) = process_file(
+        &rig,
+        &wf,
+        &sample,
+        Some(json!({"behave": {"stdout": output}})),
+    )
+    .await;
     let entry = serde_json::to_value(&result.scan_results.scan_details["ExtScn_01"]).unwrap();
     assert_eq!(entry["def_time"], "2017-02-27T05:19:11.000Z");
     assert_eq!(entry["location"], "local");
@@ -89,7 +101,10 @@ async fn a_scanner_printing_the_seed_output_yields_the_seed_entry() {
         Some(json!({"behave": {"stdout": "{\"def_time\": 1491288912392, \"scan_result_i\": 0, \"threat_found\": \"\"}"}})),
     )
     .await;
-    assert_eq!(result.scan_results.scan_details["ExtScn_01"].def_time, "2017-04-04T06:55:12.392Z");
+    assert_eq!(
+        result.scan_results.scan_details["ExtScn_01"].def_time,
+        "2017-04-04T06:55:12.392Z"
+    );
 }
 
 #[tokio::test]
@@ -103,7 +118,13 @@ async fn post_actions_yield_the_seed_objects() {
         vec![scripted(&rig, "Avira", Role::Scanner)],
         vec![scripted(&rig, "Test PA", Role::PostAction)],
     );
-    let (result, _) = process_file(&rig, &wf, &sample, Some(json!({"behave": {"stdout": clean}}))).await;
+    let (result, _) = process_file(
+        &rig,
+        &wf,
+        &sample,
+        Some(json!({"behave": {"stdout": clean}})),
+    )
+    .await;
     let json = serde_json::to_value(&result).unwrap();
     assert_eq!(
         json["process_info"]["post_processing"],
@@ -126,9 +147,18 @@ async fn post_actions_yield_the_seed_objects() {
         vec![scripted(&rig, "Pst_Act_01", Role::PostAction)],
     );
     // The scanner prints a clean verdict but exits 1 too: its result is Failed, which blocks.
-    let (result, _) = process_file(&rig, &wf, &sample, Some(json!({"behave": {"stdout": clean, "exit": 1}}))).await;
+    let (result, _) = process_file(
+        &rig,
+        &wf,
+        &sample,
+        Some(json!({"behave": {"stdout": clean, "exit": 1}})),
+    )
+    .await;
     let json = serde_json::to_value(&result).unwrap();
-    assert_eq!(json["process_info"]["post_processing"]["actions_failed"], "Pst_Act_01 failed");
+    assert_eq!(
+        json["process_info"]["post_processing"]["actions_failed"],
+        "Pst_Act_01 failed"
+    );
     assert_eq!(json["process_info"]["post_processing"]["actions_ran"], "");
     assert_eq!(json["process_info"]["result"], "Blocked");
     let mut pa = json["post_action"].clone();
@@ -147,53 +177,137 @@ async fn several_post_actions_are_joined_in_order() {
     let rig = Rig::new();
     let server = WebhookServer::start().await;
     let sample = rig.sample(b"hello", "a.txt");
-    let ok = rig.plugin("First", Role::PostAction, scripted_plugin(RuntimeKind::Wasm, &server), limits(20_000));
-    let hook = rig.plugin("Hook", Role::PostAction, server.url("/scripted"), limits(20_000));
-    let failing = rig.plugin("Failing", Role::PostAction, process(NATIVE_HOSTILE_TRAP), limits(20_000));
+    let ok = rig.plugin(
+        "First",
+        Role::PostAction,
+        scripted_plugin(RuntimeKind::Wasm, &server),
+        limits(20_000),
+    );
+    let hook = rig.plugin(
+        "Hook",
+        Role::PostAction,
+        server.url("/scripted"),
+        limits(20_000),
+    );
+    let failing = rig.plugin(
+        "Failing",
+        Role::PostAction,
+        process(NATIVE_HOSTILE_TRAP),
+        limits(20_000),
+    );
     let wf = workflow(vec![], vec![ok, failing, hook]);
     let (result, _) = process_file(&rig, &wf, &sample, None).await;
     let pp = &result.process_info.post_processing;
     assert_eq!(pp.actions_ran, "First | Hook");
     assert_eq!(pp.actions_failed, "Failing failed");
     let pa = result.post_action.unwrap();
-    let names: Vec<_> = pa.details.iter().map(|d| (d.name.as_str(), d.return_value, d.verdict)).collect();
-    assert_eq!(names, [("First", 0, 35), ("Failing", -1, 37), ("Hook", 200, 35)]);
+    let names: Vec<_> = pa
+        .details
+        .iter()
+        .map(|d| (d.name.as_str(), d.return_value, d.verdict))
+        .collect();
+    assert_eq!(
+        names,
+        [("First", 0, 35), ("Failing", -1, 37), ("Hook", 200, 35)]
+    );
     // The webhook post action got the result so far: not final, processing_time -1.
     let body = &server.seen.lock().unwrap().bodies[0];
-    assert_eq!(body["processing_result"]["process_info"]["processing_time"], -1);
-    assert_eq!(body["processing_result"]["process_info"]["post_processing"]["actions_ran"], "First");
-    assert_eq!(body["resource_path"], json!(sample.path().to_str().unwrap()));
+    assert_eq!(
+        body["processing_result"]["process_info"]["processing_time"],
+        -1
+    );
+    assert_eq!(
+        body["processing_result"]["process_info"]["post_processing"]["actions_ran"],
+        "First"
+    );
+    assert_eq!(
+        body["resource_path"],
+        json!(sample.path().to_str().unwrap())
+    );
 }
 
 #[tokio::test]
 async fn verdicts_combine_by_priority_and_failures_never_look_clean() {
     let rig = Rig::new();
     let eicar = || rig.plugin("EICAR", Role::Scanner, wasm(WASM_EICAR), limits(20_000));
-    let broken = || rig.plugin("Broken", Role::Scanner, wasm(WASM_HOSTILE_BAD_JSON), limits(20_000));
-    let filetype = || rig.plugin("FileType", Role::Scanner, wasm(WASM_FILETYPE), limits(20_000));
+    let broken = || {
+        rig.plugin(
+            "Broken",
+            Role::Scanner,
+            wasm(WASM_HOSTILE_BAD_JSON),
+            limits(20_000),
+        )
+    };
+    let filetype = || {
+        rig.plugin(
+            "FileType",
+            Role::Scanner,
+            wasm(WASM_FILETYPE),
+            limits(20_000),
+        )
+    };
 
     // Clean + Failed: Failed, blocked.
     let clean = rig.sample(b"just text", "notes.txt");
-    let (r, _) = process_file(&rig, &workflow(vec![eicar(), broken()], vec![]), &clean, None).await;
+    let (r, _) = process_file(
+        &rig,
+        &workflow(vec![eicar(), broken()], vec![]),
+        &clean,
+        None,
+    )
+    .await;
     assert_eq!(r.scan_results.scan_all_result_i, ResultCode::FAILED);
     assert_eq!(r.process_info.result, "Blocked");
     assert_eq!(r.process_info.blocked_reason, "Failed");
     assert_eq!(r.process_info.verdicts, ["Failed", "No Threat Detected"]);
 
     // Infected + Failed: Infected.
-    let infected = rig.sample(b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*", "eicar.txt");
-    let (r, _) = process_file(&rig, &workflow(vec![eicar(), broken()], vec![]), &infected, None).await;
+    let infected = rig.sample(
+        b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*",
+        "eicar.txt",
+    );
+    let (r, _) = process_file(
+        &rig,
+        &workflow(vec![eicar(), broken()], vec![]),
+        &infected,
+        None,
+    )
+    .await;
     assert_eq!(r.scan_results.scan_all_result_i, ResultCode::INFECTED);
     assert_eq!(r.process_info.blocked_reasons, ["Infected"]);
 
     // A PDF named .exe: File type Mismatch.
-    let pdf = rig.sample(b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<<>>\nendobj\n", "invoice.exe");
-    let (r, _) = process_file(&rig, &workflow(vec![eicar(), filetype()], vec![]), &pdf, None).await;
-    assert_eq!(r.scan_results.scan_all_result_i, ResultCode::FILE_TYPE_MISMATCH);
+    let pdf = rig.sample(
+        b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<<>>\nendobj\n",
+        "invoice.exe",
+    );
+    let (r, _) = process_file(
+        &rig,
+        &workflow(vec![eicar(), filetype()], vec![]),
+        &pdf,
+        None,
+    )
+    .await;
+    assert_eq!(
+        r.scan_results.scan_all_result_i,
+        ResultCode::FILE_TYPE_MISMATCH
+    );
 
     // Only clean engines: allowed.
-    let (r, _) = process_file(&rig, &workflow(vec![eicar(), filetype()], vec![]), &clean, None).await;
-    assert_eq!((r.scan_results.scan_all_result_i, r.process_info.result.as_str()), (ResultCode::CLEAN, "Allowed"));
+    let (r, _) = process_file(
+        &rig,
+        &workflow(vec![eicar(), filetype()], vec![]),
+        &clean,
+        None,
+    )
+    .await;
+    assert_eq!(
+        (
+            r.scan_results.scan_all_result_i,
+            r.process_info.result.as_str()
+        ),
+        (ResultCode::CLEAN, "Allowed")
+    );
     assert_eq!(r.process_info.blocked_reason, "");
 
     // No engine at all: Not Scanned, blocked.
@@ -209,27 +323,62 @@ async fn progress_reaches_100_together_and_only_at_the_end() {
     let wf = workflow(
         vec![
             rig.plugin("EICAR", Role::Scanner, wasm(WASM_EICAR), limits(20_000)),
-            rig.plugin("Native", Role::Scanner, process(NATIVE_EICAR), limits(20_000)),
+            rig.plugin(
+                "Native",
+                Role::Scanner,
+                process(NATIVE_EICAR),
+                limits(20_000),
+            ),
         ],
-        vec![rig.plugin("PA", Role::PostAction, process(NATIVE_HOSTILE_SCRIPTED), limits(20_000))],
+        vec![rig.plugin(
+            "PA",
+            Role::PostAction,
+            process(NATIVE_HOSTILE_SCRIPTED),
+            limits(20_000),
+        )],
     );
     let (result, updates) = process_file(&rig, &wf, &sample, None).await;
     assert!(updates.len() >= 4, "one update per step: {}", updates.len());
     let first = &updates[0];
-    assert_eq!(first.scan_results.scan_all_result_i, ResultCode::IN_PROGRESS);
+    assert_eq!(
+        first.scan_results.scan_all_result_i,
+        ResultCode::IN_PROGRESS
+    );
     assert_eq!(first.process_info.result, "Processing");
     assert_eq!(first.process_info.processing_time, -1);
     for u in &updates[..updates.len() - 1] {
         assert!(u.process_info.progress_percentage < 100);
-        assert_eq!(u.process_info.progress_percentage, u.scan_results.progress_percentage);
+        // Until the very end, clients see no verdict, even once post actions run.
+        assert_eq!(u.scan_results.scan_all_result_i, ResultCode::IN_PROGRESS);
+        assert_eq!(
+            (
+                u.process_info.result.as_str(),
+                u.process_info.blocked_reason.as_str()
+            ),
+            ("Processing", "")
+        );
+        assert_eq!(
+            u.process_info.progress_percentage,
+            u.scan_results.progress_percentage
+        );
     }
-    let percents: Vec<u8> = updates.iter().map(|u| u.process_info.progress_percentage).collect();
-    assert!(percents.windows(2).all(|w| w[0] <= w[1]), "progress never goes back: {percents:?}");
+    let percents: Vec<u8> = updates
+        .iter()
+        .map(|u| u.process_info.progress_percentage)
+        .collect();
+    assert!(
+        percents.windows(2).all(|w| w[0] <= w[1]),
+        "progress never goes back: {percents:?}"
+    );
     assert_eq!(result.process_info.progress_percentage, 100);
     assert_eq!(result.scan_results.progress_percentage, 100);
     assert!(result.process_info.processing_time >= 0);
     assert_eq!(updates.last().unwrap(), &result);
-    assert_eq!(result.post_action.unwrap().total_executed, 1, "post actions ran before 100");
+    assert_eq!(
+        result.post_action.unwrap().total_executed,
+        1,
+        "post actions ran before 100"
+    );
 }
 
 #[tokio::test]
@@ -237,15 +386,37 @@ async fn plugins_get_the_result_so_far_on_one_line_without_extracted_files() {
     let rig = Rig::new();
     let server = WebhookServer::start().await;
     let sample = rig.sample(b"hello", "a.txt");
-    let hook = rig.plugin("Hook", Role::Scanner, server.url("/scripted"), limits(20_000));
+    let hook = rig.plugin(
+        "Hook",
+        Role::Scanner,
+        server.url("/scripted"),
+        limits(20_000),
+    );
     let wf = workflow(vec![hook], vec![]);
     process_file(&rig, &wf, &sample, Some(json!({"ticket": 42}))).await;
     let body = server.seen.lock().unwrap().bodies[0].clone();
     let stdin = &body["processing_result"];
     assert!(stdin.get("extracted_files").is_none());
-    assert_eq!(stdin["metadata"], json!({"ticket": 42}), "the submission's metadata travels");
+    assert_eq!(
+        stdin["metadata"],
+        json!({"ticket": 42}),
+        "the submission's metadata travels"
+    );
     assert_eq!(stdin["scan_results"]["scan_all_result_i"], 255);
-    assert_eq!(stdin["file_info"]["sha256"], "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824");
-    let keys: BTreeSet<&str> = stdin.as_object().unwrap().keys().map(String::as_str).collect();
-    assert!(keys.is_superset(&BTreeSet::from(["data_id", "file_info", "process_info", "scan_results"])));
+    assert_eq!(
+        stdin["file_info"]["sha256"],
+        "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+    );
+    let keys: BTreeSet<&str> = stdin
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert!(keys.is_superset(&BTreeSet::from([
+        "data_id",
+        "file_info",
+        "process_info",
+        "scan_results"
+    ])));
 }

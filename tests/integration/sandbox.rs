@@ -22,7 +22,12 @@ async fn observe(rig: &Rig, runtime: RuntimeKind, sample: &cordon::sample::Sampl
     let plugin = rig.plugin("Escape", Role::Scanner, spec, limits(20_000));
     let outcome = rig.run(&plugin, sample, &json!({"data_id": "x"})).await;
     let v = contract::judge_scanner(runtime, &outcome);
-    assert_eq!(v.code, ResultCode::CLEAN, "{runtime}: {v:?} {:?}", String::from_utf8_lossy(&outcome.stderr));
+    assert_eq!(
+        v.code,
+        ResultCode::CLEAN,
+        "{runtime}: {v:?} {:?}",
+        String::from_utf8_lossy(&outcome.stderr)
+    );
     serde_json::from_str(&v.threat_found).expect("escape reports JSON in threat_found")
 }
 
@@ -44,11 +49,22 @@ async fn a_wasm_plugin_sees_its_file_and_nothing_else() {
     let ok = |k: &str| p[k].starts_with("ok:");
     let denied = |k: &str| p[k].starts_with("err:");
 
-    assert_eq!(report["args"], json!(["Escape", "/scan/inv_oice.pdf"]), "args are [name, guest path]");
+    assert_eq!(
+        report["args"],
+        json!(["Escape", "/scan/inv_oice.pdf"]),
+        "args are [name, guest path]"
+    );
     assert_eq!(report["env_count"], json!(0), "no environment");
     assert_eq!(p["read_sample"], "ok:12", "it reads its file");
-    assert_eq!(p["stdin"], format!("ok:{}", "{\"data_id\":\"x\"}\n".len()), "stdin is the JSON line");
-    assert_eq!(p["list_scan_dir"], "ok:inv_oice.pdf", "its directory holds its file alone");
+    assert_eq!(
+        p["stdin"],
+        format!("ok:{}", "{\"data_id\":\"x\"}\n".len()),
+        "stdin is the JSON line"
+    );
+    assert_eq!(
+        p["list_scan_dir"], "ok:inv_oice.pdf",
+        "its directory holds its file alone"
+    );
     for probe in [
         "write_sample",
         "create_file_in_scan_dir",
@@ -60,7 +76,11 @@ async fn a_wasm_plugin_sees_its_file_and_nothing_else() {
         "tcp_connect_127.0.0.1:1",
         "spawn",
     ] {
-        assert!(denied(probe), "{probe} should be denied inside the sandbox: {}", p[probe]);
+        assert!(
+            denied(probe),
+            "{probe} should be denied inside the sandbox: {}",
+            p[probe]
+        );
     }
     assert!(ok("clock"), "a clock is available: {}", p["clock"]);
     // The sample is untouched.
@@ -74,24 +94,45 @@ async fn a_native_plugin_gets_an_empty_environment_and_a_fresh_directory() {
     let report = observe(&rig, RuntimeKind::Process, &sample).await;
     let p = probes(&report);
     let args = report["args"].as_array().unwrap();
-    assert_eq!(args.last().unwrap(), &json!(sample.path().to_str().unwrap()), "absolute path last");
+    assert_eq!(
+        args.last().unwrap(),
+        &json!(sample.path().to_str().unwrap()),
+        "absolute path last"
+    );
     assert_eq!(report["env_count"], json!(0), "empty environment");
     assert_eq!(p["read_sample"], "ok:12");
     let cwd = p["cwd"].strip_prefix("ok:").unwrap();
-    assert!(!sample.dir().starts_with(cwd), "working directory {cwd} is not the sample's");
-    assert!(!std::path::Path::new(cwd).exists(), "working directory {cwd} is removed afterwards");
+    assert!(
+        !sample.dir().starts_with(cwd),
+        "working directory {cwd} is not the sample's"
+    );
+    assert!(
+        !std::path::Path::new(cwd).exists(),
+        "working directory {cwd} is removed afterwards"
+    );
     // The sample's mode is 0444. That stops a native plugin from writing it, except when
     // Cordon runs as root, which ignores file modes (the wasm sandbox does not depend on
     // modes at all). Assert what actually holds for the user running the tests.
     if running_as_root() {
-        assert!(p["write_sample"].starts_with("ok:"), "{}", p["write_sample"]);
+        assert!(
+            p["write_sample"].starts_with("ok:"),
+            "{}",
+            p["write_sample"]
+        );
     } else {
-        assert!(p["write_sample"].starts_with("err:"), "{}", p["write_sample"]);
+        assert!(
+            p["write_sample"].starts_with("err:"),
+            "{}",
+            p["write_sample"]
+        );
     }
 }
 
 fn running_as_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
-        .map(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")))
+        .map(|s| {
+            s.lines()
+                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+        })
         .unwrap_or(false)
 }

@@ -139,7 +139,10 @@ impl fmt::Display for Failure {
                 write!(f, "timed out: still running after {} ms", limit.as_millis())
             }
             Failure::MemoryLimit { limit_bytes } => {
-                write!(f, "memory limit: tried to use more than {limit_bytes} bytes")
+                write!(
+                    f,
+                    "memory limit: tried to use more than {limit_bytes} bytes"
+                )
             }
             Failure::Trap { message } => write!(f, "trapped: {message}"),
             Failure::Signal { signal } => {

@@ -77,6 +77,11 @@ pub const TICK: Duration = Duration::from_millis(5);
 /// The only import module a core-module plugin may use.
 pub const WASI_P1_MODULE: &str = "wasi_snapshot_preview1";
 
+/// The types-only interface of Cordon's WIT package. A component of the `scanner` or
+/// `post-action` world imports it because its worlds `use` types from it; it holds no
+/// functions, so the host provides it as an empty instance.
+pub const PLUGIN_TYPES_INTERFACE: &str = "cordon:plugin/types@0.1.0";
+
 /// The export of a `scanner`-world component.
 pub const SCANNER_EXPORT: &str = "scan";
 /// The export of a `post-action`-world component.
@@ -316,6 +321,9 @@ impl WasmRuntime {
         .map_err(engine_err)?;
         let mut component_linker = wasmtime::component::Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut component_linker).map_err(engine_err)?;
+        component_linker
+            .instance(PLUGIN_TYPES_INTERFACE)
+            .map_err(engine_err)?;
         Ok(WasmRuntime {
             engine,
             module_linker,
@@ -349,7 +357,11 @@ impl WasmRuntime {
     }
 
     /// [`WasmRuntime::prepare`] on bytes in memory.
-    pub fn prepare_bytes(&self, bytes: &[u8], role: Role) -> Result<(WasmPlugin, WasmInfo), String> {
+    pub fn prepare_bytes(
+        &self,
+        bytes: &[u8],
+        role: Role,
+    ) -> Result<(WasmPlugin, WasmInfo), String> {
         let binary = detect_binary(bytes).ok_or_else(|| {
             "is not WebAssembly (it does not start with the \\0asm header); build the plugin \
              for wasm32-wasip1 or wasm32-wasip2"
@@ -364,7 +376,12 @@ impl WasmRuntime {
                     .module_linker
                     .instantiate_pre(&module)
                     .map_err(|e| format!("cannot be linked against WASI: {e:#}"))?;
-                (PreparedKind::Module(pre), WasmKind::CommandModule, imports, exports)
+                (
+                    PreparedKind::Module(pre),
+                    WasmKind::CommandModule,
+                    imports,
+                    exports,
+                )
             }
             Compiled::Component(component) => {
                 let (kind, imports, exports) = self.check_component_interface(&component, role)?;
@@ -421,7 +438,9 @@ impl WasmRuntime {
             // name); wasmtime checks that hash again while deserializing.
             let loaded = unsafe {
                 match binary {
-                    BinaryKind::Module => Module::deserialize_file(&self.engine, path).map(Compiled::Module),
+                    BinaryKind::Module => {
+                        Module::deserialize_file(&self.engine, path).map(Compiled::Module)
+                    }
                     BinaryKind::Component => {
                         Component::deserialize_file(&self.engine, path).map(Compiled::Component)
                     }
@@ -449,19 +468,26 @@ impl WasmRuntime {
         // SAFETY: `compiled` was produced just now by this engine's `precompile_*`.
         let loaded = unsafe {
             match binary {
-                BinaryKind::Module => Module::deserialize(&self.engine, &compiled).map(Compiled::Module),
+                BinaryKind::Module => {
+                    Module::deserialize(&self.engine, &compiled).map(Compiled::Module)
+                }
                 BinaryKind::Component => {
                     Component::deserialize(&self.engine, &compiled).map(Compiled::Component)
                 }
             }
         };
-        Ok((loaded.map_err(|e| format!("could not be loaded after compiling: {e:#}"))?, false))
+        Ok((
+            loaded.map_err(|e| format!("could not be loaded after compiling: {e:#}"))?,
+            false,
+        ))
     }
 
     /// A short hex digest of the engine's precompile compatibility hash.
     fn engine_hash(&self) -> String {
         let mut hasher = DefaultHasher::new();
-        self.engine.precompile_compatibility_hash().hash(&mut hasher);
+        self.engine
+            .precompile_compatibility_hash()
+            .hash(&mut hasher);
         format!("{:016x}", hasher.finish())
     }
 
@@ -474,12 +500,21 @@ impl WasmRuntime {
         role: Role,
     ) -> Result<(WasmKind, Vec<String>, Vec<String>), String> {
         let ty = component.component_type();
-        let imports: Vec<String> = ty.imports(&self.engine).map(|(n, _)| n.to_owned()).collect();
-        let exports: Vec<String> = ty.exports(&self.engine).map(|(n, _)| n.to_owned()).collect();
-        if let Some(bad) = imports.iter().find(|i| !i.starts_with("wasi:")) {
+        let imports: Vec<String> = ty
+            .imports(&self.engine)
+            .map(|(n, _)| n.to_owned())
+            .collect();
+        let exports: Vec<String> = ty
+            .exports(&self.engine)
+            .map(|(n, _)| n.to_owned())
+            .collect();
+        if let Some(bad) = imports
+            .iter()
+            .find(|i| !i.starts_with("wasi:") && *i != PLUGIN_TYPES_INTERFACE)
+        {
             return Err(format!(
                 "imports `{bad}`, which the sandbox does not provide; a plugin may import only \
-                 WASI interfaces (wasi:*)"
+                 WASI interfaces (wasi:*) and {PLUGIN_TYPES_INTERFACE}"
             ));
         }
         let has = |name: &str| exports.iter().any(|e| e == name);
@@ -489,10 +524,14 @@ impl WasmRuntime {
             Role::PostAction if has(POST_ACTION_EXPORT) => WasmKind::PostActionComponent,
             _ if command => WasmKind::CommandComponent,
             Role::Scanner if has(POST_ACTION_EXPORT) => {
-                return Err("is a post-action-world component, but the plugin's role is scanner".into());
+                return Err(
+                    "is a post-action-world component, but the plugin's role is scanner".into(),
+                );
             }
             Role::PostAction if has(SCANNER_EXPORT) => {
-                return Err("is a scanner-world component, but the plugin's role is post_action".into());
+                return Err(
+                    "is a scanner-world component, but the plugin's role is post_action".into(),
+                );
             }
             _ => {
                 return Err(format!(
@@ -514,7 +553,7 @@ impl WasmRuntime {
         invocation: &Invocation<'_>,
         outputs: &[CappedPipe; 2],
         blocking_reads: bool,
-    ) -> Result<WasiCtxBuilder, Outcome> {
+    ) -> Result<WasiCtxBuilder, String> {
         let mut builder = WasiCtxBuilder::new();
         builder
             .stdin(MemoryInputPipe::new(invocation.stdin.to_vec()))
@@ -527,13 +566,12 @@ impl WasmRuntime {
             // interrupt: a module could hold a thread past its deadline. So only components
             // (whose sleeps are always async) get it.
             .allow_blocking_current_thread(blocking_reads);
-        if let Err(e) =
-            builder.preopened_dir(invocation.sample.dir(), GUEST_DIR, FsPerms::ReadOnly)
+        if let Err(e) = builder.preopened_dir(invocation.sample.dir(), GUEST_DIR, FsPerms::ReadOnly)
         {
-            return Err(could_not_start(&format!(
+            return Err(format!(
                 "could not open the sample directory {}: {e}",
                 invocation.sample.dir().display()
-            )));
+            ));
         }
         Ok(builder)
     }
@@ -556,7 +594,7 @@ impl WasmRuntime {
         let is_module = matches!(plugin.prepared, PreparedKind::Module(_));
         let mut builder = match self.wasi_builder(name, &invocation, &outputs, !is_module) {
             Ok(b) => b,
-            Err(outcome) => return outcome,
+            Err(message) => return could_not_start(&message),
         };
         match &plugin.prepared {
             PreparedKind::Module(pre) => {
@@ -638,8 +676,7 @@ impl WasmRuntime {
         store.epoch_deadline_callback(|ctx| {
             let state = ctx.data();
             Ok(
-                if Instant::now() >= state.deadline
-                    || state.outputs.iter().any(CappedPipe::is_over)
+                if Instant::now() >= state.deadline || state.outputs.iter().any(CappedPipe::is_over)
                 {
                     UpdateDeadline::Interrupt
                 } else {
@@ -884,12 +921,18 @@ fn check_module_interface(module: &Module) -> Result<(Vec<String>, Vec<String>),
             );
         }
         None => {
-            return Err("exports no `_start` function; build the plugin as a WASI command \
+            return Err(
+                "exports no `_start` function; build the plugin as a WASI command \
                         (a binary with `fn main`, target wasm32-wasip1), not as a library"
-                .into());
+                    .into(),
+            );
         }
     }
-    if module.get_export("memory").and_then(|e| e.memory().cloned()).is_none() {
+    if module
+        .get_export("memory")
+        .and_then(|e| e.memory().cloned())
+        .is_none()
+    {
         return Err("exports no memory named `memory`, which WASI needs".into());
     }
     let exports = module.exports().map(|e| e.name().to_owned()).collect();
@@ -956,7 +999,11 @@ fn describe_error(error: &wasmtime::Error) -> String {
     let mut message = match error.downcast_ref::<Trap>() {
         Some(trap) => trap.to_string(),
         // wasmtime-wasi refuses `proc_exit` statuses of 126 and above with a plain error.
-        None if error.root_cause().to_string().contains("invalid exit status") => {
+        None if error
+            .root_cause()
+            .to_string()
+            .contains("invalid exit status") =>
+        {
             "called proc_exit with a status of 126 or more, which WASI cannot carry; \
              exit with 1 to 125 to report a failure"
                 .to_owned()
@@ -1012,12 +1059,18 @@ mod tests {
                     (call $fd_write (local.get $fd) (i32.const 0) (i32.const 1) (i32.const 8)))
                 (func (export "_start") {body}))"#,
             len = data.len(),
-            escaped = data.bytes().map(|b| format!("\\{b:02x}")).collect::<String>(),
+            escaped = data
+                .bytes()
+                .map(|b| format!("\\{b:02x}"))
+                .collect::<String>(),
         ))
         .expect("test WAT is valid")
     }
 
-    fn setup(bytes: Vec<u8>, limits: Limits) -> (Executor, Result<Plugin, String>, tempfile::TempDir) {
+    fn setup(
+        bytes: Vec<u8>,
+        limits: Limits,
+    ) -> (Executor, Result<Plugin, String>, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
         let config = ExecutorConfig {
             cache_dir: Some(dir.path().join("cache")),
@@ -1065,7 +1118,12 @@ mod tests {
 
     #[tokio::test]
     async fn output_and_exit_code_are_reported() {
-        let o = run("(drop (call $write (i32.const 1)))", r#"{"ok":1}"#, short(5000)).await;
+        let o = run(
+            "(drop (call $write (i32.const 1)))",
+            r#"{"ok":1}"#,
+            short(5000),
+        )
+        .await;
         assert_eq!(o.exit, Some(0));
         assert_eq!(o.failure, None);
         assert_eq!(o.stdout, br#"{"ok":1}"#);
@@ -1090,7 +1148,11 @@ mod tests {
                 limit: Duration::from_millis(300)
             })
         );
-        assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
     }
 
     #[tokio::test]
@@ -1112,7 +1174,11 @@ mod tests {
                 limit: Duration::from_millis(300)
             })
         );
-        assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
     }
 
     #[tokio::test]
@@ -1121,7 +1187,12 @@ mod tests {
         let body = "(loop $l (if (i32.eq (memory.grow (i32.const 1)) (i32.const -1)) \
                     (then unreachable)) (br $l))";
         let o = run(body, "", short(5000)).await;
-        assert_eq!(o.failure, Some(Failure::MemoryLimit { limit_bytes: 4 << 20 }));
+        assert_eq!(
+            o.failure,
+            Some(Failure::MemoryLimit {
+                limit_bytes: 4 << 20
+            })
+        );
         assert!(o.peak_memory_bytes.unwrap() <= 4 << 20);
     }
 
@@ -1129,7 +1200,9 @@ mod tests {
     async fn a_trap_is_an_outcome() {
         let o = run("unreachable", "", short(5000)).await;
         match o.failure {
-            Some(Failure::Trap { message }) => assert!(message.contains("unreachable"), "{message}"),
+            Some(Failure::Trap { message }) => {
+                assert!(message.contains("unreachable"), "{message}")
+            }
             other => panic!("expected a trap, got {other:?}"),
         }
     }
@@ -1138,12 +1211,21 @@ mod tests {
     async fn exit_codes_wasi_cannot_carry_are_failures() {
         let o = run("(call $proc_exit (i32.const 200))", "", short(5000)).await;
         assert_eq!(o.exit, None);
-        assert!(matches!(o.failure, Some(Failure::Trap { .. })), "{:?}", o.failure);
+        assert!(
+            matches!(o.failure, Some(Failure::Trap { .. })),
+            "{:?}",
+            o.failure
+        );
     }
 
     #[tokio::test]
     async fn a_stdout_flood_is_capped() {
-        let o = run("(loop $l (drop (call $write (i32.const 1))) (br $l))", "flood!", short(5000)).await;
+        let o = run(
+            "(loop $l (drop (call $write (i32.const 1))) (br $l))",
+            "flood!",
+            short(5000),
+        )
+        .await;
         assert_eq!(
             o.failure,
             Some(Failure::OutputTooLarge {
@@ -1188,7 +1270,10 @@ mod tests {
             limits: Limits::default(),
             description: String::new(),
         };
-        let first = Executor::new(&config).unwrap().prepare(spec.clone()).unwrap();
+        let first = Executor::new(&config)
+            .unwrap()
+            .prepare(spec.clone())
+            .unwrap();
         assert!(!first.info().from_cache);
         let second = Executor::new(&config).unwrap().prepare(spec).unwrap();
         assert!(second.info().from_cache);

@@ -67,10 +67,7 @@ impl Inventory {
             .iter()
             .map(|spec| {
                 let resolve = |names: &[PluginName]| {
-                    names
-                        .iter()
-                        .map(|n| plugins[n].clone())
-                        .collect::<Vec<_>>()
+                    names.iter().map(|n| plugins[n].clone()).collect::<Vec<_>>()
                 };
                 let workflow = Workflow {
                     scanners: resolve(&spec.scanners),
@@ -111,6 +108,8 @@ impl Inventory {
 
     /// The plugin named `name`.
     pub fn plugin(&self, name: &str) -> Option<&Arc<Plugin>> {
-        PluginName::new(name).ok().and_then(|n| self.plugins.get(&n))
+        PluginName::new(name)
+            .ok()
+            .and_then(|n| self.plugins.get(&n))
     }
 }

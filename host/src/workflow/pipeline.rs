@@ -56,9 +56,13 @@ impl CancelToken {
     }
 }
 
-/// Run `workflow` on `sample` and return the final result. `on_progress` sees the result each
-/// time it changes (first with progress 0, last with progress 100). Never fails: a plugin's
-/// failure is part of the result.
+/// Run `workflow` on `sample` and return the final result. Never fails: a plugin's failure is
+/// part of the result.
+///
+/// `on_progress` sees the result each time it changes, first with progress 0, last with
+/// progress 100 (the final result). Until then it reads In Progress (255) and `Processing`,
+/// even while post actions run: the verdict is decided by then, and post actions see it on
+/// their stdin, but a client must not act on a file whose pipeline is not done.
 pub async fn run(
     executor: &Executor,
     workflow: &Workflow,
@@ -117,7 +121,7 @@ pub async fn run(
         }),
         metadata: submission.metadata.clone(),
     };
-    on_progress(&result);
+    publish(&result, on_progress);
 
     // Scanners, concurrently, each on the same snapshot of the result.
     let stdin = result.to_plugin_stdin();
@@ -141,7 +145,9 @@ pub async fn run(
                 break;
             }
         };
-        let Some((plugin, outcome, finished_at)) = next else { break };
+        let Some((plugin, outcome, finished_at)) = next else {
+            break;
+        };
         let verdict = contract::judge_scanner(plugin.runtime(), &outcome);
         log_engine(plugin, &verdict);
         let scan_time = outcome.duration.as_millis() as u64;
@@ -162,7 +168,7 @@ pub async fn run(
             .insert(plugin.name().to_string(), engine);
         done += 1;
         set_progress(&mut result, progress(done));
-        on_progress(&result);
+        publish(&result, on_progress);
     }
     drop(running);
     if cancelled {
@@ -205,14 +211,19 @@ pub async fn run(
     if verdicts.is_empty() {
         info.verdicts.push(overall.as_str().to_owned());
     }
-    info.result = if blocked { result::BLOCKED } else { result::ALLOWED }.to_owned();
+    info.result = if blocked {
+        result::BLOCKED
+    } else {
+        result::ALLOWED
+    }
+    .to_owned();
     if blocked {
         info.blocked_reason = overall.as_str().to_owned();
         info.blocked_reasons = vec![overall.as_str().to_owned()];
     }
     result.scan_results.scan_all_result_i = overall;
     result.scan_results.scan_all_result_a = overall.as_str().to_owned();
-    on_progress(&result);
+    publish(&result, on_progress);
 
     // Post actions, in order, each on the result so far.
     let mut ran = Vec::new();
@@ -269,14 +280,14 @@ pub async fn run(
         pp.actions_failed = failed.join(" | ");
         done += 1;
         set_progress(&mut result, progress(done));
-        on_progress(&result);
+        publish(&result, on_progress);
     }
 
     let elapsed = clock.elapsed().as_millis() as u64;
     result.scan_results.total_time = elapsed;
     result.process_info.processing_time = elapsed as i64;
     set_progress(&mut result, 100);
-    on_progress(&result);
+    publish(&result, on_progress);
     tracing::info!(
         result = %result.process_info.result,
         scan_all_result_i = overall.value(),
@@ -284,6 +295,21 @@ pub async fn run(
         "file processed"
     );
     result
+}
+
+/// Give `on_progress` the result as clients may see it: until it is final, the overall verdict
+/// reads In Progress and the decision Processing.
+fn publish(result: &ScanResult, on_progress: &(dyn Fn(&ScanResult) + Send + Sync)) {
+    if result.is_final() {
+        return on_progress(result);
+    }
+    let mut shown = result.clone();
+    shown.scan_results.scan_all_result_i = ResultCode::IN_PROGRESS;
+    shown.scan_results.scan_all_result_a = ResultCode::IN_PROGRESS.as_str().to_owned();
+    shown.process_info.result = result::PROCESSING.to_owned();
+    shown.process_info.blocked_reason.clear();
+    shown.process_info.blocked_reasons.clear();
+    on_progress(&shown);
 }
 
 fn set_progress(result: &mut ScanResult, percent: u8) {
@@ -298,7 +324,13 @@ fn engine_id(plugin: &Plugin) -> String {
         .name()
         .as_str()
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
         .collect();
     format!("{name}_{}", plugin.runtime())
 }

@@ -1,0 +1,489 @@
+//! Files and results: `POST /file`, `GET /file/{data_id}` (also `/process/{data_id}`),
+//! `POST /file/{data_id}/cancel`, `GET /file/webhook/{data_id}`, `GET /hash/{hash}`.
+//!
+//! `POST /file` takes the raw body and the headers of `metadefender-compat.md` section 4:
+//!
+//! | header | use |
+//! |---|---|
+//! | `filename` | URL-encoded UTF-8; the result's `display_name` (default: the data id) |
+//! | `rule`, or its old alias `workflow` | URL-encoded; the workflow (default: the configured default) |
+//! | `user_agent` | copied into `process_info.user_agent` |
+//! | `metadata` | a JSON value (raw or URL-encoded), passed to every plugin in the stdin JSON |
+//! | `callbackurl` | where to POST the final result; must match `callback_allowlist` |
+//! | `archivepwd` | accepted and ignored (Cordon does not extract archives) |
+//! | `filepath`, `downloadfrom` | refused with 400: Cordon scans only what is sent in the body |
+//!
+//! Checks, in order: key (403), headers (400; a callback URL not allowed: 403), rule (400),
+//! `Content-Length` (411 when missing), empty body (422), size over the workflow's
+//! `max_file_size_bytes` (400), room in the queue (503, before reading the body). The body is
+//! streamed to disk as it arrives (never held in memory), hashed on the way, fsynced and
+//! committed with its job row **before** the `{"data_id"}` answer.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
+use percent_encoding::percent_decode;
+use serde_json::json;
+
+use super::AppState;
+use super::auth::Principal;
+use super::error::{ApiError, not_found};
+use super::queue::placeholder;
+use super::settings::CallbackRefusal;
+use crate::result::iso_from_epoch_millis;
+use crate::sample::sanitize_file_name;
+use crate::store::files::{Received, is_data_id};
+use crate::store::{HashKind, JobRecord, JobState, now_ms};
+use crate::workflow::Submission;
+
+/// Longest `filename` accepted, in characters after decoding.
+pub const MAX_FILENAME_CHARS: usize = 1024;
+/// Longest `user_agent` kept, in bytes.
+pub const MAX_USER_AGENT_BYTES: usize = 512;
+/// Chunks of the body in flight between the connection and the disk writer.
+const UPLOAD_CHUNKS_IN_FLIGHT: usize = 8;
+
+/// What the headers of `POST /file` ask for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubmitHeaders {
+    /// Decoded `filename`.
+    pub filename: Option<String>,
+    /// Decoded `rule` (or `workflow`).
+    pub rule: Option<String>,
+    /// `user_agent`.
+    pub user_agent: String,
+    /// Parsed `metadata`.
+    pub metadata: Option<serde_json::Value>,
+    /// `callbackurl`, allowed.
+    pub callback_url: Option<String>,
+}
+
+fn header_bytes<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a [u8]> {
+    headers.get(name).map(HeaderValue::as_bytes)
+}
+
+/// Percent-decode a header into UTF-8 without control characters.
+fn decoded(headers: &HeaderMap, name: &str) -> Result<Option<String>, ApiError> {
+    let Some(raw) = header_bytes(headers, name) else {
+        return Ok(None);
+    };
+    let text = percent_decode(raw).decode_utf8().map_err(|_| {
+        ApiError::bad_request(format!("Invalid {name} header: not URL-encoded UTF-8"))
+    })?;
+    if text.chars().any(char::is_control) {
+        return Err(ApiError::bad_request(format!(
+            "Invalid {name} header: control characters are not allowed"
+        )));
+    }
+    Ok(Some(text.trim().to_owned()).filter(|s| !s.is_empty()))
+}
+
+impl SubmitHeaders {
+    /// Parse and check the headers; `state` gives the callback allowlist.
+    pub fn parse(headers: &HeaderMap, state: &AppState) -> Result<SubmitHeaders, ApiError> {
+        for (name, what) in [
+            ("filepath", "scanning a file already on the server"),
+            ("downloadfrom", "downloading the file from a URL"),
+        ] {
+            if headers.contains_key(name) {
+                return Err(ApiError::bad_request(format!(
+                    "The {name} header ({what}) is not supported; send the file in the request body"
+                )));
+            }
+        }
+        let filename = decoded(headers, "filename")?;
+        if let Some(f) = &filename
+            && f.chars().count() > MAX_FILENAME_CHARS
+        {
+            return Err(ApiError::bad_request(format!(
+                "Invalid filename header: longer than {MAX_FILENAME_CHARS} characters"
+            )));
+        }
+        let rule = match decoded(headers, "rule")? {
+            Some(r) => Some(r),
+            None => decoded(headers, "workflow")?,
+        };
+        let user_agent = header_bytes(headers, "user_agent")
+            .map(|b| {
+                let mut s = String::from_utf8_lossy(b).into_owned();
+                s.retain(|c| !c.is_control());
+                if s.len() > MAX_USER_AGENT_BYTES {
+                    let mut end = MAX_USER_AGENT_BYTES;
+                    while !s.is_char_boundary(end) {
+                        end -= 1;
+                    }
+                    s.truncate(end);
+                }
+                s
+            })
+            .unwrap_or_default();
+        let metadata = match header_bytes(headers, "metadata") {
+            None => None,
+            Some(raw) => {
+                let parsed = serde_json::from_slice(raw).or_else(|_| {
+                    let text = percent_decode(raw).decode_utf8().map_err(|_| ())?;
+                    serde_json::from_str(&text).map_err(|_| ())
+                });
+                Some(parsed.map_err(|()| {
+                    ApiError::bad_request(
+                        "Invalid metadata header: it must be JSON (raw or URL-encoded)",
+                    )
+                })?)
+            }
+        };
+        let callback_url = match header_bytes(headers, "callbackurl") {
+            None => None,
+            Some(raw) => {
+                let text = std::str::from_utf8(raw)
+                    .map_err(|_| ApiError::bad_request("Invalid callbackurl header: not a URL"))?;
+                let text = text.trim();
+                match state.settings.callback_allowed(text) {
+                    Ok(url) => Some(url.to_string()),
+                    Err(CallbackRefusal::Invalid) => {
+                        return Err(ApiError::bad_request(
+                            "Invalid callbackurl header: give an http or https URL with a host and no credentials",
+                        ));
+                    }
+                    Err(CallbackRefusal::NotAllowed) => {
+                        return Err(ApiError::forbidden(
+                            "callbackurl is not allowed: the server's callback_allowlist does not list it",
+                        ));
+                    }
+                }
+            }
+        };
+        Ok(SubmitHeaders {
+            filename,
+            rule,
+            user_agent,
+            metadata,
+            callback_url,
+        })
+    }
+}
+
+/// `POST /file`.
+pub async fn submit(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let refuse = |reason: &'static str, e: ApiError| {
+        state.metrics.rejected(reason);
+        tracing::info!(reason, err = %e.message, "submission refused");
+        e
+    };
+    if !state.is_accepting() {
+        return Err(refuse(
+            "shutting_down",
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Server is shutting down. Try again later.",
+            ),
+        ));
+    }
+    let h = SubmitHeaders::parse(&headers, &state).map_err(|e| refuse("bad_request", e))?;
+    let current = state.inventory.current();
+    let workflow = current
+        .inventory
+        .workflow(h.rule.as_deref())
+        .ok_or_else(|| {
+            let names: Vec<_> = current
+                .inventory
+                .workflows()
+                .map(|w| w.spec.name.clone())
+                .collect();
+            refuse(
+                "unknown_rule",
+                ApiError::bad_request(format!(
+                    "Unknown rule {:?}; GET /file/rules lists them: {}",
+                    h.rule.as_deref().unwrap_or_default(),
+                    names.join(", ")
+                )),
+            )
+        })?;
+    drop(current);
+    let length = match headers.get(header::CONTENT_LENGTH) {
+        None => {
+            return Err(refuse(
+                "no_length",
+                ApiError::new(StatusCode::LENGTH_REQUIRED, "Content-Length is required"),
+            ));
+        }
+        Some(v) => v
+            .to_str()
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .ok_or_else(|| {
+                refuse(
+                    "bad_request",
+                    ApiError::bad_request("Invalid Content-Length header"),
+                )
+            })?,
+    };
+    if length == 0 {
+        return Err(refuse(
+            "empty",
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "The file is empty: send it as the request body",
+            ),
+        ));
+    }
+    let max = workflow.spec.max_file_size_bytes;
+    if length > max {
+        return Err(refuse(
+            "too_large",
+            ApiError::bad_request(format!(
+                "The file is {length} bytes; rule {:?} accepts at most {max} bytes",
+                workflow.spec.name
+            )),
+        ));
+    }
+    let Some(reservation) = state.jobs.try_reserve() else {
+        return Err(refuse("queue_full", ApiError::busy()));
+    };
+    let data_id = Submission::new_data_id();
+    tracing::Span::current().record("data_id", data_id.as_str());
+    let received_ms = now_ms();
+    let upload = receive(&state, body, length).await?;
+    let fingerprint = upload.fingerprint.clone();
+    let display_name = h.filename.unwrap_or_else(|| data_id.clone());
+    let file_name = sanitize_file_name(&display_name);
+    {
+        let files = state.store.files.clone();
+        let (id, name) = (data_id.clone(), file_name.clone());
+        tokio::task::spawn_blocking(move || files.commit(upload, &id, &name))
+            .await
+            .expect("committing a file does not panic")
+            .map_err(|e| ApiError::internal("cannot store the file", &e))?;
+    }
+    let record = JobRecord {
+        data_id: data_id.clone(),
+        owner: principal.owner.clone(),
+        workflow: workflow.spec.name.clone(),
+        display_name,
+        file_name,
+        user_agent: h.user_agent,
+        username: principal.name.clone(),
+        metadata: h.metadata,
+        callback_url: h.callback_url,
+        fingerprint,
+        received_ms,
+        state: JobState::Queued,
+        cancel_requested: false,
+        runs: 0,
+    };
+    if let Err(e) = state.store.insert_job(record.clone()).await {
+        let _ = state.store.files.remove(&data_id);
+        return Err(e.into());
+    }
+    state.metrics.queue_depth.inc();
+    state.metrics.submitted(&workflow.spec.name);
+    tracing::info!(
+        workflow = %workflow.spec.name,
+        size = record.fingerprint.size,
+        sha256 = %record.fingerprint.sha256,
+        "file accepted"
+    );
+    state.jobs.enqueue(reservation, record, workflow);
+    Ok(Json(json!({ "data_id": data_id })))
+}
+
+/// Stream `body` (announced as `length` bytes) to a new upload in the file store, on a
+/// blocking thread, with a bounded number of chunks in flight.
+async fn receive(state: &AppState, body: Body, length: u64) -> Result<Received, ApiError> {
+    let files = state.store.files.clone();
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(UPLOAD_CHUNKS_IN_FLIGHT);
+    let writer = tokio::task::spawn_blocking(move || {
+        let mut upload = files.incoming()?;
+        while let Some(chunk) = rx.blocking_recv() {
+            upload.write(&chunk)?;
+        }
+        upload.finish()
+    });
+    let mut stream = body.into_data_stream();
+    let mut total = 0u64;
+    let mut failure = None;
+    while let Some(chunk) = stream.next().await {
+        match chunk {
+            Ok(chunk) => {
+                total += chunk.len() as u64;
+                if total > length {
+                    failure = Some(ApiError::bad_request(
+                        "The body is longer than Content-Length",
+                    ));
+                    break;
+                }
+                if tx.send(chunk).await.is_err() {
+                    break; // The writer failed; its error is reported below.
+                }
+            }
+            Err(e) => {
+                failure = Some(ApiError::bad_request(format!(
+                    "The upload was interrupted: {e}"
+                )));
+                break;
+            }
+        }
+    }
+    drop(tx);
+    let written = writer.await.expect("the upload writer does not panic");
+    if let Some(f) = failure {
+        state.metrics.rejected("bad_request");
+        return Err(f);
+    }
+    let received = written.map_err(|e| ApiError::internal("cannot write the file", &e))?;
+    if received.fingerprint.size != length {
+        state.metrics.rejected("bad_request");
+        return Err(ApiError::bad_request(format!(
+            "The body has {} bytes, but Content-Length announced {length}",
+            received.fingerprint.size
+        )));
+    }
+    Ok(received)
+}
+
+fn json_response(json: String) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], json).into_response()
+}
+
+/// `GET /file/{data_id}` and `GET /process/{data_id}`: the result so far.
+pub async fn result(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    Path(data_id): Path<String>,
+) -> Result<Response, ApiError> {
+    tracing::Span::current().record("data_id", data_id.as_str());
+    if !is_data_id(&data_id) {
+        return Ok(not_found(&data_id));
+    }
+    if let Some((owner, result)) = state.jobs.snapshot(&data_id) {
+        return Ok(if principal.may_see(&owner) {
+            Json(result).into_response()
+        } else {
+            not_found(&data_id)
+        });
+    }
+    if let Some(stored) = state.store.result(&data_id).await? {
+        return Ok(if principal.may_see(&stored.owner) {
+            json_response(stored.json)
+        } else {
+            not_found(&data_id)
+        });
+    }
+    // A job not done and not in memory: it is being re-queued at start-up.
+    if let Some(job) = state.store.job(&data_id).await?
+        && job.state != JobState::Done
+        && principal.may_see(&job.owner)
+    {
+        let workflow = state
+            .inventory
+            .current()
+            .inventory
+            .workflow(Some(&job.workflow));
+        return Ok(Json(placeholder(&job, workflow.as_deref())).into_response());
+    }
+    Ok(not_found(&data_id))
+}
+
+/// `POST /file/{data_id}/cancel`: `200 {"<data_id>": "cancelled"}` for a queued or running
+/// scan (a queued one ends without running any plugin); 400 when it is already done.
+pub async fn cancel(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    Path(data_id): Path<String>,
+) -> Result<Response, ApiError> {
+    tracing::Span::current().record("data_id", data_id.as_str());
+    if !is_data_id(&data_id) {
+        return Ok(not_found(&data_id));
+    }
+    if let Some(owner) = state.jobs.owner(&data_id) {
+        if !principal.may_see(&owner) {
+            return Ok(not_found(&data_id));
+        }
+        state.store.request_cancel(&data_id).await?;
+        state.jobs.cancel(&data_id);
+        tracing::info!("cancel requested");
+        let mut body = serde_json::Map::new();
+        body.insert(data_id, "cancelled".into());
+        return Ok(Json(serde_json::Value::Object(body)).into_response());
+    }
+    match state.store.result(&data_id).await? {
+        Some(stored) if principal.may_see(&stored.owner) => Err(ApiError::bad_request(format!(
+            "The scan of {data_id} is already finished"
+        ))),
+        _ => Ok(not_found(&data_id)),
+    }
+}
+
+/// `GET /file/webhook/{data_id}`: the callback of a submission and every delivery attempt:
+/// `{"data_id", "url", "status": "waiting" | "pending" | "delivered" | "failed",
+/// "attempts": [{"attempt", "time", "http_status", "error", "duration_ms"}]}`.
+pub async fn webhook_status(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    Path(data_id): Path<String>,
+) -> Result<Response, ApiError> {
+    tracing::Span::current().record("data_id", data_id.as_str());
+    if !is_data_id(&data_id) {
+        return Ok(not_found(&data_id));
+    }
+    let Some(cb) = state.store.callback(&data_id).await? else {
+        return Ok(not_found(&data_id));
+    };
+    if !principal.may_see(&cb.owner) {
+        return Ok(not_found(&data_id));
+    }
+    let attempts: Vec<_> = cb
+        .attempts
+        .iter()
+        .map(|a| {
+            json!({
+                "attempt": a.attempt,
+                "time": iso_from_epoch_millis(a.at_ms).unwrap_or_default(),
+                "http_status": a.status,
+                "error": a.error,
+                "duration_ms": a.duration_ms,
+            })
+        })
+        .collect();
+    Ok(Json(json!({
+        "data_id": data_id,
+        "url": cb.url,
+        "status": cb.state.as_deref().unwrap_or("waiting"),
+        "attempts": attempts,
+    }))
+    .into_response())
+}
+
+/// `GET /hash/{md5|sha1|sha256}`: the most recent final result for that hash among those
+/// the caller may see (of the rule in the optional `rule` header).
+pub async fn by_hash(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    headers: HeaderMap,
+    Path(hash): Path<String>,
+) -> Result<Response, ApiError> {
+    let Some(kind) = HashKind::of(&hash) else {
+        return Err(ApiError::bad_request(
+            "Invalid hash: give an md5, sha1 or sha256 in hexadecimal",
+        ));
+    };
+    let rule = decoded(&headers, "rule")?;
+    let owner = (!principal.sees_all).then_some(principal.owner.as_str());
+    match state
+        .store
+        .result_by_hash(kind, &hash, owner, rule.as_deref())
+        .await?
+    {
+        Some(stored) => Ok(json_response(stored.json)),
+        None => Ok(not_found(&hash)),
+    }
+}

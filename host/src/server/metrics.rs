@@ -1,0 +1,184 @@
+//! `/metrics`, in the Prometheus (OpenMetrics text) format.
+//!
+//! | metric | labels | what |
+//! |---|---|---|
+//! | `cordon_submissions_total` | `workflow` | files accepted (answered 200) |
+//! | `cordon_submissions_rejected_total` | `reason` | files refused: `queue_full`, `too_large`, `unknown_rule`, `bad_request`, `empty`, `no_length`, `shutting_down` |
+//! | `cordon_results_total` | `result`, `verdict` | final results: `Allowed`/`Blocked` and `scan_all_result_a` |
+//! | `cordon_plugin_duration_seconds` | `plugin`, `role` | histogram of plugin run times |
+//! | `cordon_plugin_failures_total` | `plugin`, `kind` | plugin failures by kind: `timeout`, `memory_limit`, `trap`, `signal`, `output_too_large`, `transport`, `could_not_start`, `exit_code`, `http_status`, `invalid_output` |
+//! | `cordon_callbacks_total` | `outcome` | callback attempts: `delivered`, `retried`, `failed` |
+//! | `cordon_queue_depth` | | accepted files waiting for a worker |
+//! | `cordon_scans_running` | | files being scanned |
+//!
+//! Per-plugin figures are read from each final result (`scan_details[].scan_time` and
+//! `.failure.kind`, `post_action.details[]`): the result holds every plugin outcome. Label
+//! values are plugin and workflow names, which only the configuration and admins choose, so
+//! the number of series stays bounded.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::result::ScanResult;
+use crate::verdict::ResultCode;
+
+type Labels = Vec<(&'static str, String)>;
+
+/// Buckets of `cordon_plugin_duration_seconds`: 1 ms to about 131 s, doubling.
+fn duration_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.001, 2.0, 18))
+}
+
+/// Every metric of the server.
+pub struct Metrics {
+    registry: Registry,
+    submissions: Family<Labels, Counter>,
+    rejected: Family<Labels, Counter>,
+    results: Family<Labels, Counter>,
+    plugin_duration: Family<Labels, Histogram, fn() -> Histogram>,
+    plugin_failures: Family<Labels, Counter>,
+    callbacks: Family<Labels, Counter>,
+    /// Accepted files waiting for a worker.
+    pub queue_depth: Gauge,
+    /// Files being scanned.
+    pub running: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    /// Every metric at zero.
+    pub fn new() -> Metrics {
+        let mut registry = Registry::default();
+        let m = Metrics {
+            submissions: Family::default(),
+            rejected: Family::default(),
+            results: Family::default(),
+            plugin_duration: Family::new_with_constructor(duration_histogram as fn() -> Histogram),
+            plugin_failures: Family::default(),
+            callbacks: Family::default(),
+            queue_depth: Gauge::default(),
+            running: Gauge::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "cordon_submissions",
+            "Files accepted",
+            m.submissions.clone(),
+        );
+        registry.register(
+            "cordon_submissions_rejected",
+            "Files refused, by reason",
+            m.rejected.clone(),
+        );
+        registry.register(
+            "cordon_results",
+            "Final results, by decision and overall verdict",
+            m.results.clone(),
+        );
+        registry.register(
+            "cordon_plugin_duration_seconds",
+            "How long plugins ran",
+            m.plugin_duration.clone(),
+        );
+        registry.register(
+            "cordon_plugin_failures",
+            "Plugin failures, by kind",
+            m.plugin_failures.clone(),
+        );
+        registry.register(
+            "cordon_callbacks",
+            "Callback delivery attempts, by outcome",
+            m.callbacks.clone(),
+        );
+        registry.register(
+            "cordon_queue_depth",
+            "Accepted files waiting for a worker",
+            m.queue_depth.clone(),
+        );
+        registry.register(
+            "cordon_scans_running",
+            "Files being scanned",
+            m.running.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+
+    /// A file was accepted.
+    pub fn submitted(&self, workflow: &str) {
+        self.submissions
+            .get_or_create(&vec![("workflow", workflow.to_owned())])
+            .inc();
+    }
+
+    /// A file was refused for `reason`.
+    pub fn rejected(&self, reason: &'static str) {
+        self.rejected
+            .get_or_create(&vec![("reason", reason.to_owned())])
+            .inc();
+    }
+
+    /// A callback attempt ended with `outcome` (`delivered`, `retried`, `failed`).
+    pub fn callback(&self, outcome: &'static str) {
+        self.callbacks
+            .get_or_create(&vec![("outcome", outcome.to_owned())])
+            .inc();
+    }
+
+    /// Count a final result and every plugin outcome it holds.
+    pub fn finished(&self, result: &ScanResult) {
+        self.results
+            .get_or_create(&vec![
+                ("result", result.process_info.result.clone()),
+                ("verdict", result.scan_results.scan_all_result_a.clone()),
+            ])
+            .inc();
+        for (name, engine) in &result.scan_results.scan_details {
+            // A scanner abandoned by a cancel did not run to an outcome.
+            if engine.scan_result_i == ResultCode::CANCELED && engine.failure.is_none() {
+                continue;
+            }
+            self.plugin_duration
+                .get_or_create(&vec![("plugin", name.clone()), ("role", "scanner".into())])
+                .observe(engine.scan_time as f64 / 1000.0);
+            if let Some(f) = &engine.failure {
+                self.plugin_failures
+                    .get_or_create(&vec![("plugin", name.clone()), ("kind", f.kind.clone())])
+                    .inc();
+            }
+        }
+        if let Some(pa) = &result.post_action {
+            for d in &pa.details {
+                self.plugin_duration
+                    .get_or_create(&vec![
+                        ("plugin", d.name.clone()),
+                        ("role", "post_action".into()),
+                    ])
+                    .observe(d.duration as f64 / 1000.0);
+                if let Some(f) = &d.failure {
+                    self.plugin_failures
+                        .get_or_create(&vec![("plugin", d.name.clone()), ("kind", f.kind.clone())])
+                        .inc();
+                }
+            }
+        }
+    }
+
+    /// The text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        encode(&mut out, &self.registry).expect("writing to a String does not fail");
+        out
+    }
+}
+
+/// The `Content-Type` of [`Metrics::render`].
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";

@@ -1,0 +1,494 @@
+//! `cordon serve`: a MetaDefender Core-compatible scanning server with durable results.
+//!
+//! Existing MetaDefender Core v4 clients work against it unchanged (`metadefender-compat.md`
+//! sections 4 to 6). Every route is served at the root and under the legacy `/metascan_rest/`
+//! prefix:
+//!
+//! | route | module |
+//! |---|---|
+//! | `POST /file`, `GET /file/{id}`, `GET /process/{id}`, `POST /file/{id}/cancel`, `GET /file/webhook/{id}`, `GET /hash/{hash}` | [`files`] |
+//! | `GET /file/rules`, `GET /stat/engines`, `GET /version`, `POST /login`, `POST /logout`, `GET /readyz`, `GET /metrics` | [`info`] |
+//! | `/admin/plugins`, `/admin/workflows`, `/admin/modules` | [`admin`] |
+//!
+//! Every error is `{"err": "..."}` ([`error`]); unknown ids answer `200 {"<id>": "Not Found"}`.
+//!
+//! Durability: a file answered with a `data_id` is on disk (fsynced) with its job row in
+//! SQLite (WAL, `synchronous = FULL`) before the answer; at start-up every job that is not
+//! done runs again ([`queue::recover`]), so a SIGKILL loses no accepted file. On SIGTERM or
+//! SIGINT the server stops accepting, lets the scans in flight finish for up to
+//! `shutdown_grace_seconds`, and exits; what did not finish runs at the next start.
+//!
+//! Data directory layout: `cordon.sqlite3` (jobs, results, callback deliveries, inventory
+//! changes), `files/<data_id>/<name>` (submitted files), `modules/<sha256>.wasm` (uploaded
+//! modules), plus the host's `builtin/`, `cache/` and `work/`.
+//!
+//! Logs: one span per request (`request`, with method, path, caller and data id) and one per
+//! scan (`scan`, with the data id): every line about a scan carries its data id.
+
+pub mod admin;
+pub mod auth;
+pub mod callbacks;
+pub mod error;
+pub mod files;
+pub mod info;
+pub mod inventory;
+pub mod metrics;
+pub mod queue;
+pub mod settings;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post, put};
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinHandle;
+use tracing::Instrument;
+
+use crate::config::LoadContext;
+use crate::executor::Executor;
+use crate::host::{Host, HostError};
+use crate::store::{Store, StoreError, now_ms};
+
+use self::auth::Auth;
+use self::inventory::LiveInventory;
+use self::metrics::Metrics;
+use self::queue::Jobs;
+use self::settings::ServerSettings;
+
+/// How `cordon serve` was asked to run.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Configuration file; the built-in default without one.
+    pub config: Option<PathBuf>,
+    /// Data directory (created when missing).
+    pub data_dir: PathBuf,
+    /// Overrides `[server] listen`.
+    pub listen: Option<SocketAddr>,
+}
+
+/// Why the server could not start or run.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// Configuration, plugins or data directory.
+    #[error(transparent)]
+    Host(#[from] HostError),
+    /// The database or file store.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A plugin changed over the API could not be loaded with the rest.
+    #[error(transparent)]
+    Inventory(#[from] crate::plugin::inventory::InventoryError),
+    /// Open mode on a non-loopback address.
+    #[error(
+        "refusing to listen on {0} without authentication: configure [[server.api_keys]] or \
+         [[server.users]], or listen on a loopback address such as 127.0.0.1:8008"
+    )]
+    OpenNotLoopback(SocketAddr),
+    /// The listening socket.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The callback HTTP client.
+    #[error("cannot set up the callback HTTP client: {0}")]
+    Http(String),
+}
+
+/// Everything the handlers share.
+pub struct AppState {
+    /// The `[server]` settings (with command-line overrides).
+    pub settings: Arc<ServerSettings>,
+    /// Jobs, results, files.
+    pub store: Store,
+    /// Runs plugins.
+    pub executor: Executor,
+    /// Plugins and workflows in force.
+    pub inventory: LiveInventory,
+    /// The queue and the jobs in flight.
+    pub jobs: Jobs,
+    /// Keys and sessions.
+    pub auth: Auth,
+    /// Prometheus metrics.
+    pub metrics: Metrics,
+    /// HTTP client for callbacks.
+    pub callback_client: reqwest::Client,
+    accepting: AtomicBool,
+}
+
+impl AppState {
+    /// Whether new submissions are taken (false once shutdown began).
+    pub fn is_accepting(&self) -> bool {
+        self.accepting.load(Ordering::SeqCst)
+    }
+}
+
+/// The API routes, without the legacy prefix.
+fn api() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/file", post(files::submit))
+        .route("/file/rules", get(info::rules))
+        .route("/file/{data_id}", get(files::result))
+        .route("/file/{data_id}/cancel", post(files::cancel))
+        .route("/file/webhook/{data_id}", get(files::webhook_status))
+        .route("/process/{data_id}", get(files::result))
+        .route("/hash/{hash}", get(files::by_hash))
+        .route("/stat/engines", get(info::engines))
+        .route("/version", get(info::version))
+        .route("/login", post(info::login))
+        .route("/logout", post(info::logout))
+}
+
+fn admin_routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/admin/plugins", get(admin::list_plugins))
+        .route(
+            "/admin/plugins/{name}",
+            put(admin::put_plugin).delete(admin::delete_plugin),
+        )
+        .route("/admin/workflows", get(admin::list_workflows))
+        .route(
+            "/admin/workflows/{name}",
+            put(admin::put_workflow).delete(admin::delete_workflow),
+        )
+        .route(
+            "/admin/modules",
+            post(admin::upload_module).get(admin::list_modules),
+        )
+        .layer(DefaultBodyLimit::max(admin::MAX_MODULE_BYTES))
+}
+
+/// The whole router over `state`: usable without a socket (`tower::ServiceExt::oneshot`).
+pub fn router(state: Arc<AppState>) -> Router {
+    let api = api();
+    Router::new()
+        .merge(api.clone())
+        .nest("/metascan_rest", api)
+        .merge(admin_routes())
+        .route("/readyz", get(info::readyz))
+        .route("/metrics", get(info::metrics))
+        .fallback(error::no_route)
+        .method_not_allowed_fallback(error::wrong_method)
+        .layer(middleware::from_fn(trace_request))
+        .with_state(state)
+}
+
+/// One span per request; one log line per answer.
+async fn trace_request(request: Request, next: Next) -> Response {
+    let span = tracing::info_span!(
+        "request",
+        method = %request.method(),
+        path = %request.uri().path(),
+        caller = tracing::field::Empty,
+        data_id = tracing::field::Empty,
+    );
+    let started = Instant::now();
+    let response = next.run(request).instrument(span.clone()).await;
+    span.in_scope(|| {
+        tracing::info!(
+            status = response.status().as_u16(),
+            ms = started.elapsed().as_millis() as u64,
+            "answered"
+        )
+    });
+    response
+}
+
+/// A server ready to take requests: everything loaded, jobs recovered, workers running; no
+/// socket yet.
+pub struct Server {
+    state: Arc<AppState>,
+    stop_workers: watch::Sender<bool>,
+    workers: Vec<JoinHandle<()>>,
+    background: Vec<JoinHandle<()>>,
+}
+
+impl Server {
+    /// Load the configuration and plugins, open the store, replay the inventory changes,
+    /// re-queue the unfinished jobs, resume pending callbacks and start the workers.
+    pub async fn start(options: ServeOptions) -> Result<Server, ServeError> {
+        let data_dir =
+            std::path::absolute(&options.data_dir).map_err(|source| HostError::DataDir {
+                path: options.data_dir.clone(),
+                source,
+            })?;
+        let host = {
+            let (config, dir) = (options.config.clone(), data_dir.clone());
+            tokio::task::spawn_blocking(move || Host::load(config.as_deref(), &dir))
+                .await
+                .expect("loading does not panic")?
+        };
+        let mut settings = host.config.server.clone();
+        if let Some(listen) = options.listen {
+            settings.listen = listen;
+        }
+        if settings.is_open() && !settings.listen.ip().is_loopback() {
+            return Err(ServeError::OpenNotLoopback(settings.listen));
+        }
+        let settings = Arc::new(settings);
+        let store = {
+            let dir = data_dir.clone();
+            tokio::task::spawn_blocking(move || Store::open(&dir))
+                .await
+                .expect("opening the store does not panic")?
+        };
+        let changes = store.inventory_changes().await?;
+        let inventory = {
+            let Host {
+                executor,
+                inventory,
+                config,
+                data_dir,
+            } = host;
+            let ctx = LoadContext {
+                base_dir: data_dir.clone(),
+                data_dir: data_dir.clone(),
+                builtin_scripts_dir: data_dir.join("builtin"),
+            };
+            let modules = inventory::modules_dir(&data_dir);
+            tokio::task::spawn_blocking(move || {
+                let exec = executor.clone();
+                LiveInventory::start(config, inventory, changes, exec, ctx, modules)
+                    .map(|inv| (inv, executor))
+            })
+            .await
+            .expect("loading does not panic")?
+        };
+        let (inventory, executor) = inventory;
+        let callback_client =
+            callbacks::client(settings.callback_timeout).map_err(ServeError::Http)?;
+
+        // Files without a job: a crash between writing a file and recording its job.
+        let known = store.job_ids().await?;
+        let files = store.files.clone();
+        let orphans = tokio::task::spawn_blocking(move || -> std::io::Result<usize> {
+            let mut n = 0;
+            for id in files.data_ids()? {
+                if !known.contains(&id) {
+                    files.remove(&id)?;
+                    n += 1;
+                }
+            }
+            Ok(n)
+        })
+        .await
+        .expect("cleaning does not panic")
+        .map_err(|source| StoreError::Io {
+            path: store.files.root().to_owned(),
+            source,
+        })?;
+        if orphans > 0 {
+            tracing::warn!(files = orphans, "removed files that no job refers to");
+        }
+
+        if settings.is_open() {
+            tracing::warn!(
+                listen = %settings.listen,
+                "no api_keys or users are configured: the server runs OPEN, without authentication, on loopback only; the admin API is closed"
+            );
+        }
+        let state = Arc::new(AppState {
+            jobs: Jobs::new(settings.max_queue),
+            auth: Auth::new(settings.clone()),
+            metrics: Metrics::new(),
+            settings: settings.clone(),
+            store: store.clone(),
+            executor,
+            inventory,
+            callback_client,
+            accepting: AtomicBool::new(true),
+        });
+
+        let unfinished = store.unfinished_jobs().await?;
+        let mut background = vec![queue::recover(&state, unfinished)];
+        for (data_id, url, done) in store.pending_callbacks().await? {
+            background.push(tokio::spawn(callbacks::deliver(
+                state.clone(),
+                data_id,
+                url,
+                done,
+            )));
+        }
+        if let Some(retention) = settings.retention {
+            background.push(tokio::spawn(sweeper(state.clone(), retention)));
+        }
+        let (stop_workers, stop_rx) = watch::channel(false);
+        let workers = (0..settings.workers)
+            .map(|_| tokio::spawn(queue::worker(state.clone(), stop_rx.clone())))
+            .collect();
+        tracing::info!(
+            workers = settings.workers,
+            max_queue = settings.max_queue,
+            data_dir = %data_dir.display(),
+            "server started"
+        );
+        Ok(Server {
+            state,
+            stop_workers,
+            workers,
+            background,
+        })
+    }
+
+    /// The router over this server's state.
+    pub fn router(&self) -> Router {
+        router(self.state.clone())
+    }
+
+    /// The shared state.
+    pub fn state(&self) -> &Arc<AppState> {
+        &self.state
+    }
+
+    /// Stop taking jobs, let the scans in flight finish until `deadline`, then abandon what
+    /// is left (it stays unfinished in the database and runs at the next start).
+    async fn stop(self, deadline: tokio::time::Instant) {
+        self.state.accepting.store(false, Ordering::SeqCst);
+        let _ = self.stop_workers.send(true);
+        for mut worker in self.workers {
+            if tokio::time::timeout_at(deadline, &mut worker)
+                .await
+                .is_err()
+            {
+                worker.abort();
+                tracing::warn!("a scan did not finish in time; it runs again at the next start");
+            }
+        }
+        for task in self.background {
+            task.abort();
+        }
+    }
+}
+
+/// Delete results, jobs and files older than `retention`, at start and then every
+/// `retention / 4` (at least a minute, at most an hour).
+async fn sweeper(state: Arc<AppState>, retention: Duration) {
+    let period = (retention / 4).clamp(Duration::from_secs(60), Duration::from_secs(3600));
+    loop {
+        let before = now_ms() - retention.as_millis() as i64;
+        match state.store.sweep(before).await {
+            Ok(ids) if !ids.is_empty() => {
+                let files = state.store.files.clone();
+                let n = ids.len();
+                let _ = tokio::task::spawn_blocking(move || {
+                    for id in ids {
+                        if let Err(e) = files.remove(&id) {
+                            tracing::error!(data_id = %id, error = %e, "cannot delete an expired file");
+                        }
+                    }
+                })
+                .await;
+                tracing::info!(results = n, "expired results and files deleted");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "retention sweep failed"),
+        }
+        tokio::time::sleep(period).await;
+    }
+}
+
+/// A server listening on a socket, running in the background.
+pub struct RunningServer {
+    /// The address it listens on (the actual port when `:0` was asked).
+    pub addr: SocketAddr,
+    server: Server,
+    stop_http: oneshot::Sender<()>,
+    http: JoinHandle<std::io::Result<()>>,
+}
+
+impl RunningServer {
+    /// The shared state.
+    pub fn state(&self) -> &Arc<AppState> {
+        self.server.state()
+    }
+
+    /// Graceful shutdown: stop accepting connections and submissions, let scans in flight
+    /// finish for up to `shutdown_grace_seconds`, then return.
+    pub async fn shutdown(self) {
+        let grace = self.server.state.settings.shutdown_grace;
+        let deadline = tokio::time::Instant::now() + grace;
+        tracing::info!(grace_s = grace.as_secs(), "shutting down");
+        self.server.state.accepting.store(false, Ordering::SeqCst);
+        let _ = self.stop_http.send(());
+        self.server.stop(deadline).await;
+        let mut http = self.http;
+        if tokio::time::timeout_at(deadline + Duration::from_secs(1), &mut http)
+            .await
+            .is_err()
+        {
+            http.abort();
+        }
+        tracing::info!("stopped");
+    }
+}
+
+/// Start a server (see [`Server::start`]) and listen on `[server] listen` (or
+/// `options.listen`), in the background.
+pub async fn spawn(options: ServeOptions) -> Result<RunningServer, ServeError> {
+    let server = Server::start(options).await?;
+    let addr = server.state.settings.listen;
+    let listener = match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => l,
+        Err(source) => {
+            server.stop(tokio::time::Instant::now()).await;
+            return Err(ServeError::Listen { addr, source });
+        }
+    };
+    let addr = listener
+        .local_addr()
+        .map_err(|source| ServeError::Listen { addr, source })?;
+    let (stop_http, stopped) = oneshot::channel::<()>();
+    let app = server.router();
+    let http = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    tracing::info!(%addr, "listening");
+    Ok(RunningServer {
+        addr,
+        server,
+        stop_http,
+        http,
+    })
+}
+
+/// `cordon serve`: run until SIGTERM or SIGINT, then shut down gracefully. Prints
+/// `cordon: listening on http://<addr>` on stderr once the socket is open.
+pub async fn serve(options: ServeOptions) -> Result<(), ServeError> {
+    let running = spawn(options).await?;
+    eprintln!("cordon: listening on http://{}", running.addr);
+    wait_for_signal().await;
+    eprintln!("cordon: shutting down");
+    running.shutdown().await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {},
+                _ = int.recv() => {},
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

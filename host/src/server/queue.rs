@@ -1,0 +1,417 @@
+//! The job queue: accepted files wait here for one of `workers` tasks, each running
+//! [`workflow::run`] on one file at a time.
+//!
+//! Guarantees:
+//! - at most `max_queue` files wait; a submission reserves its place **before** its body is
+//!   read ([`Jobs::try_reserve`]), so a full queue answers 503 at once, without writing
+//!   anything, and memory stays bounded whatever the load (jobs re-queued at start-up wait
+//!   for room like the others, so new submissions may see 503 until that backlog drains);
+//! - a job is in the queue only once its file is committed and its row is in the database:
+//!   a crash loses nothing that was answered with a `data_id`;
+//! - the result of a running scan is kept in memory, updated at every step of the pipeline;
+//!   the final result is written to the database (with the job marked done, in one
+//!   transaction) before it leaves memory, so a reader always finds it in one or the other;
+//! - a job cancelled while queued ends as Canceled (19) without running any plugin; a job
+//!   whose scan was interrupted [`MAX_RUNS`] times (the server crashed during each) ends as
+//!   Failed (3) instead of crashing the server forever.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+use tokio::sync::{mpsc, watch};
+use tracing::Instrument;
+
+use super::AppState;
+use crate::result::{
+    self, EngineResult, FileInfo, PostActionSummary, PostProcessing, ProcessInfo, ScanResult,
+    ScanResults, iso_millis,
+};
+use crate::store::{JobRecord, now_ms};
+use crate::verdict::ResultCode;
+use crate::workflow::{self, CancelToken, Submission, Workflow};
+
+/// A job started this many times without finishing is not started again: it ends as Failed.
+pub const MAX_RUNS: u32 = 3;
+
+/// A job waiting for a worker.
+pub struct Queued {
+    record: JobRecord,
+    /// The workflow it was accepted with; `None` for jobs recovered at start-up (resolved by
+    /// name when they run).
+    workflow: Option<Arc<Workflow>>,
+}
+
+/// A job that is queued or running.
+struct Active {
+    record: JobRecord,
+    workflow: Option<Arc<Workflow>>,
+    cancel: CancelToken,
+    progress: Option<ScanResult>,
+}
+
+/// A place in the queue, reserved by a submission while its file is received.
+pub type Reservation = mpsc::OwnedPermit<Queued>;
+
+/// The queue and the jobs in flight.
+pub struct Jobs {
+    tx: mpsc::Sender<Queued>,
+    rx: tokio::sync::Mutex<mpsc::Receiver<Queued>>,
+    active: Mutex<HashMap<String, Active>>,
+}
+
+impl Jobs {
+    /// A queue with room for `max_queue` waiting jobs.
+    pub fn new(max_queue: usize) -> Jobs {
+        let (tx, rx) = mpsc::channel(max_queue.max(1));
+        Jobs {
+            tx,
+            rx: tokio::sync::Mutex::new(rx),
+            active: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn active(&self) -> std::sync::MutexGuard<'_, HashMap<String, Active>> {
+        self.active.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Reserve a place in the queue; `None` when it is full.
+    pub fn try_reserve(&self) -> Option<Reservation> {
+        self.tx.clone().try_reserve_owned().ok()
+    }
+
+    fn track(&self, record: &JobRecord, workflow: Option<Arc<Workflow>>) {
+        let cancel = CancelToken::new();
+        if record.cancel_requested {
+            cancel.cancel();
+        }
+        self.active().insert(
+            record.data_id.clone(),
+            Active {
+                record: record.clone(),
+                workflow,
+                cancel,
+                progress: None,
+            },
+        );
+    }
+
+    /// Queue an accepted job in the place reserved for it.
+    pub fn enqueue(&self, reservation: Reservation, record: JobRecord, workflow: Arc<Workflow>) {
+        self.track(&record, Some(workflow.clone()));
+        reservation.send(Queued {
+            record,
+            workflow: Some(workflow),
+        });
+    }
+
+    /// Queue a job recovered at start-up, waiting for room.
+    async fn enqueue_recovered(&self, record: JobRecord) -> bool {
+        self.track(&record, None);
+        self.tx
+            .send(Queued {
+                record,
+                workflow: None,
+            })
+            .await
+            .is_ok()
+    }
+
+    /// The result so far of a queued or running job, with its owner. Until it is final it
+    /// reads In Progress (255) and `Processing` (the pipeline publishes it so).
+    pub fn snapshot(&self, data_id: &str) -> Option<(String, ScanResult)> {
+        let active = self.active();
+        let a = active.get(data_id)?;
+        let result = a
+            .progress
+            .clone()
+            .unwrap_or_else(|| placeholder(&a.record, a.workflow.as_deref()));
+        Some((a.record.owner.clone(), result))
+    }
+
+    /// The owner of a queued or running job.
+    pub fn owner(&self, data_id: &str) -> Option<String> {
+        self.active().get(data_id).map(|a| a.record.owner.clone())
+    }
+
+    /// Cancel a queued or running job; whether it was in flight.
+    pub fn cancel(&self, data_id: &str) -> bool {
+        match self.active().get(data_id) {
+            Some(a) => {
+                a.cancel.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn cancel_token(&self, data_id: &str) -> CancelToken {
+        self.active()
+            .get(data_id)
+            .map(|a| a.cancel.clone())
+            .unwrap_or_default()
+    }
+
+    fn set_progress(&self, data_id: &str, result: &ScanResult) {
+        if let Some(a) = self.active().get_mut(data_id) {
+            a.progress = Some(result.clone());
+        }
+    }
+
+    fn remove(&self, data_id: &str) {
+        self.active().remove(data_id);
+    }
+
+    /// How many jobs are queued or running.
+    pub fn in_flight(&self) -> usize {
+        self.active().len()
+    }
+}
+
+/// Re-queue every job that is not done (SIGKILL, crash, or a shutdown that ran out of time):
+/// their files are still in the file store. Runs in the background, waiting for room.
+pub fn recover(state: &Arc<AppState>, jobs: Vec<JobRecord>) -> tokio::task::JoinHandle<()> {
+    let state = state.clone();
+    tokio::spawn(async move {
+        if !jobs.is_empty() {
+            tracing::info!(jobs = jobs.len(), "re-queueing the jobs left unfinished");
+        }
+        for record in jobs {
+            state.metrics.queue_depth.inc();
+            if !state.jobs.enqueue_recovered(record).await {
+                return;
+            }
+        }
+    })
+}
+
+/// One worker: takes jobs until `shutdown` turns true, finishing the job in hand first.
+pub async fn worker(state: Arc<AppState>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        let job = {
+            let mut rx = state.jobs.rx.lock().await;
+            tokio::select! {
+                biased;
+                _ = shutdown.wait_for(|stop| *stop) => None,
+                job = rx.recv() => job,
+            }
+        };
+        let Some(job) = job else { return };
+        state.metrics.queue_depth.dec();
+        run(&state, job).await;
+        if *shutdown.borrow() {
+            return;
+        }
+    }
+}
+
+async fn run(state: &Arc<AppState>, job: Queued) {
+    let record = job.record;
+    let span = tracing::info_span!("scan", data_id = %record.data_id, workflow = %record.workflow);
+    async {
+        let id = record.data_id.clone();
+        let cancel = state.jobs.cancel_token(&id);
+        let workflow = job.workflow.or_else(|| {
+            state
+                .inventory
+                .current()
+                .inventory
+                .workflow(Some(&record.workflow))
+        });
+        let result = match &workflow {
+            _ if cancel.is_cancelled() => {
+                tracing::info!("cancelled before it started");
+                final_without_run(&record, workflow.as_deref(), ResultCode::CANCELED)
+            }
+            _ if record.runs >= MAX_RUNS => {
+                tracing::error!(
+                    runs = record.runs,
+                    "the scan was interrupted {MAX_RUNS} times; not starting it again"
+                );
+                final_without_run(&record, workflow.as_deref(), ResultCode::FAILED)
+            }
+            None => {
+                tracing::error!("its workflow no longer exists; the file is not scanned");
+                final_without_run(&record, None, ResultCode::NOT_SCANNED)
+            }
+            Some(wf) => match state.store.files.sample(&id, &record.file_name) {
+                Err(e) => {
+                    tracing::error!(error = %e, "the stored file cannot be opened");
+                    final_without_run(&record, Some(wf), ResultCode::FAILED)
+                }
+                Ok(sample) => {
+                    if let Err(e) = state.store.mark_running(&id).await {
+                        tracing::error!(error = %e, "cannot record that the scan started");
+                    }
+                    let submission = Submission {
+                        data_id: id.clone(),
+                        display_name: record.display_name.clone(),
+                        user_agent: record.user_agent.clone(),
+                        username: record.username.clone(),
+                        metadata: record.metadata.clone(),
+                        received: received_at(&record),
+                    };
+                    state.metrics.running.inc();
+                    let jobs = &state.jobs;
+                    let on_progress = |r: &ScanResult| jobs.set_progress(&id, r);
+                    let result = workflow::run(
+                        &state.executor,
+                        wf,
+                        &sample,
+                        &record.fingerprint,
+                        &submission,
+                        &cancel,
+                        &on_progress,
+                    )
+                    .await;
+                    state.metrics.running.dec();
+                    result
+                }
+            },
+        };
+        finalize(state, &record, result).await;
+    }
+    .instrument(span)
+    .await
+}
+
+/// Store the final result, count it, let go of the job and start its callback.
+async fn finalize(state: &Arc<AppState>, record: &JobRecord, result: ScanResult) {
+    let json = serde_json::to_string(&result).expect("a ScanResult always serializes");
+    state.jobs.set_progress(&record.data_id, &result);
+    if let Err(e) = state.store.finish(record, json).await {
+        // The job stays in memory (readers see its final result) and `running` in the
+        // database: it runs again at the next start.
+        tracing::error!(error = %e, "cannot store the final result");
+        return;
+    }
+    state.jobs.remove(&record.data_id);
+    state.metrics.finished(&result);
+    if let Some(url) = &record.callback_url {
+        tokio::spawn(super::callbacks::deliver(
+            state.clone(),
+            record.data_id.clone(),
+            url.clone(),
+            0,
+        ));
+    }
+}
+
+fn received_at(record: &JobRecord) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(record.received_ms).unwrap_or_else(Utc::now)
+}
+
+/// `<name>_<runtime>`, as the pipeline names engines.
+pub fn engine_id(name: &str, runtime: &str) -> String {
+    let name: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("{name}_{runtime}")
+}
+
+/// The result of a job that waits for a worker: every field clients require, progress 0,
+/// `scan_all_result_i` 255 (In Progress).
+pub fn placeholder(record: &JobRecord, workflow: Option<&Workflow>) -> ScanResult {
+    let received = received_at(record);
+    let f = &record.fingerprint;
+    ScanResult {
+        data_id: record.data_id.clone(),
+        file_info: FileInfo {
+            display_name: record.display_name.clone(),
+            file_size: f.size,
+            file_type: f.mime.clone(),
+            file_type_description: f.description.clone(),
+            md5: f.md5.clone(),
+            sha1: f.sha1.clone(),
+            sha256: f.sha256.clone(),
+            upload_timestamp: iso_millis(received),
+        },
+        process_info: ProcessInfo {
+            blocked_reason: String::new(),
+            blocked_reasons: Vec::new(),
+            file_type_skipped_scan: false,
+            profile: record.workflow.clone(),
+            progress_percentage: 0,
+            result: result::PROCESSING.to_owned(),
+            user_agent: record.user_agent.clone(),
+            username: record.username.clone(),
+            verdicts: Vec::new(),
+            queue_time: (now_ms() - record.received_ms).max(0),
+            processing_time: -1,
+            post_processing: PostProcessing::default(),
+        },
+        scan_results: ScanResults {
+            data_id: record.data_id.clone(),
+            progress_percentage: 0,
+            scan_all_result_a: ResultCode::IN_PROGRESS.as_str().to_owned(),
+            scan_all_result_i: ResultCode::IN_PROGRESS,
+            start_time: iso_millis(received),
+            total_avs: workflow.map_or(0, |w| w.scanners.len() as u32),
+            total_time: 0,
+            scan_details: Default::default(),
+        },
+        post_action: workflow
+            .filter(|w| !w.post_actions.is_empty())
+            .map(|w| PostActionSummary {
+                total_post_action: w.post_actions.len() as u32,
+                ..PostActionSummary::default()
+            }),
+        metadata: record.metadata.clone(),
+    }
+}
+
+/// The final result of a job that ends without running: cancelled while queued, interrupted
+/// too often, or whose workflow is gone. Blocked when the workflow blocks `code` (always
+/// when the workflow is unknown: an unscanned file is never let through).
+fn final_without_run(
+    record: &JobRecord,
+    workflow: Option<&Workflow>,
+    code: ResultCode,
+) -> ScanResult {
+    let mut r = placeholder(record, workflow);
+    if code == ResultCode::CANCELED
+        && let Some(wf) = workflow
+    {
+        for p in &wf.scanners {
+            r.scan_results.scan_details.insert(
+                p.name().to_string(),
+                EngineResult {
+                    def_time: "1970-01-01T00:00:00.000Z".to_owned(),
+                    eng_id: engine_id(p.name().as_str(), &p.runtime().to_string()),
+                    location: "local".to_owned(),
+                    scan_result_i: ResultCode::CANCELED,
+                    scan_time: 0,
+                    threat_found: String::new(),
+                    wait_time: 0,
+                    failure: None,
+                },
+            );
+        }
+    }
+    let blocked = workflow.is_none_or(|w| w.spec.block_results.contains(&code));
+    let info = &mut r.process_info;
+    info.verdicts = vec![code.as_str().to_owned()];
+    info.result = if blocked {
+        result::BLOCKED
+    } else {
+        result::ALLOWED
+    }
+    .to_owned();
+    if blocked {
+        info.blocked_reason = code.as_str().to_owned();
+        info.blocked_reasons = vec![code.as_str().to_owned()];
+    }
+    info.processing_time = 0;
+    info.progress_percentage = 100;
+    r.scan_results.progress_percentage = 100;
+    r.scan_results.scan_all_result_i = code;
+    r.scan_results.scan_all_result_a = code.as_str().to_owned();
+    r
+}

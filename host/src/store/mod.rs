@@ -1,0 +1,853 @@
+//! Persistence for `cordon serve`: jobs, results, callback deliveries and the inventory
+//! changes made over the API, in SQLite; submitted files in the [`files`] store.
+//!
+//! The database is `<data_dir>/cordon.sqlite3`, in WAL mode with `synchronous = FULL`: a
+//! transaction that returned is on disk, through a crash of the process or of the machine.
+//! Every call runs on tokio's blocking pool ([`tokio::task::spawn_blocking`]), never on an
+//! async worker thread. One connection serves the whole process (SQLite serializes writers
+//! anyway); the schema is created at [`Store::open`].
+//!
+//! A job's life: `queued` (inserted once its file is committed, before the client gets its
+//! `data_id`) → `running` → `done` (its final result is inserted in the same transaction).
+//! At start-up every job that is not `done` is run again.
+
+pub mod files;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::fileinfo::Fingerprint;
+
+pub use files::FileStore;
+
+/// Why the store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite refused.
+    #[error("database {path}: {source}")]
+    Sqlite {
+        /// The database file.
+        path: PathBuf,
+        /// Why.
+        source: rusqlite::Error,
+    },
+    /// A file or directory could not be used.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A stored value could not be read back.
+    #[error("database {path}: corrupt value: {message}")]
+    Corrupt {
+        /// The database file.
+        path: PathBuf,
+        /// What.
+        message: String,
+    },
+}
+
+/// A job's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobState {
+    /// Accepted, waiting for a worker.
+    Queued,
+    /// A worker started it.
+    Running,
+    /// Its final result is stored.
+    Done,
+}
+
+impl JobState {
+    fn as_str(self) -> &'static str {
+        match self {
+            JobState::Queued => "queued",
+            JobState::Running => "running",
+            JobState::Done => "done",
+        }
+    }
+
+    fn parse(s: &str) -> Option<JobState> {
+        Some(match s {
+            "queued" => JobState::Queued,
+            "running" => JobState::Running,
+            "done" => JobState::Done,
+            _ => return None,
+        })
+    }
+}
+
+/// Everything known about a submission when it is accepted: enough to run it again after a
+/// crash.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobRecord {
+    /// 32 lowercase hex.
+    pub data_id: String,
+    /// Who may see it (`key:<name>`, `user:<name>`, or `open`).
+    pub owner: String,
+    /// The workflow (rule) it runs under.
+    pub workflow: String,
+    /// The name the client gave.
+    pub display_name: String,
+    /// The stored file's name (sanitized display name).
+    pub file_name: String,
+    /// The client's `user_agent` header.
+    pub user_agent: String,
+    /// `process_info.username`.
+    pub username: String,
+    /// The `metadata` header, parsed.
+    pub metadata: Option<serde_json::Value>,
+    /// Where to POST the final result.
+    pub callback_url: Option<String>,
+    /// The file's hashes and type.
+    pub fingerprint: Fingerprint,
+    /// When the file was received, ms since the epoch.
+    pub received_ms: i64,
+    /// Current state.
+    pub state: JobState,
+    /// Whether a cancel was asked for.
+    pub cancel_requested: bool,
+    /// How many times a worker started it (more than once after crashes).
+    pub runs: u32,
+}
+
+/// A stored final result.
+#[derive(Debug, Clone)]
+pub struct StoredResult {
+    /// Who may see it.
+    pub owner: String,
+    /// The result JSON.
+    pub json: String,
+}
+
+/// One callback delivery attempt.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CallbackAttempt {
+    /// 1, 2, ...
+    pub attempt: u32,
+    /// When it started, ms since the epoch.
+    pub at_ms: i64,
+    /// The HTTP status, when an answer came.
+    pub status: Option<u16>,
+    /// What went wrong, when something did (`""` on success).
+    pub error: String,
+    /// How long it took, in ms.
+    pub duration_ms: u64,
+}
+
+/// A job's callback and its deliveries.
+#[derive(Debug, Clone)]
+pub struct CallbackRecord {
+    /// Who may see it.
+    pub owner: String,
+    /// The URL.
+    pub url: String,
+    /// `pending`, `delivered` or `failed`; `None` while the scan runs.
+    pub state: Option<String>,
+    /// Every attempt, in order.
+    pub attempts: Vec<CallbackAttempt>,
+}
+
+/// One change to the inventory made over the API, as recorded.
+#[derive(Debug, Clone)]
+pub struct InventoryChange {
+    /// Order of the change.
+    pub seq: i64,
+    /// `plugin` or `workflow`.
+    pub kind: String,
+    /// The plugin or workflow name.
+    pub name: String,
+    /// The new definition (JSON object); `None` for a removal.
+    pub definition: Option<serde_json::Value>,
+}
+
+/// Which hash a `/hash` lookup uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HashKind {
+    /// 32 hex characters.
+    Md5,
+    /// 40 hex characters.
+    Sha1,
+    /// 64 hex characters.
+    Sha256,
+}
+
+impl HashKind {
+    /// The kind of a lowercase hex hash, by its length.
+    pub fn of(hash: &str) -> Option<HashKind> {
+        if !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        match hash.len() {
+            32 => Some(HashKind::Md5),
+            40 => Some(HashKind::Sha1),
+            64 => Some(HashKind::Sha256),
+            _ => None,
+        }
+    }
+
+    fn column(self) -> &'static str {
+        match self {
+            HashKind::Md5 => "md5",
+            HashKind::Sha1 => "sha1",
+            HashKind::Sha256 => "sha256",
+        }
+    }
+}
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS jobs (
+    data_id          TEXT PRIMARY KEY,
+    owner            TEXT NOT NULL,
+    state            TEXT NOT NULL,
+    workflow         TEXT NOT NULL,
+    display_name     TEXT NOT NULL,
+    file_name        TEXT NOT NULL,
+    user_agent       TEXT NOT NULL,
+    username         TEXT NOT NULL,
+    metadata         TEXT,
+    callback_url     TEXT,
+    callback_state   TEXT,
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    size             INTEGER NOT NULL,
+    md5              TEXT NOT NULL,
+    sha1             TEXT NOT NULL,
+    sha256           TEXT NOT NULL,
+    mime             TEXT NOT NULL,
+    type_description TEXT NOT NULL,
+    received_ms      INTEGER NOT NULL,
+    started_ms       INTEGER,
+    runs             INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state);
+CREATE INDEX IF NOT EXISTS jobs_received ON jobs(received_ms);
+CREATE TABLE IF NOT EXISTS results (
+    data_id     TEXT PRIMARY KEY,
+    owner       TEXT NOT NULL,
+    workflow    TEXT NOT NULL,
+    md5         TEXT NOT NULL,
+    sha1        TEXT NOT NULL,
+    sha256      TEXT NOT NULL,
+    created_ms  INTEGER NOT NULL,
+    finished_ms INTEGER NOT NULL,
+    result      TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS results_md5 ON results(md5);
+CREATE INDEX IF NOT EXISTS results_sha1 ON results(sha1);
+CREATE INDEX IF NOT EXISTS results_sha256 ON results(sha256);
+CREATE INDEX IF NOT EXISTS results_created ON results(created_ms);
+CREATE TABLE IF NOT EXISTS callback_attempts (
+    data_id     TEXT NOT NULL,
+    attempt     INTEGER NOT NULL,
+    at_ms       INTEGER NOT NULL,
+    status      INTEGER,
+    error       TEXT NOT NULL,
+    duration_ms INTEGER NOT NULL,
+    PRIMARY KEY (data_id, attempt)
+);
+CREATE TABLE IF NOT EXISTS inventory_changes (
+    seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind       TEXT NOT NULL,
+    name       TEXT NOT NULL,
+    definition TEXT,
+    at_ms      INTEGER NOT NULL,
+    by_whom    TEXT NOT NULL
+);
+"#;
+
+/// The store: SQLite database and file store. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    db: Arc<Mutex<Connection>>,
+    path: PathBuf,
+    /// Submitted files.
+    pub files: FileStore,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Milliseconds since the epoch, now.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+impl Store {
+    /// Open (creating what is missing) the database and file store under `data_dir`.
+    pub fn open(data_dir: &Path) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::Io {
+            path: data_dir.to_owned(),
+            source,
+        })?;
+        let path = data_dir.join("cordon.sqlite3");
+        let sql = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let conn = Connection::open(&path).map_err(sql)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(sql)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(sql)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(sql)?;
+        conn.execute_batch(SCHEMA).map_err(sql)?;
+        let files_root = data_dir.join("files");
+        let files = FileStore::open(&files_root).map_err(|source| StoreError::Io {
+            path: files_root,
+            source,
+        })?;
+        Ok(Store {
+            db: Arc::new(Mutex::new(conn)),
+            path,
+            files,
+        })
+    }
+
+    /// Run `f` on the connection, on the blocking pool.
+    async fn call<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<R, rusqlite::Error> + Send + 'static,
+    ) -> Result<R, StoreError> {
+        let db = self.db.clone();
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = db.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut conn).map_err(|source| match source {
+                rusqlite::Error::FromSqlConversionFailure(_, _, e) => StoreError::Corrupt {
+                    path,
+                    message: e.to_string(),
+                },
+                source => StoreError::Sqlite { path, source },
+            })
+        })
+        .await
+        .expect("database calls do not panic")
+    }
+
+    /// Insert a new job (state `queued`).
+    pub async fn insert_job(&self, job: JobRecord) -> Result<(), StoreError> {
+        self.call(move |db| {
+            let f = &job.fingerprint;
+            db.execute(
+                "INSERT INTO jobs (data_id, owner, state, workflow, display_name, file_name,
+                    user_agent, username, metadata, callback_url, size, md5, sha1, sha256, mime,
+                    type_description, received_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+                params![
+                    job.data_id,
+                    job.owner,
+                    JobState::Queued.as_str(),
+                    job.workflow,
+                    job.display_name,
+                    job.file_name,
+                    job.user_agent,
+                    job.username,
+                    job.metadata.as_ref().map(|m| m.to_string()),
+                    job.callback_url,
+                    f.size as i64,
+                    f.md5,
+                    f.sha1,
+                    f.sha256,
+                    f.mime,
+                    f.description,
+                    job.received_ms,
+                ],
+            )
+            .map(drop)
+        })
+        .await
+    }
+
+    /// Mark a job as started by a worker; counts the run.
+    pub async fn mark_running(&self, data_id: &str) -> Result<(), StoreError> {
+        let id = data_id.to_owned();
+        self.call(move |db| {
+            db.execute(
+                "UPDATE jobs SET state = 'running', started_ms = ?2, runs = runs + 1
+                 WHERE data_id = ?1 AND state != 'done'",
+                params![id, now_ms()],
+            )
+            .map(drop)
+        })
+        .await
+    }
+
+    /// Record that a cancel was asked for, so that it holds across a restart.
+    pub async fn request_cancel(&self, data_id: &str) -> Result<(), StoreError> {
+        let id = data_id.to_owned();
+        self.call(move |db| {
+            db.execute(
+                "UPDATE jobs SET cancel_requested = 1 WHERE data_id = ?1",
+                params![id],
+            )
+            .map(drop)
+        })
+        .await
+    }
+
+    /// Store a job's final result and mark it done, in one transaction. When the job has a
+    /// callback URL, its delivery becomes `pending`.
+    pub async fn finish(&self, job: &JobRecord, result_json: String) -> Result<(), StoreError> {
+        let job = job.clone();
+        self.call(move |db| {
+            let tx = db.transaction()?;
+            let f = &job.fingerprint;
+            tx.execute(
+                "INSERT OR REPLACE INTO results (data_id, owner, workflow, md5, sha1, sha256,
+                    created_ms, finished_ms, result)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![
+                    job.data_id,
+                    job.owner,
+                    job.workflow,
+                    f.md5,
+                    f.sha1,
+                    f.sha256,
+                    job.received_ms,
+                    now_ms(),
+                    result_json
+                ],
+            )?;
+            tx.execute(
+                "UPDATE jobs SET state = 'done',
+                    callback_state = CASE WHEN callback_url IS NULL THEN NULL ELSE 'pending' END
+                 WHERE data_id = ?1",
+                params![job.data_id],
+            )?;
+            tx.commit()
+        })
+        .await
+    }
+
+    /// A job.
+    pub async fn job(&self, data_id: &str) -> Result<Option<JobRecord>, StoreError> {
+        let id = data_id.to_owned();
+        self.call(move |db| {
+            db.query_row(
+                &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE data_id = ?1"),
+                params![id],
+                job_from_row,
+            )
+            .optional()
+        })
+        .await
+    }
+
+    /// Every job that is not done, oldest first.
+    pub async fn unfinished_jobs(&self) -> Result<Vec<JobRecord>, StoreError> {
+        self.call(|db| {
+            let mut stmt = db.prepare(&format!(
+                "SELECT {JOB_COLUMNS} FROM jobs WHERE state != 'done' ORDER BY received_ms, data_id"
+            ))?;
+            stmt.query_map([], job_from_row)?.collect()
+        })
+        .await
+    }
+
+    /// A final result.
+    pub async fn result(&self, data_id: &str) -> Result<Option<StoredResult>, StoreError> {
+        let id = data_id.to_owned();
+        self.call(move |db| {
+            db.query_row(
+                "SELECT owner, result FROM results WHERE data_id = ?1",
+                params![id],
+                |r| {
+                    Ok(StoredResult {
+                        owner: r.get(0)?,
+                        json: r.get(1)?,
+                    })
+                },
+            )
+            .optional()
+        })
+        .await
+    }
+
+    /// The most recent final result for a file hash, among those of `owner` (every owner's
+    /// when `None`), of workflow `rule` when given.
+    pub async fn result_by_hash(
+        &self,
+        kind: HashKind,
+        hash: &str,
+        owner: Option<&str>,
+        rule: Option<&str>,
+    ) -> Result<Option<StoredResult>, StoreError> {
+        let hash = hash.to_ascii_lowercase();
+        let owner = owner.map(str::to_owned);
+        let rule = rule.map(str::to_owned);
+        let column = kind.column();
+        self.call(move |db| {
+            db.query_row(
+                &format!(
+                    "SELECT owner, result FROM results WHERE {column} = ?1
+                       AND (?2 IS NULL OR owner = ?2) AND (?3 IS NULL OR workflow = ?3)
+                     ORDER BY finished_ms DESC LIMIT 1"
+                ),
+                params![hash, owner, rule],
+                |r| {
+                    Ok(StoredResult {
+                        owner: r.get(0)?,
+                        json: r.get(1)?,
+                    })
+                },
+            )
+            .optional()
+        })
+        .await
+    }
+
+    /// Record one callback delivery attempt.
+    pub async fn record_callback_attempt(
+        &self,
+        data_id: &str,
+        attempt: CallbackAttempt,
+    ) -> Result<(), StoreError> {
+        let id = data_id.to_owned();
+        self.call(move |db| {
+            db.execute(
+                "INSERT OR REPLACE INTO callback_attempts
+                    (data_id, attempt, at_ms, status, error, duration_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    id,
+                    attempt.attempt,
+                    attempt.at_ms,
+                    attempt.status,
+                    attempt.error,
+                    attempt.duration_ms as i64
+                ],
+            )
+            .map(drop)
+        })
+        .await
+    }
+
+    /// Set a job's callback state (`delivered` or `failed`).
+    pub async fn set_callback_state(&self, data_id: &str, state: &str) -> Result<(), StoreError> {
+        let id = data_id.to_owned();
+        let state = state.to_owned();
+        self.call(move |db| {
+            db.execute(
+                "UPDATE jobs SET callback_state = ?2 WHERE data_id = ?1",
+                params![id, state],
+            )
+            .map(drop)
+        })
+        .await
+    }
+
+    /// A job's callback, with its attempts; `None` when the job has no callback URL.
+    pub async fn callback(&self, data_id: &str) -> Result<Option<CallbackRecord>, StoreError> {
+        let id = data_id.to_owned();
+        self.call(move |db| {
+            let head = db
+                .query_row(
+                    "SELECT owner, callback_url, callback_state FROM jobs
+                     WHERE data_id = ?1 AND callback_url IS NOT NULL",
+                    params![id],
+                    |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get(2)?)),
+                )
+                .optional()?;
+            let Some((owner, url, state)) = head else {
+                return Ok(None);
+            };
+            let mut stmt = db.prepare(
+                "SELECT attempt, at_ms, status, error, duration_ms FROM callback_attempts
+                 WHERE data_id = ?1 ORDER BY attempt",
+            )?;
+            let attempts = stmt
+                .query_map(params![id], |r| {
+                    Ok(CallbackAttempt {
+                        attempt: r.get(0)?,
+                        at_ms: r.get(1)?,
+                        status: r.get(2)?,
+                        error: r.get(3)?,
+                        duration_ms: r.get::<_, i64>(4)? as u64,
+                    })
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(Some(CallbackRecord {
+                owner,
+                url,
+                state,
+                attempts,
+            }))
+        })
+        .await
+    }
+
+    /// Jobs whose callback is still `pending`, with their URL and the attempts already made.
+    pub async fn pending_callbacks(&self) -> Result<Vec<(String, String, u32)>, StoreError> {
+        self.call(|db| {
+            let mut stmt = db.prepare(
+                "SELECT j.data_id, j.callback_url,
+                    (SELECT COUNT(*) FROM callback_attempts a WHERE a.data_id = j.data_id)
+                 FROM jobs j WHERE j.callback_state = 'pending' ORDER BY j.received_ms",
+            )?;
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect()
+        })
+        .await
+    }
+
+    /// Record an inventory change made over the API.
+    pub async fn append_inventory_change(
+        &self,
+        kind: &str,
+        name: &str,
+        definition: Option<serde_json::Value>,
+        by_whom: &str,
+    ) -> Result<(), StoreError> {
+        let (kind, name, by_whom) = (kind.to_owned(), name.to_owned(), by_whom.to_owned());
+        self.call(move |db| {
+            db.execute(
+                "INSERT INTO inventory_changes (kind, name, definition, at_ms, by_whom)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    kind,
+                    name,
+                    definition.map(|d| d.to_string()),
+                    now_ms(),
+                    by_whom
+                ],
+            )
+            .map(drop)
+        })
+        .await
+    }
+
+    /// Every inventory change, in the order it was made.
+    pub async fn inventory_changes(&self) -> Result<Vec<InventoryChange>, StoreError> {
+        self.call(|db| {
+            let mut stmt = db.prepare(
+                "SELECT seq, kind, name, definition FROM inventory_changes ORDER BY seq",
+            )?;
+            stmt.query_map([], |r| {
+                let definition: Option<String> = r.get(3)?;
+                let definition = definition
+                    .map(|d| serde_json::from_str(&d))
+                    .transpose()
+                    .map_err(|e| {
+                        rusqlite::Error::FromSqlConversionFailure(
+                            3,
+                            rusqlite::types::Type::Text,
+                            Box::new(e),
+                        )
+                    })?;
+                Ok(InventoryChange {
+                    seq: r.get(0)?,
+                    kind: r.get(1)?,
+                    name: r.get(2)?,
+                    definition,
+                })
+            })?
+            .collect()
+        })
+        .await
+    }
+
+    /// Delete finished jobs, their results and callback records received before `before_ms`;
+    /// returns their data ids (whose files the caller deletes). Jobs not done are kept
+    /// whatever their age: an accepted file always reaches a result.
+    pub async fn sweep(&self, before_ms: i64) -> Result<Vec<String>, StoreError> {
+        self.call(move |db| {
+            let tx = db.transaction()?;
+            let ids: Vec<String> = {
+                let mut stmt = tx.prepare(
+                    "SELECT data_id FROM jobs WHERE state = 'done' AND received_ms < ?1
+                       AND (callback_state IS NULL OR callback_state != 'pending')",
+                )?;
+                stmt.query_map(params![before_ms], |r| r.get(0))?
+                    .collect::<Result<_, _>>()?
+            };
+            for id in &ids {
+                tx.execute("DELETE FROM results WHERE data_id = ?1", params![id])?;
+                tx.execute(
+                    "DELETE FROM callback_attempts WHERE data_id = ?1",
+                    params![id],
+                )?;
+                tx.execute("DELETE FROM jobs WHERE data_id = ?1", params![id])?;
+            }
+            tx.execute(
+                "DELETE FROM results WHERE created_ms < ?1
+                   AND data_id NOT IN (SELECT data_id FROM jobs)",
+                params![before_ms],
+            )?;
+            tx.commit()?;
+            Ok(ids)
+        })
+        .await
+    }
+
+    /// Data ids that have a job row (any state).
+    pub async fn job_ids(&self) -> Result<std::collections::HashSet<String>, StoreError> {
+        self.call(|db| {
+            let mut stmt = db.prepare("SELECT data_id FROM jobs")?;
+            stmt.query_map([], |r| r.get(0))?.collect()
+        })
+        .await
+    }
+
+    /// Whether the database answers.
+    pub async fn ping(&self) -> bool {
+        self.call(|db| db.query_row("SELECT 1", [], |r| r.get::<_, i64>(0)))
+            .await
+            .is_ok()
+    }
+}
+
+const JOB_COLUMNS: &str = "data_id, owner, state, workflow, display_name, file_name, user_agent,
+    username, metadata, callback_url, cancel_requested, size, md5, sha1, sha256, mime,
+    type_description, received_ms, runs";
+
+fn job_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobRecord> {
+    let conversion = |i: usize, e: Box<dyn std::error::Error + Send + Sync>| {
+        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, e)
+    };
+    let state: String = r.get(2)?;
+    let metadata: Option<String> = r.get(8)?;
+    Ok(JobRecord {
+        data_id: r.get(0)?,
+        owner: r.get(1)?,
+        state: JobState::parse(&state)
+            .ok_or_else(|| conversion(2, format!("unknown job state {state:?}").into()))?,
+        workflow: r.get(3)?,
+        display_name: r.get(4)?,
+        file_name: r.get(5)?,
+        user_agent: r.get(6)?,
+        username: r.get(7)?,
+        metadata: metadata
+            .map(|m| serde_json::from_str(&m))
+            .transpose()
+            .map_err(|e| conversion(8, Box::new(e)))?,
+        callback_url: r.get(9)?,
+        cancel_requested: r.get::<_, i64>(10)? != 0,
+        fingerprint: Fingerprint {
+            size: r.get::<_, i64>(11)? as u64,
+            md5: r.get(12)?,
+            sha1: r.get(13)?,
+            sha256: r.get(14)?,
+            mime: r.get(15)?,
+            description: r.get(16)?,
+        },
+        received_ms: r.get(17)?,
+        runs: r.get(18)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(id: &str, received_ms: i64) -> JobRecord {
+        JobRecord {
+            data_id: id.to_owned(),
+            owner: "key:a".into(),
+            workflow: "w".into(),
+            display_name: "a b.txt".into(),
+            file_name: "a_b.txt".into(),
+            user_agent: "ua".into(),
+            username: "a".into(),
+            metadata: Some(serde_json::json!({"k": 1})),
+            callback_url: Some("http://127.0.0.1:1/cb".into()),
+            fingerprint: Fingerprint {
+                size: 3,
+                md5: "m".repeat(32),
+                sha1: "s".repeat(40),
+                sha256: "2".repeat(64),
+                mime: "text/plain".into(),
+                description: "text".into(),
+            },
+            received_ms,
+            state: JobState::Queued,
+            cancel_requested: false,
+            runs: 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn jobs_survive_reopening_and_finish_atomically() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = "0123456789abcdef0123456789abcdef";
+        {
+            let store = Store::open(dir.path()).unwrap();
+            store.insert_job(job(id, 5)).await.unwrap();
+            store.mark_running(id).await.unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        let unfinished = store.unfinished_jobs().await.unwrap();
+        assert_eq!(unfinished.len(), 1);
+        assert_eq!(unfinished[0].state, JobState::Running);
+        assert_eq!(unfinished[0].runs, 1);
+        assert_eq!(unfinished[0].metadata, Some(serde_json::json!({"k": 1})));
+        store
+            .finish(&unfinished[0], "{\"x\":1}".into())
+            .await
+            .unwrap();
+        assert!(store.unfinished_jobs().await.unwrap().is_empty());
+        assert_eq!(store.result(id).await.unwrap().unwrap().json, "{\"x\":1}");
+        let by_hash = store
+            .result_by_hash(HashKind::Sha256, &"2".repeat(64), Some("key:a"), None)
+            .await
+            .unwrap();
+        assert!(by_hash.is_some());
+        let other = store
+            .result_by_hash(HashKind::Sha256, &"2".repeat(64), Some("key:b"), None)
+            .await
+            .unwrap();
+        assert!(other.is_none());
+        assert_eq!(store.pending_callbacks().await.unwrap().len(), 1);
+        store
+            .record_callback_attempt(
+                id,
+                CallbackAttempt {
+                    attempt: 1,
+                    at_ms: 1,
+                    status: Some(200),
+                    error: String::new(),
+                    duration_ms: 3,
+                },
+            )
+            .await
+            .unwrap();
+        // A pending callback holds its job against retention.
+        assert!(store.sweep(i64::MAX).await.unwrap().is_empty());
+        store.set_callback_state(id, "delivered").await.unwrap();
+        let cb = store.callback(id).await.unwrap().unwrap();
+        assert_eq!(cb.state.as_deref(), Some("delivered"));
+        assert_eq!(cb.attempts.len(), 1);
+        assert_eq!(store.sweep(4).await.unwrap(), Vec::<String>::new());
+        assert_eq!(store.sweep(6).await.unwrap(), vec![id.to_owned()]);
+        assert!(store.result(id).await.unwrap().is_none());
+        assert!(store.job(id).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn inventory_changes_keep_their_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store
+            .append_inventory_change("plugin", "A", Some(serde_json::json!({"a": 1})), "admin")
+            .await
+            .unwrap();
+        store
+            .append_inventory_change("plugin", "A", None, "admin")
+            .await
+            .unwrap();
+        let changes = store.inventory_changes().await.unwrap();
+        assert_eq!(changes.len(), 2);
+        assert!(changes[0].definition.is_some());
+        assert!(changes[1].definition.is_none());
+        assert!(changes[0].seq < changes[1].seq);
+    }
+}

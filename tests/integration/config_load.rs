@@ -1,0 +1,195 @@
+//! Loading a configuration: the built-in default works on a fresh data directory, and bad
+//! configuration is refused at load with a message naming the plugin, the field and the
+//! problem, for every problem at once.
+
+use cordon::host::{Host, HostError};
+use cordon_tests::artifacts::{NATIVE_QUARANTINE, WASM_EICAR, WASM_HOSTILE_LOOP};
+
+fn load(toml: &str) -> Result<Host, HostError> {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("not-wasm.wasm"),
+        b"MZ\x90\0 this is a PE file",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("imports-env.wasm"),
+        wat::parse_str(
+            r#"(module (import "env" "open_socket" (func)) (memory (export "memory") 1)
+                       (func (export "_start")))"#,
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("library.wasm"),
+        wat::parse_str(r#"(module (memory (export "memory") 1) (func (export "scan")))"#).unwrap(),
+    )
+    .unwrap();
+    let path = dir.path().join("cordon.toml");
+    std::fs::write(&path, toml).unwrap();
+    let result = Host::load(Some(&path), &dir.path().join("data"));
+    // Keep the directory alive until loading is done.
+    drop(dir);
+    result
+}
+
+fn refusal(toml: &str) -> String {
+    match load(toml) {
+        Ok(_) => panic!("configuration should be refused:\n{toml}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[tokio::test]
+async fn the_built_in_default_scans_on_a_fresh_data_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = Host::load(None, &dir.path().join("data")).expect("the default loads");
+    let eicar = dir.path().join("eicar.com");
+    std::fs::write(
+        &eicar,
+        br"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*",
+    )
+    .unwrap();
+    let result = host.scan_path(&eicar, None, "tester").await.unwrap();
+    assert_eq!(result.process_info.result, "Blocked");
+    assert_eq!(result.scan_results.scan_all_result_i.value(), 1);
+    assert_eq!(result.scan_results.total_avs, 4);
+    for engine in ["EICAR", "SHA256 Blocklist", "FileType", "ExecDetector"] {
+        let e = &result.scan_results.scan_details[engine];
+        assert!(e.failure.is_none(), "{engine}: {:?}", e.failure);
+    }
+    // The quarantine post action copied the blocked file into the data directory.
+    let quarantined: Vec<_> = std::fs::read_dir(dir.path().join("data/quarantine"))
+        .unwrap()
+        .collect();
+    assert_eq!(quarantined.len(), 1);
+    assert_eq!(
+        result.process_info.post_processing.actions_ran,
+        "Quarantine"
+    );
+
+    // A second host on the same data directory loads the modules from the cache.
+    let again = Host::load(None, &dir.path().join("data")).unwrap();
+    assert!(again.inventory.plugin("EICAR").unwrap().info().from_cache);
+}
+
+#[test]
+fn binaries_the_host_would_refuse_are_refused_at_load_with_the_plugin_named() {
+    let message = refusal(
+        r#"
+        [[plugin]]
+        name = "NotWasm"
+        role = "scanner"
+        runtime = "wasm"
+        module = "not-wasm.wasm"
+
+        [[plugin]]
+        name = "Networked"
+        role = "scanner"
+        runtime = "wasm"
+        module = "imports-env.wasm"
+
+        [[plugin]]
+        name = "Library"
+        role = "scanner"
+        runtime = "wasm"
+        module = "library.wasm"
+
+        [[plugin]]
+        name = "Ghost"
+        role = "scanner"
+        runtime = "process"
+        command = "/nonexistent/scanner --fast"
+
+        [[plugin]]
+        name = "Gopher"
+        role = "post_action"
+        runtime = "webhook"
+        url = "gopher://127.0.0.1/"
+
+        [[workflow]]
+        name = "w"
+        scanners = ["NotWasm"]
+        "#,
+    );
+    assert!(
+        message.contains("5 plugins could not be loaded"),
+        "{message}"
+    );
+    assert!(
+        message.contains("plugin \"NotWasm\"") && message.contains("is not WebAssembly"),
+        "{message}"
+    );
+    assert!(
+        message.contains("plugin \"Networked\"") && message.contains("imports `env::open_socket`"),
+        "{message}"
+    );
+    assert!(
+        message.contains("plugin \"Library\"") && message.contains("exports no `_start`"),
+        "{message}"
+    );
+    assert!(
+        message.contains("plugin \"Ghost\"") && message.contains("/nonexistent/scanner"),
+        "{message}"
+    );
+    assert!(
+        message.contains("plugin \"Gopher\"") && message.contains("http"),
+        "{message}"
+    );
+}
+
+#[test]
+fn configuration_errors_are_all_reported_with_plugin_and_field() {
+    let message = refusal(&format!(
+        r#"
+        [[plugin]]
+        name = "A name far too long"
+        role = "scanner"
+        runtime = "wasm"
+        module = "{WASM_EICAR}"
+
+        [[plugin]]
+        name = "Dup"
+        role = "scanner"
+        runtime = "wasm"
+        module = "{WASM_EICAR}"
+
+        [[plugin]]
+        name = "Dup"
+        role = "scanner"
+        runtime = "wasm"
+        module = "{WASM_HOSTILE_LOOP}"
+        timeout_ms = 0
+
+        [[plugin]]
+        name = "Missing"
+        role = "scanner"
+        runtime = "wasm"
+        module = "no/such/file.wasm"
+
+        [[plugin]]
+        name = "Unknown"
+        role = "scanner"
+        runtime = "process"
+        command = "{NATIVE_QUARANTINE}"
+        colour = "blue"
+
+        [[workflow]]
+        name = "w"
+        scanners = ["Dup", "Nobody"]
+        "#
+    ));
+    for expected in [
+        "plugin \"A name far too long\": field `name`",
+        "plugin \"Dup\": field `timeout_ms`: must be greater than 0",
+        "plugin \"Missing\": field `module`: module file",
+        "plugin \"Unknown\": unknown field `colour`",
+        "workflow \"w\": field `scanners`: no plugin is named \"Nobody\"",
+    ] {
+        assert!(
+            message.contains(expected),
+            "missing {expected:?} in:\n{message}"
+        );
+    }
+}
