@@ -2,7 +2,8 @@
 //!
 //! The example plugins are built from source by `build.rs` (through `cordon-build-support`)
 //! on the first build of this crate: every binary of `example-plugins/` as a wasm32-wasip1
-//! module and as a native executable. Their paths are the constants of [`artifacts`].
+//! module and as a native executable, some also as wasm32-wasip2 components, and the C
+//! plugins. Their paths are the constants of [`artifacts`].
 
 /// Absolute paths of the example plugins, built from source by `build.rs`.
 ///
@@ -16,6 +17,13 @@
 ///   `HOSTILE_FLOOD_STDOUT`, `HOSTILE_FLOOD_STDERR`, `HOSTILE_SLEEP`, `HOSTILE_BAD_JSON`,
 ///   `HOSTILE_TRAP`, `HOSTILE_PANIC`, `HOSTILE_SCRIPTED`, `HOSTILE_ESCAPE`,
 ///   `HOSTILE_EXIT_BIG`.
+///
+/// Built for wasm32-wasip2 as well, as components: `WASM_P2_EICAR` (the same source as
+/// `WASM_EICAR`; a component of the `scanner` world, through the SDK's `scanner_main!`) and
+/// `WASM_P2_HOSTILE_<NAME>` for every hostile plugin (WASI p2 command components).
+///
+/// Written in C and built with clang for WASI: `WASM_C_PE_DETECTOR`
+/// (`example-plugins/c/pe-detector.c`, Suspicious (2) for Windows PE executables).
 ///
 /// The native script plugins, from the source tree: `NATIVE_SCRIPTS_DIR`,
 /// `NATIVE_EXEC_DETECTOR`, `NATIVE_QUARANTINE`, `NATIVE_HOSTILE_SCRIPTS_DIR`,

@@ -33,7 +33,9 @@
 //! ```
 //!
 //! and the host's code `include_bytes!(env!("CORDON_BUILTIN_EICAR"))`. The `tests` crate's
-//! `build.rs` builds every plugin for both targets and writes path constants instead.
+//! `build.rs` builds every plugin for wasm32-wasip1 and natively, the SDK scanner `eicar` and the
+//! hostile plugins also for wasm32-wasip2 (components), the C plugins with
+//! [`build_c_plugins`], and writes path constants instead.
 //!
 //! What a call does:
 //! - makes sure the Rust target is installed: when `$(rustc --print sysroot)/lib/rustlib/<triple>`
@@ -196,6 +198,114 @@ pub fn native_scripts_dir() -> PathBuf {
 /// `<repo>/example-plugins/hostile/native`: the hostile native plugins (shell scripts).
 pub fn hostile_native_scripts_dir() -> PathBuf {
     example_plugins_dir().join("hostile").join("native")
+}
+
+/// `<repo>/example-plugins/c`: the example plugins written in C (one `.c` file each).
+pub fn c_plugins_dir() -> PathBuf {
+    example_plugins_dir().join("c")
+}
+
+/// The Debian packages that [`build_c_plugins`] needs: clang, the WebAssembly linker, the WASI
+/// C library and compiler-rt's builtins for wasm32.
+pub const C_TOOLCHAIN_PACKAGES: &str = "clang lld wasi-libc libclang-rt-dev-wasm32";
+
+/// Builds every C example plugin (`example-plugins/c/<name>.c`) to a WASI command module
+/// (wasm32-wasip1) with clang, and returns them as the artifacts of package `"c"` (so
+/// `pe-detector.c` has the constant name `C_PE_DETECTOR`).
+///
+/// Each file is compiled and linked alone: `clang --target=wasm32-wasi -O2 -Wall -Wextra
+/// -Werror -Wl,--strip-all [--sysroot=<sysroot>] -o <dir>/<name>.wasm <name>.c`, into
+/// `<main target dir>/example-plugins/c/wasm32-wasip1/`. The compiler is `$CORDON_WASI_CC`,
+/// else `clang`. The sysroot is `$CORDON_WASI_SYSROOT`, else `/usr/share/wasi-sysroot` when it
+/// exists (Debian 13 and later), else none: Debian 12's clang finds wasi-libc in
+/// `/usr/lib/wasm32-wasi` by itself. Call it from a build script; it prints
+/// `cargo:rerun-if-changed` for the sources and `cargo:rerun-if-env-changed` for both
+/// variables.
+///
+/// # Panics
+///
+/// When there is no C source, or a compile fails (with the compiler's output and the Debian
+/// packages to install, [`C_TOOLCHAIN_PACKAGES`]; `scripts/test` installs them).
+pub fn build_c_plugins() -> Artifacts {
+    let sources_dir = c_plugins_dir();
+    println!("cargo:rerun-if-changed={}", sources_dir.display());
+    println!("cargo:rerun-if-env-changed=CORDON_WASI_CC");
+    println!("cargo:rerun-if-env-changed=CORDON_WASI_SYSROOT");
+    let mut sources: Vec<PathBuf> = std::fs::read_dir(&sources_dir)
+        .unwrap_or_else(|err| panic!("cannot read {}: {err}", sources_dir.display()))
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "c"))
+        .collect();
+    sources.sort();
+    assert!(
+        !sources.is_empty(),
+        "no C plugin source (*.c) in {}",
+        sources_dir.display()
+    );
+
+    let target = Target::Wasm32Wasip1;
+    let triple = target.triple();
+    let target_dir = main_target_dir().join("example-plugins").join("c");
+    let out_dir = target_dir.join(&triple);
+    std::fs::create_dir_all(&out_dir)
+        .unwrap_or_else(|err| panic!("cannot create {}: {err}", out_dir.display()));
+    let cc = env::var_os("CORDON_WASI_CC").unwrap_or_else(|| "clang".into());
+    let sysroot = env::var_os("CORDON_WASI_SYSROOT")
+        .map(PathBuf::from)
+        .or_else(|| Some(PathBuf::from("/usr/share/wasi-sysroot")).filter(|dir| dir.is_dir()));
+
+    let mut artifacts = Vec::new();
+    for source in sources {
+        println!("cargo:rerun-if-changed={}", source.display());
+        let stem = source
+            .file_stem()
+            .map(|stem| stem.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let output = out_dir.join(format!("{stem}.wasm"));
+        let mut command = Command::new(&cc);
+        command.arg("--target=wasm32-wasi").args([
+            "-O2",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-Wl,--strip-all",
+        ]);
+        if let Some(sysroot) = &sysroot {
+            command.arg(format!("--sysroot={}", sysroot.display()));
+        }
+        command.arg("-o").arg(&output).arg(&source);
+        let result = command.output();
+        let failure = match &result {
+            Ok(out) if out.status.success() => None,
+            Ok(out) => Some(format!(
+                "{}\n{}{}",
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )),
+            Err(err) => Some(format!("cannot run {}: {err}", cc.to_string_lossy())),
+        };
+        if let Some(failure) = failure {
+            panic!(
+                "building the C example plugin {} for WASI failed.\ncommand: {command:?}\n\
+                 {failure}\nIt needs clang, wasm-ld and wasi-libc: on Debian, `apt-get install \
+                 {C_TOOLCHAIN_PACKAGES}` (./scripts/test does it when it runs as root).",
+                source.display()
+            );
+        }
+        artifacts.push(Artifact {
+            package: "c".to_owned(),
+            bin: stem,
+            path: output,
+        });
+    }
+    Artifacts {
+        target,
+        triple,
+        target_dir,
+        artifacts,
+    }
 }
 
 /// Builds example plugins in release mode for `target` and returns every binary built.
@@ -447,6 +557,8 @@ fn emit_rerun_if_changed(plugins: &Path) {
         root.join("plugin-sdk/src"),
         root.join("plugin-sdk/Cargo.toml"),
         root.join("Cargo.toml"),
+        // The SDK's wasm32-wasip2 build generates bindings from the WIT package.
+        root.join("wit"),
     ];
     if let Ok(entries) = std::fs::read_dir(plugins) {
         let mut dirs: Vec<PathBuf> = entries
@@ -486,6 +598,7 @@ mod tests {
             artifact("hostile", "flood-stdout").const_name(),
             "HOSTILE_FLOOD_STDOUT"
         );
+        assert_eq!(artifact("c", "pe-detector").const_name(), "C_PE_DETECTOR");
     }
 
     #[test]
@@ -510,5 +623,6 @@ mod tests {
         assert!(example_plugins_dir().join("Cargo.toml").is_file());
         assert!(native_scripts_dir().join("exec-detector.sh").is_file());
         assert!(hostile_native_scripts_dir().join("grandchild.sh").is_file());
+        assert!(c_plugins_dir().join("pe-detector.c").is_file());
     }
 }

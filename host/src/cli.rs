@@ -106,6 +106,10 @@ pub enum Command {
         #[command(flatten)]
         host: HostArgs,
     },
+    /// Tools for plugin authors: check a wasm binary, run a plugin on a file as Cordon does,
+    /// create a new plugin crate.
+    #[command(subcommand)]
+    Plugin(crate::tools::PluginCommand),
 }
 
 /// `cordon config ...`
@@ -164,6 +168,7 @@ pub async fn run(cli: Cli) -> ExitCode {
                 Err(e) => error(&e.to_string()),
             }
         }
+        Command::Plugin(command) => crate::tools::run_command(command).await,
         Command::Config(ConfigCommand::Default) => {
             print!("{}", builtin::DEFAULT_CONFIG);
             ExitCode::SUCCESS

@@ -13,6 +13,7 @@
 //! - [`host`]: all of it put together, used by the [`cli`];
 //! - [`server`]: `cordon serve`, the MetaDefender-compatible HTTP API, over the [`store`]
 //!   (SQLite and the file store).
+//! - [`tools`]: the plugin developer's tools (`cordon plugin check|run|new`).
 
 pub mod builtin;
 pub mod cli;
@@ -26,5 +27,6 @@ pub mod result;
 pub mod sample;
 pub mod server;
 pub mod store;
+pub mod tools;
 pub mod verdict;
 pub mod workflow;

@@ -1,10 +1,12 @@
 //! Write Cordon scanners and post actions in Rust.
 //!
 //! A Cordon plugin is a program that looks at one file. The same source builds as a WASI module
-//! (`--target wasm32-wasip1`, the sandboxed runtime) and as a native executable (the `process`
-//! runtime), and this crate gives both the same shape: you write one function, from the typed
-//! [`Input`] and the open [`SampleFile`] to a [`ScanReport`], and [`run_scanner`] does the rest
-//! of the contract. The [`testing`] module runs that same function under plain `cargo test`.
+//! (`--target wasm32-wasip1`, the sandboxed runtime), as a WebAssembly component of Cordon's
+//! `scanner` world (`--target wasm32-wasip2`, same sandbox, typed input and verdict) and as a
+//! native executable (the `process` runtime), and this crate gives all three the same shape:
+//! you write one function, from the typed [`Input`] and the open [`SampleFile`] to a
+//! [`ScanReport`], and [`scanner_main!`] does the rest of the contract. The [`testing`] module
+//! runs that same function under plain `cargo test`.
 //!
 //! # A complete scanner
 //!
@@ -54,9 +56,7 @@
 //!     Ok(report.with_def_time(DEF_TIME))
 //! }
 //!
-//! fn main() {
-//!     cordon_plugin_sdk::run_scanner(scan)
-//! }
+//! cordon_plugin_sdk::scanner_main!(scan);
 //!
 //! #[cfg(test)]
 //! mod tests {
@@ -71,9 +71,12 @@
 //! }
 //! ```
 //!
-//! Build it with `cargo build --release --target wasm32-wasip1` (`rustup target add
-//! wasm32-wasip1` once) for the `wasm` runtime, or plainly for the `process` runtime; test it
-//! with `cargo test`. (`serde_json` is re-exported as [`serde_json`] for reading metadata.)
+//! Build it with `cargo build --release --target wasm32-wasip1` (a WASI command module) or
+//! `--target wasm32-wasip2` (a component; `rustup target add wasm32-wasip1 wasm32-wasip2`
+//! once) for the `wasm` runtime, or plainly for the `process` runtime; test it with `cargo
+//! test`. `cordon plugin check target/wasm32-wasip1/release/marker.wasm` tells whether the host
+//! accepts the binary, and `cordon plugin run <wasm> <file>` runs it as the host would. (`serde_json` is
+//! re-exported as [`serde_json`] for reading metadata.)
 //!
 //! # The contract
 //!
@@ -96,7 +99,8 @@
 //! - **a post action** exits 0 for success and anything else for failure; its stdout is
 //!   ignored.
 //!
-//! [`run_scanner`] and [`run_post_action`] implement all of it: they read all of stdin, parse
+//! [`run_scanner`] and [`run_post_action`] (which [`scanner_main!`] and [`post_action_main!`]
+//! call from `main`) implement all of it: they read all of stdin, parse
 //! it (not JSON is a failure), take the last argument as the path, open the file, call your
 //! function and print the report. If your function returns an error, or panics where panics
 //! unwind (native builds without `panic = "abort"`), the plugin prints `<plugin name>:
@@ -107,18 +111,41 @@
 //!
 //! ## Panics and traps
 //!
-//! On `wasm32-wasip1` a panic cannot unwind: after the panic message is printed on stderr the
-//! module traps (`unreachable`). The host reports a trap as Failed too, so the file is never
+//! On `wasm32-wasip1` and `wasm32-wasip2` a panic cannot unwind: after the panic message is
+//! printed on stderr the module traps (`unreachable`). The host reports a trap as Failed too, so the file is never
 //! reported clean; returning an error is still better, since its message is kept as the
 //! reason. The same holds natively for builds with `panic = "abort"` (the process aborts with
 //! `SIGABRT`).
+//!
+//! # WebAssembly components
+//!
+//! Built for `wasm32-wasip2`, a plugin is a WebAssembly component. With [`scanner_main!`]
+//! (or [`post_action_main!`]) it exports the `scan` function of the `scanner` world (or
+//! `execute` of the `post-action` world) of Cordon's WIT package `cordon:plugin@0.1.0`
+//! (`wit/plugin.wit`), generated with `wit-bindgen` on that target only. The host calls that
+//! function with a typed `input` record instead of writing stdin, and gets back a typed
+//! `verdict` or `error` instead of reading stdout, under the same sandbox and limits. Your
+//! function does not change:
+//!
+//! - the record's `result-json` (the same one-line JSON a command reads on stdin) becomes the
+//!   [`Input`], and its `path` (`/scan/<name>`) is opened as the [`SampleFile`];
+//! - your [`ScanReport`] becomes the `verdict` (same `def_time`, code and threat);
+//! - an error becomes the WIT `error`: [`ComponentError::Io`] when your function's error type
+//!   is [`std::io::Error`] (or the file cannot be opened), [`ComponentError::Other`] for any
+//!   other error, with its message; input that is not JSON is [`ComponentError::InvalidInput`]. The host reports the
+//!   scan as Failed (3) with that message.
+//!
+//! The component still has `main` (it also exports `wasi:cli/run`), so it runs as a command
+//! too; Cordon prefers the world's function. The module `component` (only compiled for
+//! `wasm32-wasip2`) holds the bindings, for authors who implement the world by hand.
+//! [`testing::scan_component`] exercises this path natively.
 //!
 //! # The sandbox
 //!
 //! A plugin is untrusted code; the host enforces the contract around it, and your plugin
 //! should expect these limits rather than work around them.
 //!
-//! A **wasm** plugin (WASI preview 1 module under wasmtime) can:
+//! A **wasm** plugin (WASI preview 1 module or preview 2 component under wasmtime) can:
 //! - read stdin, write stdout and stderr (both capped in size: output past the cap fails the
 //!   scan), and get its two arguments;
 //! - read its one file: the host preopens a directory, read-only, that holds that file alone,
@@ -143,10 +170,17 @@
 //! [`testing::scan`] runs your scanner function natively on a [`testing::Sample`] (bytes or a
 //! file on disk) with an input generated from the file, and returns your function's result;
 //! [`testing::run_scanner`] goes through the full contract and returns exit code, stdout and
-//! stderr. See the [`testing`] module.
+//! stderr; [`testing::scan_component`] goes through the component path and returns the
+//! report or the [`ComponentError`]. See the [`testing`] module.
 
 #![deny(missing_docs)]
 
+// The component bindings name this crate by its path (`::cordon_plugin_sdk::...`), also from
+// inside it.
+extern crate self as cordon_plugin_sdk;
+
+#[cfg(all(target_os = "wasi", target_env = "p2"))]
+pub mod component;
 mod input;
 mod report;
 mod runner;
@@ -154,7 +188,7 @@ mod sample;
 pub mod testing;
 
 use std::ffi::OsString;
-use std::fmt::Display;
+use std::fmt::{self, Display};
 use std::io::{self, Read, Write};
 
 pub use input::{
@@ -226,27 +260,91 @@ where
     finish(&name, outcome)
 }
 
-/// Defines `fn main` as [`run_scanner`] of the given function:
+/// Defines a scanner plugin's entry points on top of one scanner function:
 /// `cordon_plugin_sdk::scanner_main!(scan);`.
+///
+/// From the same source it gives:
+/// - natively and on `wasm32-wasip1`: `fn main` as [`run_scanner`] of the function, a
+///   command that reads stdin, scans the file named by its last argument and prints the
+///   verdict;
+/// - on `wasm32-wasip2`: a component that exports the `scan` function of the `scanner` world
+///   of `wit/plugin.wit` (typed input in, typed verdict or error out; see [WebAssembly
+///   components](crate#webassembly-components)) and still has that `main` (the component also
+///   exports `wasi:cli/run`; Cordon calls `scan` when a component has it).
+///
+/// The function is any path to a `fn(&Input, &mut SampleFile) -> Result<ScanReport, E>` where
+/// `E: Display + 'static` (a `String`, an [`std::io::Error`], your own error type).
 #[macro_export]
 macro_rules! scanner_main {
     ($scanner:path) => {
         fn main() {
             $crate::run_scanner($scanner)
         }
+
+        $crate::__export_scanner_component!($scanner);
     };
 }
 
-/// Defines `fn main` as [`run_post_action`] of the given function:
+/// Defines a post action plugin's entry points on top of one function:
 /// `cordon_plugin_sdk::post_action_main!(act);`.
+///
+/// Like [`scanner_main!`]: `fn main` as [`run_post_action`] of the function everywhere, and on
+/// `wasm32-wasip2` also the `execute` export of the `post-action` world.
 #[macro_export]
 macro_rules! post_action_main {
     ($action:path) => {
         fn main() {
             $crate::run_post_action($action)
         }
+
+        $crate::__export_post_action_component!($action);
     };
 }
+
+/// Outside wasm32-wasip2 there is no component to export.
+#[cfg(not(all(target_os = "wasi", target_env = "p2")))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __export_scanner_component {
+    ($scanner:path) => {};
+}
+
+/// Outside wasm32-wasip2 there is no component to export.
+#[cfg(not(all(target_os = "wasi", target_env = "p2")))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __export_post_action_component {
+    ($action:path) => {};
+}
+
+/// Why a component plugin could not do its job: the cases of the WIT `error` variant
+/// (`wit/plugin.wit`) that a `wasm32-wasip2` build returns instead of exiting 1. The host
+/// records the message; the scan is then Failed (3), or the post action failed.
+///
+/// [`testing::scan_component`] returns it, so that the component path can be tested natively.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ComponentError {
+    /// The file could not be opened or read: the author function returned an
+    /// [`std::io::Error`], or the path of the input could not be opened.
+    Io(String),
+    /// The input's `result-json` is not a JSON object, or its path is empty.
+    InvalidInput(String),
+    /// The author function returned another error (its `Display` text), or panicked where
+    /// panics unwind.
+    Other(String),
+}
+
+impl fmt::Display for ComponentError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ComponentError::Io(m) => write!(f, "I/O error: {m}"),
+            ComponentError::InvalidInput(m) => write!(f, "invalid input: {m}"),
+            ComponentError::Other(m) => f.write_str(m),
+        }
+    }
+}
+
+impl std::error::Error for ComponentError {}
 
 /// The plugin name and the path argument; installs the panic hook.
 fn start() -> (String, Option<OsString>) {

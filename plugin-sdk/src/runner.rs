@@ -9,7 +9,7 @@ use std::fmt::Display;
 use std::io;
 use std::panic::{self, AssertUnwindSafe};
 
-use crate::{Input, SampleFile, ScanReport};
+use crate::{ComponentError, Input, SampleFile, ScanReport};
 
 /// What the plugin process does once the author's function returned.
 #[derive(Debug)]
@@ -125,6 +125,46 @@ where
     match result {
         Ok(()) => Outcome::success(String::new()),
         Err(failure) => Outcome::failure(name, failure),
+    }
+}
+
+/// Runs a component plugin's call (wasm32-wasip2, the `scanner` or `post-action` world of
+/// `wit/plugin.wit`) to its typed result: parses `result_json` (the `input` record's
+/// `result-json`, the same JSON a command plugin reads on stdin), opens `path` (its `path`) and
+/// calls `f`.
+///
+/// Input that does not parse is [`ComponentError::InvalidInput`]; a file that cannot be opened,
+/// or an [`io::Error`] returned by `f`, is [`ComponentError::Io`]; any other error of `f`, or a
+/// panic where panics unwind, is [`ComponentError::Other`].
+pub(crate) fn component_call<T, E, F>(
+    result_json: &str,
+    path: &str,
+    f: F,
+) -> Result<T, ComponentError>
+where
+    F: FnOnce(&Input, &mut SampleFile) -> Result<T, E>,
+    E: Display + 'static,
+{
+    let input = Input::from_json(result_json)
+        .map_err(|err| ComponentError::InvalidInput(err.to_string()))?;
+    if path.is_empty() {
+        return Err(ComponentError::InvalidInput(
+            "no file to scan: the input's path is empty".to_owned(),
+        ));
+    }
+    let mut file = SampleFile::open(path)
+        .map_err(|err| ComponentError::Io(format!("cannot open {path}: {err}")))?;
+    let mut io_error = false;
+    let result = call(|| {
+        f(&input, &mut file).inspect_err(|err| {
+            io_error = (err as &dyn Any).is::<io::Error>();
+        })
+    });
+    match result {
+        Ok(value) => Ok(value),
+        Err(Failure::Error(message)) if io_error => Err(ComponentError::Io(message)),
+        Err(Failure::Error(message)) => Err(ComponentError::Other(message)),
+        Err(Failure::Panic(message)) => Err(ComponentError::Other(format!("panicked: {message}"))),
     }
 }
 

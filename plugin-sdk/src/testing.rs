@@ -26,7 +26,10 @@
 //! panic in it fails the test as usual); [`with_sample`] does the same for any function. [`run_scanner`] and [`run_post_action`] go through
 //! the whole contract instead: the input serialized on one stdin line, the path as the last
 //! argument, errors and panics turned into exit code 1 with a message on stderr; they return
-//! the [`Run`], exactly what the host would see.
+//! the [`Run`], exactly what the host would see. [`scan_component`] and
+//! [`post_action_component`] go through the path of a `wasm32-wasip2` component instead: the
+//! input handed over as JSON text, the file opened from its path, and errors returned as the
+//! [`ComponentError`] the component would return.
 //!
 //! The input is generated from the sample (see [`default_input`]): `display_name` and
 //! `file_size` are filled in, the hashes are left empty (this crate computes none), the
@@ -40,7 +43,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::{Value, json};
 
-use crate::{Input, SampleFile, ScanReport, runner};
+use crate::{ComponentError, Input, SampleFile, ScanReport, runner};
 
 /// A file to run a plugin on, with the input JSON it gets.
 #[derive(Debug, Clone)]
@@ -407,4 +410,72 @@ fn path_arg(path: &Path) -> OsString {
     std::path::absolute(path)
         .unwrap_or_else(|_| path.to_owned())
         .into_os_string()
+}
+
+/// Calls `scanner` on `sample` the way a `wasm32-wasip2` component built with
+/// [`scanner_main!`](crate::scanner_main) does when the host calls its `scan` export: the
+/// input's JSON is handed over as the `input` record's `result-json` text and the file is
+/// opened from its `path`. Returns the report, or the [`ComponentError`] the component would
+/// return as the WIT `error` (an [`std::io::Error`] from `scanner` is `Io`, any other error
+/// `Other`).
+///
+/// ```
+/// use cordon_plugin_sdk::testing::{self, Sample};
+/// use cordon_plugin_sdk::{ComponentError, Input, SampleFile, ScanReport};
+///
+/// fn scan(_input: &Input, file: &mut SampleFile) -> Result<ScanReport, String> {
+///     match file.size().map_err(|e| e.to_string())? {
+///         0 => Err("empty file".to_owned()),
+///         _ => Ok(ScanReport::clean()),
+///     }
+/// }
+///
+/// assert_eq!(testing::scan_component(scan, Sample::bytes("a.txt", "x")), Ok(ScanReport::clean()));
+/// assert_eq!(
+///     testing::scan_component(scan, Sample::bytes("a.txt", "")),
+///     Err(ComponentError::Other("empty file".to_owned()))
+/// );
+/// ```
+///
+/// # Panics
+///
+/// When the sample cannot be put on disk.
+pub fn scan_component<F, E>(scanner: F, sample: Sample) -> Result<ScanReport, ComponentError>
+where
+    F: FnOnce(&Input, &mut SampleFile) -> Result<ScanReport, E>,
+    E: Display + 'static,
+{
+    let file = sample.materialize();
+    let json = stdin_line(&sample, &file);
+    let path = path_arg(&file.path);
+    runner::component_call(json.trim_end(), &path.to_string_lossy(), scanner)
+}
+
+/// Calls `action` on `sample` the way a `wasm32-wasip2` component built with
+/// [`post_action_main!`](crate::post_action_main) does when the host calls its `execute`
+/// export. See [`scan_component`].
+pub fn post_action_component<F, E>(action: F, sample: Sample) -> Result<(), ComponentError>
+where
+    F: FnOnce(&Input, &mut SampleFile) -> Result<(), E>,
+    E: Display + 'static,
+{
+    let file = sample.materialize();
+    let json = stdin_line(&sample, &file);
+    let path = path_arg(&file.path);
+    runner::component_call(json.trim_end(), &path.to_string_lossy(), action)
+}
+
+/// Calls `scanner` as a component's `scan` export would be called, with a raw `result-json`
+/// text and `path`, for testing what the typed [`Sample`] cannot express (input that is not
+/// JSON, a path that does not exist).
+pub fn scan_component_raw<F, E>(
+    scanner: F,
+    result_json: &str,
+    path: &str,
+) -> Result<ScanReport, ComponentError>
+where
+    F: FnOnce(&Input, &mut SampleFile) -> Result<ScanReport, E>,
+    E: Display + 'static,
+{
+    runner::component_call(result_json, path, scanner)
 }

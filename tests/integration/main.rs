@@ -2,6 +2,8 @@
 //! built from source by the crate's build script; see `cordon_tests::artifacts`.
 
 mod artifacts;
+mod c_plugin;
+mod components;
 mod config_load;
 mod contract_suite;
 mod harness;
@@ -9,3 +11,4 @@ mod hostile;
 mod pipeline;
 mod sandbox;
 mod server;
+mod tools;

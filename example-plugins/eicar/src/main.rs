@@ -61,9 +61,9 @@ fn contains_eicar(file: &mut SampleFile, chunk_size: usize) -> std::io::Result<b
     Ok(found)
 }
 
-fn main() {
-    cordon_plugin_sdk::run_scanner(scan)
-}
+// `fn main` (a WASI command on wasm32-wasip1, an executable natively) and, on wasm32-wasip2,
+// the `scan` export of Cordon's `scanner` component world.
+cordon_plugin_sdk::scanner_main!(scan);
 
 #[cfg(test)]
 mod tests {

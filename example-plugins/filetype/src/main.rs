@@ -214,9 +214,9 @@ fn scan(_input: &Input, file: &mut SampleFile) -> std::io::Result<ScanReport> {
     Ok(report.with_def_time(DEF_TIME))
 }
 
-fn main() {
-    cordon_plugin_sdk::run_scanner(scan)
-}
+// `fn main` (a WASI command on wasm32-wasip1, an executable natively) and, on wasm32-wasip2,
+// the `scan` export of Cordon's `scanner` component world.
+cordon_plugin_sdk::scanner_main!(scan);
 
 #[cfg(test)]
 mod tests {

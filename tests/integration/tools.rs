@@ -1,0 +1,454 @@
+//! The plugin developer's tools (`cordon plugin check` and `cordon plugin run`, through their
+//! library functions): on every example plugin, on the hostile ones, and on binaries the host
+//! refuses. The CLI itself is tested in `host/tests/plugin_tools.rs`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use cordon::plugin::{
+    Limits, ModuleSource, PluginName, PluginSpec, Role, RuntimeKind, RuntimeSpec,
+};
+use cordon::tools::check::{CheckOptions, CheckReport, check_file};
+use cordon::tools::run::{RunOptions, RunReport, run_plugin};
+use cordon_tests::artifacts::*;
+use serde_json::{Value, json};
+
+use crate::harness::Rig;
+
+const EICAR: &[u8] = br"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
+
+fn check(path: &str, role: Option<Role>) -> CheckReport {
+    check_file(
+        Path::new(path),
+        &CheckOptions {
+            role,
+            data_dir: None,
+        },
+    )
+    .unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// A temporary directory with files in it.
+struct Files(tempfile::TempDir);
+
+impl Files {
+    fn new() -> Files {
+        Files(tempfile::tempdir().unwrap())
+    }
+
+    fn put(&self, name: &str, bytes: &[u8]) -> PathBuf {
+        let path = self.0.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path
+    }
+}
+
+/// A minimal WASI command module that imports `env::x` next to a real WASI function.
+fn module_importing_env_x() -> Vec<u8> {
+    wat::parse_str(
+        r#"(module
+            (import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32)))
+            (import "env" "x" (func))
+            (memory (export "memory") 1)
+            (func (export "_start")))"#,
+    )
+    .unwrap()
+}
+
+#[test]
+fn check_accepts_every_example_plugin_and_lists_what_it_uses() {
+    for (path, binary, export) in [
+        (WASM_EICAR, "module", "_start"),
+        (WASM_SHA256_BLOCKLIST, "module", "_start"),
+        (WASM_FILETYPE, "module", "_start"),
+        (WASM_C_PE_DETECTOR, "module", "_start"),
+        (WASM_P2_EICAR, "component", "scan"),
+    ] {
+        let report = check(path, None);
+        assert!(report.accepted, "{path}: {}", report.render());
+        assert_eq!(report.binary, Some(binary), "{path}");
+        assert!(
+            report.roles.iter().all(|r| r.accepted),
+            "{path}: {:?}",
+            report.roles
+        );
+        assert!(!report.imports.is_empty(), "{path}");
+        assert!(
+            report.imports.iter().all(|i| i.provided),
+            "{path}: {:?}",
+            report.imports
+        );
+        assert!(
+            report.exports.iter().any(|e| e == export),
+            "{path}: {:?}",
+            report.exports
+        );
+        assert!(
+            report.compile_ms.is_some(),
+            "{path}: compiled into a fresh cache"
+        );
+        assert!(
+            report.cached_load_ms.is_some(),
+            "{path}: loaded again from the cache"
+        );
+        assert_eq!(
+            report.size_bytes as u64,
+            std::fs::metadata(path).unwrap().len()
+        );
+    }
+    // The SDK's component is a scanner-world component for a scanner, a command otherwise.
+    let report = check(WASM_P2_EICAR, None);
+    let kinds: Vec<_> = report
+        .roles
+        .iter()
+        .map(|r| r.kind.clone().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "scanner-world component (cordon:plugin/scanner)",
+            "command component (wasm32-wasip2, wasi:cli/run)"
+        ]
+    );
+    assert!(
+        report
+            .imports
+            .iter()
+            .any(|i| i.name == "cordon:plugin/types@0.1.0")
+    );
+}
+
+#[test]
+fn check_accepts_hostile_plugins_whose_binaries_are_valid() {
+    // They misbehave only when they run; the host loads them, and so does `check`.
+    for path in [
+        WASM_HOSTILE_LOOP,
+        WASM_HOSTILE_BAD_JSON,
+        WASM_P2_HOSTILE_MEMBOMB,
+    ] {
+        let report = check(path, Some(Role::Scanner));
+        assert!(report.accepted, "{path}: {}", report.render());
+    }
+}
+
+#[test]
+fn check_refuses_what_the_host_refuses_with_the_host_s_reason() {
+    let files = Files::new();
+    let rig = Rig::new();
+    let host_reason = |bytes: &[u8], role: Role| -> String {
+        rig.executor
+            .prepare(PluginSpec {
+                name: PluginName::new("t").unwrap(),
+                role,
+                runtime: RuntimeSpec::Wasm {
+                    module: ModuleSource::Bytes(bytes.to_vec().into()),
+                },
+                limits: Limits::default(),
+                description: String::new(),
+            })
+            .expect_err("the host refuses it")
+            .problem
+    };
+
+    // An import the sandbox does not provide.
+    let bytes = module_importing_env_x();
+    let report = check(files.put("env-x.wasm", &bytes).to_str().unwrap(), None);
+    assert!(!report.accepted);
+    let reason = report.first_refusal().unwrap();
+    assert!(
+        reason.contains("imports `env::x`, which the sandbox does not provide"),
+        "{reason}"
+    );
+    assert!(
+        host_reason(&bytes, Role::Scanner).ends_with(reason),
+        "{reason}"
+    );
+    let provided: Vec<(&str, bool)> = report
+        .imports
+        .iter()
+        .map(|i| (i.name.as_str(), i.provided))
+        .collect();
+    assert_eq!(
+        provided,
+        [
+            ("wasi_snapshot_preview1::fd_write", true),
+            ("env::x", false)
+        ]
+    );
+    assert!(
+        report.render().contains("NOT PROVIDED env::x"),
+        "{}",
+        report.render()
+    );
+
+    // A WASI module name with a function WASI does not have.
+    let bytes = wat::parse_str(
+        r#"(module (import "wasi_snapshot_preview1" "no_such_call" (func))
+                   (memory (export "memory") 1) (func (export "_start")))"#,
+    )
+    .unwrap();
+    let report = check(files.put("no-such.wasm", &bytes).to_str().unwrap(), None);
+    assert!(!report.accepted);
+    assert!(report.first_refusal().unwrap().contains("cannot be linked"));
+    assert!(!report.imports[0].provided);
+
+    // Not a command: no `_start`.
+    let bytes = wat::parse_str(r#"(module (memory (export "memory") 1))"#).unwrap();
+    let report = check(files.put("lib.wasm", &bytes).to_str().unwrap(), None);
+    assert!(!report.accepted);
+    assert!(
+        report
+            .first_refusal()
+            .unwrap()
+            .contains("exports no `_start`")
+    );
+    assert_eq!(report.exports, ["memory"]);
+
+    // Not WebAssembly at all.
+    let report = check(files.put("notes.txt", b"hello").to_str().unwrap(), None);
+    assert_eq!((report.accepted, report.binary), (false, None));
+    assert!(
+        report
+            .first_refusal()
+            .unwrap()
+            .contains("is not WebAssembly")
+    );
+    assert!(report.render().contains("refused: is not WebAssembly"));
+}
+
+async fn run(plugin: &str, sample: &Path, options: RunOptions) -> RunReport {
+    run_plugin(Path::new(plugin), sample, &options)
+        .await
+        .unwrap_or_else(|e| panic!("{plugin}: {e}"))
+}
+
+fn with_timeout(timeout_ms: u64) -> RunOptions {
+    RunOptions {
+        limits: Limits {
+            timeout: Duration::from_millis(timeout_ms),
+            max_memory_bytes: 64 << 20,
+            max_stdout_bytes: 4096,
+            max_stderr_bytes: 4096,
+        },
+        ..RunOptions::default()
+    }
+}
+
+/// A minimal PE file: "MZ", e_lfanew at 0x3c pointing to "PE\0\0" at 0x80.
+fn pe_file() -> Vec<u8> {
+    let mut pe = vec![0u8; 0x100];
+    pe[..2].copy_from_slice(b"MZ");
+    pe[0x3c..0x40].copy_from_slice(&0x80u32.to_le_bytes());
+    pe[0x80..0x84].copy_from_slice(b"PE\0\0");
+    pe
+}
+
+#[tokio::test]
+async fn run_shows_each_example_s_result_as_the_host_records_it() {
+    let files = Files::new();
+    let eicar = files.put("eicar.com", EICAR);
+    let clean = files.put("notes.txt", b"nothing to see\n");
+    let pe = files.put("setup.exe", &pe_file());
+    let cases: &[(&str, &Path, u8, &str, RuntimeKind)] = &[
+        (
+            WASM_EICAR,
+            &eicar,
+            1,
+            "EICAR-Test-File (not a virus)",
+            RuntimeKind::Wasm,
+        ),
+        (
+            WASM_P2_EICAR,
+            &eicar,
+            1,
+            "EICAR-Test-File (not a virus)",
+            RuntimeKind::Wasm,
+        ),
+        (
+            NATIVE_EICAR,
+            &eicar,
+            1,
+            "EICAR-Test-File (not a virus)",
+            RuntimeKind::Process,
+        ),
+        (WASM_EICAR, &clean, 0, "", RuntimeKind::Wasm),
+        // The blocklist reads the sha256 from the input: the default input carries the
+        // sample's fingerprint, as the pipeline's does.
+        (
+            WASM_SHA256_BLOCKLIST,
+            &eicar,
+            8,
+            "Blocklisted: EICAR-Test-File",
+            RuntimeKind::Wasm,
+        ),
+        (WASM_SHA256_BLOCKLIST, &clean, 0, "", RuntimeKind::Wasm),
+        (WASM_FILETYPE, &clean, 0, "", RuntimeKind::Wasm),
+        (
+            WASM_C_PE_DETECTOR,
+            &pe,
+            2,
+            "Windows PE executable",
+            RuntimeKind::Wasm,
+        ),
+        (WASM_C_PE_DETECTOR, &clean, 0, "", RuntimeKind::Wasm),
+    ];
+    for (plugin, sample, code, threat, runtime) in cases {
+        let report = run(plugin, sample, with_timeout(20_000)).await;
+        let who = format!("{plugin} on {}", sample.display());
+        assert!(report.contract_met, "{who}: {}", report.render());
+        assert_eq!(report.runtime, *runtime, "{who}");
+        assert_eq!(report.exit, Some(0), "{who}");
+        let result = report.engine_result.as_ref().unwrap();
+        assert_eq!(
+            (result.scan_result_i, result.threat_found.as_str()),
+            (*code, *threat),
+            "{who}"
+        );
+        assert!(report.render().contains("contract  met"), "{who}");
+    }
+}
+
+#[tokio::test]
+async fn run_sends_the_pipeline_s_input_with_the_sample_s_fingerprint() {
+    let files = Files::new();
+    let sample = files.put("hello.txt", b"hello\n");
+    let report = run(WASM_EICAR, &sample, with_timeout(20_000)).await;
+    assert!(report.stdin.ends_with('\n'));
+    assert_eq!(report.stdin.matches('\n').count(), 1, "one line");
+    let input: Value = serde_json::from_str(&report.stdin).unwrap();
+    assert_eq!(input["file_info"]["display_name"], "hello.txt");
+    assert_eq!(input["file_info"]["file_size"], 6);
+    assert_eq!(
+        input["file_info"]["sha256"],
+        "5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03"
+    );
+    assert_eq!(input["scan_results"]["scan_all_result_i"], 255);
+    assert_eq!(report.sample_argument, "/scan/hello.txt");
+    assert!(report.peak_memory_bytes.unwrap() > 0);
+
+    // --input replaces it, sent as one compact line.
+    let options = RunOptions {
+        input: Some("{\n  \"data_id\": \"x\",\n  \"metadata\": {\"k\": [1, 2]}\n}".into()),
+        ..with_timeout(20_000)
+    };
+    let report = run(WASM_EICAR, &sample, options).await;
+    assert_eq!(
+        report.stdin,
+        "{\"data_id\":\"x\",\"metadata\":{\"k\":[1,2]}}\n"
+    );
+    assert!(report.contract_met);
+}
+
+#[tokio::test]
+async fn run_reports_what_hostile_plugins_do() {
+    let files = Files::new();
+    let sample = files.put("file.txt", b"some file");
+
+    let report = run(WASM_HOSTILE_LOOP, &sample, with_timeout(300)).await;
+    assert!(!report.contract_met);
+    assert_eq!(report.exit, None);
+    let violation = report.violation.as_ref().unwrap();
+    assert_eq!(violation.kind, "timeout");
+    assert_eq!(violation.message, "timed out: still running after 300 ms");
+    assert_eq!(report.engine_result.as_ref().unwrap().scan_result_i, 3);
+    assert!(
+        report
+            .render()
+            .contains("contract  BROKEN (timeout): timed out"),
+        "{}",
+        report.render()
+    );
+
+    for plugin in [WASM_HOSTILE_BAD_JSON, WASM_P2_HOSTILE_BAD_JSON] {
+        let report = run(plugin, &sample, with_timeout(5000)).await;
+        let violation = report.violation.as_ref().unwrap();
+        assert_eq!(violation.kind, "invalid_output", "{plugin}");
+        assert!(
+            violation.message.starts_with("stdout is not valid JSON"),
+            "{plugin}: {}",
+            violation.message
+        );
+        assert_eq!(report.exit, Some(0), "{plugin}");
+        assert!(
+            !report.stdout.is_empty(),
+            "{plugin}: the raw stdout is shown"
+        );
+    }
+
+    // The precise violation, field by field.
+    let options = RunOptions {
+        metadata: Some(json!({"behave": {
+            "stdout": "{\"def_time\": 0, \"scan_result_i\": \"1\", \"threat_found\": \"\"}",
+            "stderr": "bin\u{1}ary\r\n",
+        }})),
+        ..with_timeout(5000)
+    };
+    let report = run(WASM_HOSTILE_SCRIPTED, &sample, options).await;
+    let violation = report.violation.as_ref().unwrap();
+    assert_eq!(
+        violation.message,
+        "scan_result_i: expected an integer result code, got the string \"1\""
+    );
+    assert_eq!(report.stderr, b"bin\x01ary\r\n");
+    assert!(
+        report.render().contains("bin\\u{1}ary\\r"),
+        "{}",
+        report.render()
+    );
+
+    let report = run(WASM_HOSTILE_MEMBOMB, &sample, with_timeout(5000)).await;
+    assert_eq!(report.violation.as_ref().unwrap().kind, "memory_limit");
+    assert!(report.peak_memory_bytes.unwrap() <= 64 << 20);
+
+    let report = run(WASM_HOSTILE_FLOOD_STDOUT, &sample, with_timeout(5000)).await;
+    assert_eq!(report.violation.as_ref().unwrap().kind, "output_too_large");
+    assert_eq!(report.stdout.len(), 4096);
+
+    let report = run(WASM_HOSTILE_TRAP, &sample, with_timeout(5000)).await;
+    assert_eq!(report.violation.as_ref().unwrap().kind, "trap");
+}
+
+#[tokio::test]
+async fn run_refuses_what_the_host_refuses_and_runs_post_actions() {
+    let files = Files::new();
+    let sample = files.put("file.txt", b"some file");
+    let plugin = files.put("env-x.wasm", &module_importing_env_x());
+    let report = run(plugin.to_str().unwrap(), &sample, with_timeout(5000)).await;
+    assert!(!report.contract_met);
+    assert!(
+        report
+            .refused
+            .as_deref()
+            .unwrap()
+            .contains("imports `env::x`"),
+        "{:?}",
+        report.refused
+    );
+    assert!(report.render().contains("REFUSED"));
+
+    // A post action: success is exit 0, whatever it prints.
+    let options = RunOptions {
+        role: Role::PostAction,
+        ..with_timeout(5000)
+    };
+    let report = run(WASM_EICAR, &sample, options.clone()).await;
+    assert!(report.contract_met);
+    assert_eq!(report.post_action.as_ref().unwrap().verdict, 35);
+    let input: Value = serde_json::from_str(&report.stdin).unwrap();
+    assert_eq!(
+        input["process_info"]["result"], "Blocked",
+        "the decided result"
+    );
+
+    let options = RunOptions {
+        metadata: Some(json!({"behave": {"exit": 4}})),
+        ..options
+    };
+    let report = run(WASM_HOSTILE_SCRIPTED, &sample, options).await;
+    assert!(!report.contract_met);
+    let post = report.post_action.as_ref().unwrap();
+    assert_eq!(
+        (post.success, post.return_value, post.verdict),
+        (false, 4, 37)
+    );
+}
