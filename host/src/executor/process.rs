@@ -453,6 +453,8 @@ impl RlimitPlan {
     /// `RLIMIT_NPROC` is deliberately left alone: it counts every process of the user, not
     /// of the plugin.
     fn apply(self) -> io::Result<()> {
+        // No set-user-ID or file-capability program the plugin runs gains privileges.
+        rustix::thread::set_no_new_privs(true)?;
         set_rlimit(Resource::Data, self.data, self.data)?;
         set_rlimit(Resource::As, self.address_space, self.address_space)?;
         set_rlimit(Resource::Cpu, self.cpu_soft, self.cpu_hard)?;
@@ -736,6 +738,31 @@ mod tests {
             .collect();
         vars.sort();
         assert_eq!(vars, ["EMPTY=", "FOO=bar baz"]);
+    }
+
+    #[tokio::test]
+    async fn plugins_cannot_gain_privileges_and_get_the_rlimits() {
+        let f = Fixture::new();
+        let p = f.plugin(
+            "grep NoNewPrivs /proc/self/status; grep -E 'Max (data size|cpu time|core file size)' /proc/self/limits",
+        );
+        let o = f.run(&p, &limits(Duration::from_millis(2500)), b"{}\n").await;
+        assert_eq!(o.exit, Some(0), "{}", text(&o.stderr));
+        let out = text(&o.stdout);
+        assert!(out.contains("NoNewPrivs:\t1"), "{out}");
+        let limit = |name: &str| -> Vec<String> {
+            out.lines()
+                .find(|l| l.starts_with(name))
+                .unwrap_or_else(|| panic!("{name} in {out}"))
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect()
+        };
+        let data = limit("Max data size");
+        assert_eq!(data[3], limits(Duration::from_millis(2500)).max_memory_bytes.to_string(), "{out}");
+        let cpu = limit("Max cpu time");
+        assert_eq!((cpu[3].as_str(), cpu[4].as_str()), ("4", "5"), "{out}");
+        assert_eq!(limit("Max core file size")[4], "0", "{out}");
     }
 
     #[tokio::test]
