@@ -194,12 +194,19 @@ pub async fn run(cli: Cli) -> ExitCode {
                 println!("workflows:");
                 for w in host.inventory.workflows() {
                     let names = |ps: &[std::sync::Arc<crate::executor::Plugin>]| {
-                        ps.iter().map(|p| p.name().to_string()).collect::<Vec<_>>().join(", ")
+                        ps.iter()
+                            .map(|p| p.name().to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     };
                     println!(
                         "  {:?}{}: scanners [{}], post actions [{}], max {} bytes",
                         w.spec.name,
-                        if w.spec.name == host.inventory.default_workflow() { " (default)" } else { "" },
+                        if w.spec.name == host.inventory.default_workflow() {
+                            " (default)"
+                        } else {
+                            ""
+                        },
                         names(&w.scanners),
                         names(&w.post_actions),
                         w.spec.max_file_size_bytes

@@ -51,7 +51,10 @@ fn scan_prints_the_result_and_exits_by_the_decision() {
     );
     // The user's own file is untouched; the quarantine holds a copy.
     assert_eq!(std::fs::read(&eicar).unwrap(), EICAR);
-    assert_eq!(std::fs::read_dir(data.join("quarantine")).unwrap().count(), 1);
+    assert_eq!(
+        std::fs::read_dir(data.join("quarantine")).unwrap().count(),
+        1
+    );
 }
 
 #[test]
@@ -59,15 +62,24 @@ fn summary_is_a_table_for_people() {
     let dir = tempfile::tempdir().unwrap();
     let eicar = dir.path().join("eicar.com");
     std::fs::write(&eicar, EICAR).unwrap();
-    let out = cordon(&dir.path().join("data"), &["scan", "--summary", eicar.to_str().unwrap()]);
+    let out = cordon(
+        &dir.path().join("data"),
+        &["scan", "--summary", eicar.to_str().unwrap()],
+    );
     assert_eq!(out.status.code(), Some(1));
     let table = text(&out.stdout);
     let header = table.lines().next().unwrap();
     for column in ["ENGINE", "VERDICT", "THREAT", "TIME", "FAILURE"] {
         assert!(header.contains(column), "{header}");
     }
-    let eicar_row = table.lines().find(|l| l.starts_with("EICAR ")).expect("an EICAR row");
-    assert!(eicar_row.contains("1 Infected") && eicar_row.contains("EICAR-Test-File"), "{eicar_row}");
+    let eicar_row = table
+        .lines()
+        .find(|l| l.starts_with("EICAR "))
+        .expect("an EICAR row");
+    assert!(
+        eicar_row.contains("1 Infected") && eicar_row.contains("EICAR-Test-File"),
+        "{eicar_row}"
+    );
     assert!(table.contains("Quarantine (post action)"), "{table}");
     assert!(table.contains("eicar.com: Blocked (Infected)"), "{table}");
 }
@@ -77,16 +89,30 @@ fn what_cannot_be_scanned_exits_2_with_a_reason() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
 
-    let out = cordon(&data, &["scan", dir.path().join("missing.bin").to_str().unwrap()]);
+    let out = cordon(
+        &data,
+        &["scan", dir.path().join("missing.bin").to_str().unwrap()],
+    );
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("missing.bin"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("missing.bin"),
+        "{}",
+        text(&out.stderr)
+    );
     assert!(out.stdout.is_empty());
 
     let sample = dir.path().join("a.txt");
     std::fs::write(&sample, "x").unwrap();
-    let out = cordon(&data, &["scan", "--workflow", "Nope", sample.to_str().unwrap()]);
+    let out = cordon(
+        &data,
+        &["scan", "--workflow", "Nope", sample.to_str().unwrap()],
+    );
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("no workflow is named \"Nope\""), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("no workflow is named \"Nope\""),
+        "{}",
+        text(&out.stderr)
+    );
 
     let config = dir.path().join("bad.toml");
     std::fs::write(
@@ -94,10 +120,21 @@ fn what_cannot_be_scanned_exits_2_with_a_reason() {
         "[[plugin]]\nname = \"Slow\"\nrole = \"scanner\"\nruntime = \"webhook\"\nurl = \"http://127.0.0.1:9/\"\ntimeout_ms = 0\n\n[[workflow]]\nname = \"w\"\nscanners = [\"Slow\"]\n",
     )
     .unwrap();
-    let out = cordon(&data, &["scan", "--config", config.to_str().unwrap(), sample.to_str().unwrap()]);
+    let out = cordon(
+        &data,
+        &[
+            "scan",
+            "--config",
+            config.to_str().unwrap(),
+            sample.to_str().unwrap(),
+        ],
+    );
     assert_eq!(out.status.code(), Some(2));
     let err = text(&out.stderr);
-    assert!(err.contains("plugin \"Slow\": field `timeout_ms`: must be greater than 0"), "{err}");
+    assert!(
+        err.contains("plugin \"Slow\": field `timeout_ms`: must be greater than 0"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -115,10 +152,19 @@ fn config_default_and_check_describe_the_built_in_setup() {
     // The printed default is a valid configuration file in its own right.
     let path = dir.path().join("cordon.toml");
     std::fs::write(&path, &default).unwrap();
-    let out = cordon(&data, &["config", "check", "--config", path.to_str().unwrap()]);
+    let out = cordon(
+        &data,
+        &["config", "check", "--config", path.to_str().unwrap()],
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
     let listing = text(&out.stdout);
-    for plugin in ["EICAR", "SHA256 Blocklist", "FileType", "ExecDetector", "Quarantine"] {
+    for plugin in [
+        "EICAR",
+        "SHA256 Blocklist",
+        "FileType",
+        "ExecDetector",
+        "Quarantine",
+    ] {
         assert!(listing.contains(plugin), "{listing}");
     }
     assert!(listing.contains("\"File scan\" (default)"), "{listing}");

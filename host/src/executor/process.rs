@@ -746,7 +746,9 @@ mod tests {
         let p = f.plugin(
             "grep NoNewPrivs /proc/self/status; grep -E 'Max (data size|cpu time|core file size)' /proc/self/limits",
         );
-        let o = f.run(&p, &limits(Duration::from_millis(2500)), b"{}\n").await;
+        let o = f
+            .run(&p, &limits(Duration::from_millis(2500)), b"{}\n")
+            .await;
         assert_eq!(o.exit, Some(0), "{}", text(&o.stderr));
         let out = text(&o.stdout);
         assert!(out.contains("NoNewPrivs:\t1"), "{out}");
@@ -759,7 +761,13 @@ mod tests {
                 .collect()
         };
         let data = limit("Max data size");
-        assert_eq!(data[3], limits(Duration::from_millis(2500)).max_memory_bytes.to_string(), "{out}");
+        assert_eq!(
+            data[3],
+            limits(Duration::from_millis(2500))
+                .max_memory_bytes
+                .to_string(),
+            "{out}"
+        );
         let cpu = limit("Max cpu time");
         assert_eq!((cpu[3].as_str(), cpu[4].as_str()), ("4", "5"), "{out}");
         assert_eq!(limit("Max core file size")[4], "0", "{out}");

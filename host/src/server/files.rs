@@ -408,6 +408,9 @@ pub async fn cancel(
         if !principal.may_see(&owner) {
             return Ok(not_found(&data_id));
         }
+        if state.jobs.is_finished(&data_id) {
+            return Err(already_finished(&data_id));
+        }
         state.store.request_cancel(&data_id).await?;
         state.jobs.cancel(&data_id);
         tracing::info!("cancel requested");
@@ -416,11 +419,13 @@ pub async fn cancel(
         return Ok(Json(serde_json::Value::Object(body)).into_response());
     }
     match state.store.result(&data_id).await? {
-        Some(stored) if principal.may_see(&stored.owner) => Err(ApiError::bad_request(format!(
-            "The scan of {data_id} is already finished"
-        ))),
+        Some(stored) if principal.may_see(&stored.owner) => Err(already_finished(&data_id)),
         _ => Ok(not_found(&data_id)),
     }
+}
+
+fn already_finished(data_id: &str) -> ApiError {
+    ApiError::bad_request(format!("The scan of {data_id} is already finished"))
 }
 
 /// `GET /file/webhook/{data_id}`: the callback of a submission and every delivery attempt:

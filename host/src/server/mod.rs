@@ -363,6 +363,15 @@ impl Server {
                 tracing::warn!("a scan did not finish in time; it runs again at the next start");
             }
         }
+        // The final results of the scans that did finish are being committed.
+        if tokio::time::timeout_at(deadline, self.state.jobs.wait_finalized())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "final results still being stored; those scans run again at the next start"
+            );
+        }
         for task in self.background {
             task.abort();
         }

@@ -16,10 +16,11 @@
 //!   Failed (3) instead of crashing the server forever.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Notify, mpsc, watch};
 use tracing::Instrument;
 
 use super::AppState;
@@ -48,6 +49,8 @@ struct Active {
     workflow: Option<Arc<Workflow>>,
     cancel: CancelToken,
     progress: Option<ScanResult>,
+    /// Its final result is known (and being stored): there is nothing left to cancel.
+    finished: bool,
 }
 
 /// A place in the queue, reserved by a submission while its file is received.
@@ -58,6 +61,10 @@ pub struct Jobs {
     tx: mpsc::Sender<Queued>,
     rx: tokio::sync::Mutex<mpsc::Receiver<Queued>>,
     active: Mutex<HashMap<String, Active>>,
+    /// Final results being stored (their jobs still in `active`).
+    finalizing: AtomicUsize,
+    /// Notified when `finalizing` drops to zero.
+    finalized: Notify,
 }
 
 impl Jobs {
@@ -68,6 +75,19 @@ impl Jobs {
             tx,
             rx: tokio::sync::Mutex::new(rx),
             active: Mutex::new(HashMap::new()),
+            finalizing: AtomicUsize::new(0),
+            finalized: Notify::new(),
+        }
+    }
+
+    /// Wait until no final result is being stored.
+    pub async fn wait_finalized(&self) {
+        loop {
+            let notified = self.finalized.notified();
+            if self.finalizing.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            notified.await;
         }
     }
 
@@ -92,6 +112,7 @@ impl Jobs {
                 workflow,
                 cancel,
                 progress: None,
+                finished: false,
             },
         );
     }
@@ -152,9 +173,21 @@ impl Jobs {
             .unwrap_or_default()
     }
 
+    /// Whether a job in flight already has its final result (it is being stored).
+    pub fn is_finished(&self, data_id: &str) -> bool {
+        self.active().get(data_id).is_some_and(|a| a.finished)
+    }
+
     fn set_progress(&self, data_id: &str, result: &ScanResult) {
         if let Some(a) = self.active().get_mut(data_id) {
             a.progress = Some(result.clone());
+        }
+    }
+
+    fn set_final(&self, data_id: &str, result: &ScanResult) {
+        if let Some(a) = self.active().get_mut(data_id) {
+            a.progress = Some(result.clone());
+            a.finished = true;
         }
     }
 
@@ -269,16 +302,29 @@ async fn run(state: &Arc<AppState>, job: Queued) {
                 }
             },
         };
-        finalize(state, &record, result).await;
+        // The worker goes on to its next job while the result is committed: the commit
+        // waits for an fsync (shared with other writes), the scan does not need to.
+        state.jobs.finalizing.fetch_add(1, Ordering::SeqCst);
+        let state = state.clone();
+        tokio::spawn(
+            async move {
+                finalize(&state, &record, result).await;
+                if state.jobs.finalizing.fetch_sub(1, Ordering::SeqCst) == 1 {
+                    state.jobs.finalized.notify_waiters();
+                }
+            }
+            .in_current_span(),
+        );
     }
     .instrument(span)
     .await
 }
 
-/// Store the final result, count it, let go of the job and start its callback.
+/// Store the final result, count it, let go of the job and start its callback. Until the
+/// result is stored the job stays in memory, where readers find its final result.
 async fn finalize(state: &Arc<AppState>, record: &JobRecord, result: ScanResult) {
     let json = serde_json::to_string(&result).expect("a ScanResult always serializes");
-    state.jobs.set_progress(&record.data_id, &result);
+    state.jobs.set_final(&record.data_id, &result);
     if let Err(e) = state.store.finish(record, json).await {
         // The job stays in memory (readers see its final result) and `running` in the
         // database: it runs again at the next start.

@@ -1,11 +1,20 @@
 //! Persistence for `cordon serve`: jobs, results, callback deliveries and the inventory
 //! changes made over the API, in SQLite; submitted files in the [`files`] store.
 //!
-//! The database is `<data_dir>/cordon.sqlite3`, in WAL mode with `synchronous = FULL`: a
-//! transaction that returned is on disk, through a crash of the process or of the machine.
-//! Every call runs on tokio's blocking pool ([`tokio::task::spawn_blocking`]), never on an
-//! async worker thread. One connection serves the whole process (SQLite serializes writers
-//! anyway); the schema is created at [`Store::open`].
+//! The database is `<data_dir>/cordon.sqlite3`, in WAL mode. Writes go to one writer thread
+//! that owns the write connection and commits them in batches (group commit): it takes every
+//! write waiting, runs each in a savepoint of one transaction (a write that fails is rolled
+//! back alone), commits once, and only then answers each caller. A write returns once it is
+//! committed at its [`Durability`]: [`Durability::Machine`] writes (a new job, a final result,
+//! a cancel, callback records, inventory changes, retention) are committed with
+//! `synchronous = FULL`, so the WAL is fsynced before the answer and they survive a crash of
+//! the machine; [`Durability::Process`] writes (a job marked running) are committed with
+//! `synchronous = NORMAL`: written to the WAL (they survive a crash of the process, such as
+//! SIGKILL) but not fsynced. A later FULL commit fsyncs them too. Many concurrent writes thus
+//! share one fsync instead of queueing for one each. Reads use their own connection (WAL lets
+//! them run beside the writer) on tokio's blocking pool ([`tokio::task::spawn_blocking`]);
+//! nothing here runs on an async worker thread. Statements are prepared once per connection
+//! and cached. The schema is created at [`Store::open`].
 //!
 //! A job's life: `queued` (inserted once its file is committed, before the client gets its
 //! `data_id`) → `running` → `done` (its final result is inserted in the same transaction).
@@ -14,9 +23,10 @@
 pub mod files;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, mpsc};
 
 use rusqlite::{Connection, OptionalExtension, params};
+use tokio::sync::oneshot;
 
 use crate::fileinfo::Fingerprint;
 
@@ -49,6 +59,51 @@ pub enum StoreError {
         /// What.
         message: String,
     },
+    /// The transaction holding a write could not be committed; the write is not stored.
+    #[error("database {path}: commit failed: {message}")]
+    Commit {
+        /// The database file.
+        path: PathBuf,
+        /// Why.
+        message: String,
+    },
+    /// The writer thread is gone (the store is shutting down, or it panicked).
+    #[error("database {path}: the writer has stopped")]
+    WriterStopped {
+        /// The database file.
+        path: PathBuf,
+    },
+}
+
+/// How much of a crash a write must survive before it is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// A crash of the machine: its commit fsyncs the WAL (`synchronous = FULL`).
+    Machine,
+    /// A crash of the process (SIGKILL, a panic): its commit writes the WAL without an fsync
+    /// (`synchronous = NORMAL`). For records that are only worth keeping while the machine
+    /// stays up, such as a job's run count.
+    Process,
+}
+
+/// Most writes committed in one transaction.
+const MAX_BATCH: usize = 256;
+/// Prepared statements kept per connection.
+const STATEMENT_CACHE: usize = 64;
+
+/// What a write's caller gets once its transaction is committed (or not).
+type Completion = Box<dyn FnOnce(Result<(), &str>) + Send>;
+
+/// A write's body: run on the write connection (or told why there is none); says whether it
+/// succeeded and what to answer after the commit.
+type WriteFn = Box<dyn FnOnce(Result<&Connection, &str>) -> (bool, Completion) + Send>;
+
+/// A write for the writer thread: runs on the write connection inside the batch's
+/// transaction, and says whether it succeeded and what to answer after the commit. Given
+/// `Err` (its transaction could not start), it runs nothing and answers with that reason.
+struct WriteOp {
+    durability: Durability,
+    run: WriteFn,
 }
 
 /// A job's state.
@@ -262,7 +317,8 @@ CREATE TABLE IF NOT EXISTS inventory_changes (
 /// The store: SQLite database and file store. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    db: Arc<Mutex<Connection>>,
+    writer: mpsc::Sender<WriteOp>,
+    reader: Arc<Mutex<Connection>>,
     path: PathBuf,
     /// Submitted files.
     pub files: FileStore,
@@ -293,57 +349,138 @@ impl Store {
             path: path.clone(),
             source,
         };
-        let conn = Connection::open(&path).map_err(sql)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(sql)?;
-        conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(sql)?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))
-            .map_err(sql)?;
+        let open = || -> Result<Connection, rusqlite::Error> {
+            let conn = Connection::open(&path)?;
+            conn.pragma_update(None, "journal_mode", "WAL")?;
+            conn.pragma_update(None, "synchronous", "FULL")?;
+            conn.busy_timeout(std::time::Duration::from_secs(10))?;
+            conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+            Ok(conn)
+        };
+        let conn = open().map_err(sql)?;
         conn.execute_batch(SCHEMA).map_err(sql)?;
+        let reader = open().map_err(sql)?;
+        reader
+            .pragma_update(None, "query_only", true)
+            .map_err(sql)?;
         let files_root = data_dir.join("files");
         let files = FileStore::open(&files_root).map_err(|source| StoreError::Io {
             path: files_root,
             source,
         })?;
+        let (writer, ops) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("cordon-db-writer".into())
+            .spawn(move || write_loop(conn, ops))
+            .map_err(|source| StoreError::Io {
+                path: path.clone(),
+                source,
+            })?;
         Ok(Store {
-            db: Arc::new(Mutex::new(conn)),
+            writer,
+            reader: Arc::new(Mutex::new(reader)),
             path,
             files,
         })
     }
 
-    /// Run `f` on the connection, on the blocking pool.
+    fn error(path: PathBuf, source: rusqlite::Error) -> StoreError {
+        match source {
+            rusqlite::Error::FromSqlConversionFailure(_, _, e) => StoreError::Corrupt {
+                path,
+                message: e.to_string(),
+            },
+            source => StoreError::Sqlite { path, source },
+        }
+    }
+
+    /// Run the read `f` on the read connection, on the blocking pool.
     async fn call<R: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Connection) -> Result<R, rusqlite::Error> + Send + 'static,
     ) -> Result<R, StoreError> {
-        let db = self.db.clone();
+        let db = self.reader.clone();
         let path = self.path.clone();
         tokio::task::spawn_blocking(move || {
             let mut conn = db.lock().unwrap_or_else(|p| p.into_inner());
-            f(&mut conn).map_err(|source| match source {
-                rusqlite::Error::FromSqlConversionFailure(_, _, e) => StoreError::Corrupt {
-                    path,
-                    message: e.to_string(),
-                },
-                source => StoreError::Sqlite { path, source },
-            })
+            f(&mut conn).map_err(|source| Store::error(path, source))
         })
         .await
         .expect("database calls do not panic")
     }
 
+    /// Run the write `f` on the writer thread, in the next batch; return once the batch is
+    /// committed at `durability`.
+    async fn write<R: Send + 'static>(
+        &self,
+        durability: Durability,
+        f: impl FnOnce(&Connection) -> Result<R, rusqlite::Error> + Send + 'static,
+    ) -> Result<R, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        let path = self.path.clone();
+        let run =
+            move |conn: Result<&Connection, &str>| -> (bool, Completion) {
+                let conn = match conn {
+                    Ok(conn) => conn,
+                    Err(message) => {
+                        let error = StoreError::Commit {
+                            path,
+                            message: message.to_owned(),
+                        };
+                        return (
+                            false,
+                            Box::new(move |_| {
+                                let _ = tx.send(Err(error));
+                            }),
+                        );
+                    }
+                };
+                match f(conn) {
+                    Ok(value) => (
+                        true,
+                        Box::new(move |commit: Result<(), &str>| {
+                            let _ = tx.send(commit.map(|()| value).map_err(|message| {
+                                StoreError::Commit {
+                                    path,
+                                    message: message.to_owned(),
+                                }
+                            }));
+                        }),
+                    ),
+                    Err(source) => {
+                        let error = Store::error(path, source);
+                        (
+                            false,
+                            Box::new(move |_| {
+                                let _ = tx.send(Err(error));
+                            }),
+                        )
+                    }
+                }
+            };
+        let stopped = || StoreError::WriterStopped {
+            path: self.path.clone(),
+        };
+        self.writer
+            .send(WriteOp {
+                durability,
+                run: Box::new(run),
+            })
+            .map_err(|_| stopped())?;
+        rx.await.map_err(|_| stopped())?
+    }
+
     /// Insert a new job (state `queued`).
     pub async fn insert_job(&self, job: JobRecord) -> Result<(), StoreError> {
-        self.call(move |db| {
+        self.write(Durability::Machine, move |db| {
             let f = &job.fingerprint;
-            db.execute(
+            db.prepare_cached(
                 "INSERT INTO jobs (data_id, owner, state, workflow, display_name, file_name,
                     user_agent, username, metadata, callback_url, size, md5, sha1, sha256, mime,
                     type_description, received_ms)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
-                params![
+            )?
+            .execute(params![
                     job.data_id,
                     job.owner,
                     JobState::Queued.as_str(),
@@ -361,8 +498,7 @@ impl Store {
                     f.mime,
                     f.description,
                     job.received_ms,
-                ],
-            )
+            ])
             .map(drop)
         })
         .await
@@ -371,12 +507,12 @@ impl Store {
     /// Mark a job as started by a worker; counts the run.
     pub async fn mark_running(&self, data_id: &str) -> Result<(), StoreError> {
         let id = data_id.to_owned();
-        self.call(move |db| {
-            db.execute(
+        self.write(Durability::Process, move |db| {
+            db.prepare_cached(
                 "UPDATE jobs SET state = 'running', started_ms = ?2, runs = runs + 1
                  WHERE data_id = ?1 AND state != 'done'",
-                params![id, now_ms()],
-            )
+            )?
+            .execute(params![id, now_ms()])
             .map(drop)
         })
         .await
@@ -385,7 +521,7 @@ impl Store {
     /// Record that a cancel was asked for, so that it holds across a restart.
     pub async fn request_cancel(&self, data_id: &str) -> Result<(), StoreError> {
         let id = data_id.to_owned();
-        self.call(move |db| {
+        self.write(Durability::Machine, move |db| {
             db.execute(
                 "UPDATE jobs SET cancel_requested = 1 WHERE data_id = ?1",
                 params![id],
@@ -399,32 +535,31 @@ impl Store {
     /// callback URL, its delivery becomes `pending`.
     pub async fn finish(&self, job: &JobRecord, result_json: String) -> Result<(), StoreError> {
         let job = job.clone();
-        self.call(move |db| {
-            let tx = db.transaction()?;
+        self.write(Durability::Machine, move |db| {
             let f = &job.fingerprint;
-            tx.execute(
+            db.prepare_cached(
                 "INSERT OR REPLACE INTO results (data_id, owner, workflow, md5, sha1, sha256,
                     created_ms, finished_ms, result)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                params![
-                    job.data_id,
-                    job.owner,
-                    job.workflow,
-                    f.md5,
-                    f.sha1,
-                    f.sha256,
-                    job.received_ms,
-                    now_ms(),
-                    result_json
-                ],
-            )?;
-            tx.execute(
+            )?
+            .execute(params![
+                job.data_id,
+                job.owner,
+                job.workflow,
+                f.md5,
+                f.sha1,
+                f.sha256,
+                job.received_ms,
+                now_ms(),
+                result_json
+            ])?;
+            db.prepare_cached(
                 "UPDATE jobs SET state = 'done',
                     callback_state = CASE WHEN callback_url IS NULL THEN NULL ELSE 'pending' END
                  WHERE data_id = ?1",
-                params![job.data_id],
-            )?;
-            tx.commit()
+            )?
+            .execute(params![job.data_id])?;
+            Ok(())
         })
         .await
     }
@@ -433,11 +568,10 @@ impl Store {
     pub async fn job(&self, data_id: &str) -> Result<Option<JobRecord>, StoreError> {
         let id = data_id.to_owned();
         self.call(move |db| {
-            db.query_row(
-                &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE data_id = ?1"),
-                params![id],
-                job_from_row,
-            )
+            db.prepare_cached(&format!(
+                "SELECT {JOB_COLUMNS} FROM jobs WHERE data_id = ?1"
+            ))?
+            .query_row(params![id], job_from_row)
             .optional()
         })
         .await
@@ -458,17 +592,14 @@ impl Store {
     pub async fn result(&self, data_id: &str) -> Result<Option<StoredResult>, StoreError> {
         let id = data_id.to_owned();
         self.call(move |db| {
-            db.query_row(
-                "SELECT owner, result FROM results WHERE data_id = ?1",
-                params![id],
-                |r| {
+            db.prepare_cached("SELECT owner, result FROM results WHERE data_id = ?1")?
+                .query_row(params![id], |r| {
                     Ok(StoredResult {
                         owner: r.get(0)?,
                         json: r.get(1)?,
                     })
-                },
-            )
-            .optional()
+                })
+                .optional()
         })
         .await
     }
@@ -513,7 +644,7 @@ impl Store {
         attempt: CallbackAttempt,
     ) -> Result<(), StoreError> {
         let id = data_id.to_owned();
-        self.call(move |db| {
+        self.write(Durability::Machine, move |db| {
             db.execute(
                 "INSERT OR REPLACE INTO callback_attempts
                     (data_id, attempt, at_ms, status, error, duration_ms)
@@ -536,7 +667,7 @@ impl Store {
     pub async fn set_callback_state(&self, data_id: &str, state: &str) -> Result<(), StoreError> {
         let id = data_id.to_owned();
         let state = state.to_owned();
-        self.call(move |db| {
+        self.write(Durability::Machine, move |db| {
             db.execute(
                 "UPDATE jobs SET callback_state = ?2 WHERE data_id = ?1",
                 params![id, state],
@@ -609,7 +740,7 @@ impl Store {
         by_whom: &str,
     ) -> Result<(), StoreError> {
         let (kind, name, by_whom) = (kind.to_owned(), name.to_owned(), by_whom.to_owned());
-        self.call(move |db| {
+        self.write(Durability::Machine, move |db| {
             db.execute(
                 "INSERT INTO inventory_changes (kind, name, definition, at_ms, by_whom)
                  VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -660,10 +791,9 @@ impl Store {
     /// returns their data ids (whose files the caller deletes). Jobs not done are kept
     /// whatever their age: an accepted file always reaches a result.
     pub async fn sweep(&self, before_ms: i64) -> Result<Vec<String>, StoreError> {
-        self.call(move |db| {
-            let tx = db.transaction()?;
+        self.write(Durability::Machine, move |db| {
             let ids: Vec<String> = {
-                let mut stmt = tx.prepare(
+                let mut stmt = db.prepare(
                     "SELECT data_id FROM jobs WHERE state = 'done' AND received_ms < ?1
                        AND (callback_state IS NULL OR callback_state != 'pending')",
                 )?;
@@ -671,19 +801,18 @@ impl Store {
                     .collect::<Result<_, _>>()?
             };
             for id in &ids {
-                tx.execute("DELETE FROM results WHERE data_id = ?1", params![id])?;
-                tx.execute(
+                db.execute("DELETE FROM results WHERE data_id = ?1", params![id])?;
+                db.execute(
                     "DELETE FROM callback_attempts WHERE data_id = ?1",
                     params![id],
                 )?;
-                tx.execute("DELETE FROM jobs WHERE data_id = ?1", params![id])?;
+                db.execute("DELETE FROM jobs WHERE data_id = ?1", params![id])?;
             }
-            tx.execute(
+            db.execute(
                 "DELETE FROM results WHERE created_ms < ?1
                    AND data_id NOT IN (SELECT data_id FROM jobs)",
                 params![before_ms],
             )?;
-            tx.commit()?;
             Ok(ids)
         })
         .await
@@ -703,6 +832,109 @@ impl Store {
         self.call(|db| db.query_row("SELECT 1", [], |r| r.get::<_, i64>(0)))
             .await
             .is_ok()
+    }
+}
+
+/// The writer thread: commit the writes in batches until every [`Store`] is dropped.
+fn write_loop(conn: Connection, ops: mpsc::Receiver<WriteOp>) {
+    let mut synchronous = Durability::Machine; // as `Store::open` set it
+    while let Ok(first) = ops.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match ops.try_recv() {
+                Ok(op) => batch.push(op),
+                Err(_) => break,
+            }
+        }
+        // Writes that need no fsync go first, in their own cheap commit, so that they never
+        // wait for another's fsync. No write here depends on another of the same batch: a
+        // caller sends a write only after the ones it depends on were answered.
+        let (process, machine): (Vec<_>, Vec<_>) = batch
+            .into_iter()
+            .partition(|op| op.durability == Durability::Process);
+        for (durability, group) in [
+            (Durability::Process, process),
+            (Durability::Machine, machine),
+        ] {
+            if !group.is_empty() {
+                commit_batch(&conn, &mut synchronous, durability, group);
+            }
+        }
+    }
+}
+
+/// Run `ops` in one transaction, each in its own savepoint, commit at `durability`, answer.
+fn commit_batch(
+    conn: &Connection,
+    synchronous: &mut Durability,
+    durability: Durability,
+    ops: Vec<WriteOp>,
+) {
+    let mut failure: Option<String> = None;
+    if *synchronous != durability {
+        let level = match durability {
+            Durability::Machine => "FULL",
+            Durability::Process => "NORMAL",
+        };
+        match conn.pragma_update(None, "synchronous", level) {
+            Ok(()) => *synchronous = durability,
+            Err(e) => failure = Some(format!("cannot set synchronous = {level}: {e}")),
+        }
+    }
+    if failure.is_none()
+        && let Err(e) = conn.execute_batch("BEGIN IMMEDIATE")
+    {
+        failure = Some(e.to_string());
+    }
+    if let Some(message) = failure {
+        tracing::error!(error = %message, writes = ops.len(), "database writes could not start");
+        for op in ops {
+            let (_, completion) = (op.run)(Err(&message));
+            completion(Err(&message));
+        }
+        return;
+    }
+    let mut completions: Vec<Completion> = Vec::with_capacity(ops.len());
+    let mut ops = ops.into_iter();
+    while let Some(op) = ops.next() {
+        // A savepoint per write: one that fails is undone alone.
+        if let Err(e) = conn.execute_batch("SAVEPOINT op") {
+            let message = e.to_string();
+            let (_, completion) = (op.run)(Err(&message));
+            completion(Err(&message));
+            continue;
+        }
+        let (ok, completion) = (op.run)(Ok(conn));
+        completions.push(completion);
+        if conn.is_autocommit() {
+            // SQLite rolled the whole transaction back (an I/O error, a full disk): nothing
+            // of this batch is stored. Say so to every write of it.
+            let message = "the transaction was rolled back by an earlier error";
+            tracing::error!(writes = completions.len(), "{message}");
+            for completion in completions {
+                completion(Err(message));
+            }
+            for op in ops {
+                let (_, completion) = (op.run)(Err(message));
+                completion(Err(message));
+            }
+            return;
+        }
+        let end = if ok {
+            "RELEASE op"
+        } else {
+            "ROLLBACK TO op; RELEASE op"
+        };
+        if let Err(e) = conn.execute_batch(end) {
+            tracing::error!(error = %e, "cannot end a savepoint");
+        }
+    }
+    let commit = conn.execute_batch("COMMIT").map_err(|e| e.to_string());
+    if commit.is_err() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    for completion in completions {
+        completion(commit.as_ref().map(|_| ()).map_err(String::as_str));
     }
 }
 

@@ -1,0 +1,310 @@
+//! Load generator for figure 4 of `BENCHMARKS.md` (server end to end): submits `--files`
+//! distinct files of `--size` bytes to a running `cordon serve` over HTTP, `--concurrency` at a
+//! time, polls each one to its final result, and reports files per second, the p50 and p99
+//! time from submission to final result, and the server's resident memory (`VmRSS` of
+//! `--pid`) sampled every second. `scripts/bench-server` builds and runs it against a fresh
+//! server; run by hand:
+//!
+//! ```sh
+//! cargo run --release -p cordon --example loadgen -- --url http://127.0.0.1:8008 \
+//!     --files 20000 --concurrency 32 --pid "$(pidof cordon)"
+//! ```
+//!
+//! Each worker submits a file (`POST /file`), then polls `GET /file/{data_id}` after 1 ms, and
+//! again at intervals that double up to `--max-poll-ms`, until both progress fields are 100.
+//! Every final result must be No Threat Detected (the files are clean); anything else is
+//! counted as an error. It stops by itself after `--files` files (or `--max-seconds`).
+//! Benchmarks are not tests: it exits 0 whatever the figures, and 1 only on errors.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+
+struct Args {
+    url: String,
+    files: u64,
+    concurrency: usize,
+    size: usize,
+    pid: Option<u32>,
+    max_poll: Duration,
+    max_seconds: u64,
+    rule: Option<String>,
+}
+
+fn usage() -> ! {
+    eprintln!(
+        "usage: loadgen --url URL [--files N (10000)] [--concurrency C (32)] [--size BYTES (4096)]\n\
+         \x20              [--pid SERVER_PID] [--max-poll-ms MS (16)] [--max-seconds S (900)] [--rule NAME]"
+    );
+    std::process::exit(2)
+}
+
+fn parse_args() -> Args {
+    let mut args = Args {
+        url: String::new(),
+        files: 10_000,
+        concurrency: 32,
+        size: 4096,
+        pid: None,
+        max_poll: Duration::from_millis(16),
+        max_seconds: 900,
+        rule: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().unwrap_or_else(|| usage());
+        match flag.as_str() {
+            "--url" => args.url = value().trim_end_matches('/').to_owned(),
+            "--files" => args.files = value().parse().unwrap_or_else(|_| usage()),
+            "--concurrency" => args.concurrency = value().parse().unwrap_or_else(|_| usage()),
+            "--size" => args.size = value().parse().unwrap_or_else(|_| usage()),
+            "--pid" => args.pid = Some(value().parse().unwrap_or_else(|_| usage())),
+            "--max-poll-ms" => {
+                args.max_poll = Duration::from_millis(value().parse().unwrap_or_else(|_| usage()))
+            }
+            "--max-seconds" => args.max_seconds = value().parse().unwrap_or_else(|_| usage()),
+            "--rule" => args.rule = Some(value()),
+            _ => usage(),
+        }
+    }
+    if args.url.is_empty() || args.concurrency == 0 || args.size == 0 {
+        usage();
+    }
+    args
+}
+
+/// The parts of a result the generator reads.
+#[derive(Deserialize)]
+struct Progress {
+    process_info: ProcessInfo,
+    scan_results: ScanResults,
+}
+
+#[derive(Deserialize)]
+struct ProcessInfo {
+    progress_percentage: u8,
+}
+
+#[derive(Deserialize)]
+struct ScanResults {
+    progress_percentage: u8,
+    scan_all_result_i: u16,
+}
+
+#[derive(Deserialize)]
+struct Submitted {
+    data_id: String,
+}
+
+/// Distinct content for file `i`: a header naming it, then bytes of a simple generator.
+fn content(i: u64, size: usize) -> Vec<u8> {
+    let mut bytes = format!("cordon loadgen file {i}\n").into_bytes();
+    let mut x = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    while bytes.len() < size {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        bytes.extend_from_slice(&x.to_le_bytes());
+    }
+    bytes.truncate(size);
+    bytes
+}
+
+/// The resident set of `pid`, in KiB.
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[derive(Default)]
+struct Totals {
+    polls: AtomicU64,
+    errors: AtomicU64,
+    done: AtomicU64,
+}
+
+async fn one_file(
+    client: &reqwest::Client,
+    args: &Args,
+    i: u64,
+    totals: &Totals,
+) -> Result<Duration, String> {
+    let started = Instant::now();
+    let mut request = client
+        .post(format!("{}/file", args.url))
+        .header("filename", format!("file{i}.bin"))
+        .body(content(i, args.size));
+    if let Some(rule) = &args.rule {
+        request = request.header("rule", rule);
+    }
+    let response = request.send().await.map_err(|e| format!("submit: {e}"))?;
+    let status = response.status();
+    let body = response.bytes().await.map_err(|e| format!("submit: {e}"))?;
+    if !status.is_success() {
+        return Err(format!(
+            "submit: HTTP {status}: {}",
+            String::from_utf8_lossy(&body)
+        ));
+    }
+    let submitted: Submitted =
+        serde_json::from_slice(&body).map_err(|e| format!("submit answer: {e}"))?;
+    let url = format!("{}/file/{}", args.url, submitted.data_id);
+    let mut wait = Duration::from_millis(1);
+    loop {
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(args.max_poll);
+        totals.polls.fetch_add(1, Ordering::Relaxed);
+        let response = client
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| format!("poll: {e}"))?;
+        let status = response.status();
+        let body = response.bytes().await.map_err(|e| format!("poll: {e}"))?;
+        if !status.is_success() {
+            return Err(format!("poll: HTTP {status}"));
+        }
+        let progress: Progress = serde_json::from_slice(&body).map_err(|e| {
+            format!(
+                "poll answer: {e}: {}",
+                String::from_utf8_lossy(&body[..body.len().min(200)])
+            )
+        })?;
+        if progress.process_info.progress_percentage == 100
+            && progress.scan_results.progress_percentage == 100
+        {
+            let elapsed = started.elapsed();
+            if progress.scan_results.scan_all_result_i != 0 {
+                return Err(format!(
+                    "{}: final result {} instead of 0",
+                    submitted.data_id, progress.scan_results.scan_all_result_i
+                ));
+            }
+            return Ok(elapsed);
+        }
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Arc::new(parse_args());
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(args.concurrency * 2)
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("an HTTP client");
+    let totals = Arc::new(Totals::default());
+    let next = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs(args.max_seconds);
+    let started = Instant::now();
+
+    // RSS and progress, every second.
+    let sampler = {
+        let (args, totals) = (args.clone(), totals.clone());
+        tokio::spawn(async move {
+            let mut samples: Vec<(f64, u64, u64)> = Vec::new();
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                let done = totals.done.load(Ordering::Relaxed);
+                let rss = args.pid.and_then(rss_kib).unwrap_or(0);
+                let t = started.elapsed().as_secs_f64();
+                samples.push((t, done, rss));
+                eprintln!(
+                    "loadgen: {t:6.1} s  {done:>8} files done  {:>7.0} files/s  server RSS {} MiB",
+                    done as f64 / t.max(1e-9),
+                    rss / 1024
+                );
+                if done >= args.files {
+                    return samples;
+                }
+            }
+        })
+    };
+
+    let workers: Vec<_> = (0..args.concurrency)
+        .map(|_| {
+            let (client, args, totals, next) =
+                (client.clone(), args.clone(), totals.clone(), next.clone());
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= args.files || Instant::now() > deadline {
+                        return latencies;
+                    }
+                    match one_file(&client, &args, i, &totals).await {
+                        Ok(latency) => latencies.push(latency),
+                        Err(e) => {
+                            if totals.errors.fetch_add(1, Ordering::Relaxed) < 10 {
+                                eprintln!("loadgen: file {i}: {e}");
+                            }
+                        }
+                    }
+                    totals.done.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    for w in workers {
+        latencies.extend(w.await.expect("a worker does not panic"));
+    }
+    let elapsed = started.elapsed();
+    totals.done.store(args.files, Ordering::Relaxed);
+    let samples = sampler.await.expect("the sampler does not panic");
+    latencies.sort();
+
+    let ok = latencies.len() as u64;
+    let errors = totals.errors.load(Ordering::Relaxed);
+    let polls = totals.polls.load(Ordering::Relaxed);
+    println!(
+        "files: {ok} final, {errors} errors, {:.1} s",
+        elapsed.as_secs_f64()
+    );
+    println!(
+        "throughput: {:.0} files/s (concurrency {}, {} B files, {:.1} polls per file)",
+        ok as f64 / elapsed.as_secs_f64(),
+        args.concurrency,
+        args.size,
+        polls as f64 / ok.max(1) as f64
+    );
+    println!(
+        "latency submit -> final: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        percentile(&latencies, 50.0).as_secs_f64() * 1e3,
+        percentile(&latencies, 99.0).as_secs_f64() * 1e3,
+        latencies.last().copied().unwrap_or_default().as_secs_f64() * 1e3
+    );
+    if args.pid.is_some() && !samples.is_empty() {
+        // RSS after each tenth of the files, to show whether it grows with the count.
+        let mut marks = Vec::new();
+        for tenth in 1..=10u64 {
+            let want = args.files * tenth / 10;
+            if let Some((_, _, rss)) = samples.iter().find(|(_, done, _)| *done >= want) {
+                marks.push(format!("{}", rss / 1024));
+            }
+        }
+        let max = samples.iter().map(|s| s.2).max().unwrap_or(0);
+        println!(
+            "server RSS (MiB) after each tenth of the files: {}; max {} MiB",
+            marks.join(" "),
+            max / 1024
+        );
+    }
+    if errors > 0 {
+        std::process::exit(1);
+    }
+}
