@@ -43,6 +43,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::Router;
+use axum::http::Method;
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::middleware::{self, Next};
 use axum::response::Response;
@@ -182,8 +183,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-/// One span per request; one log line per answer.
+/// One span per request; one log line per answer. Successful reads (`GET`, `HEAD`: clients
+/// poll a result many times per file) are logged at DEBUG, everything else at INFO, so that
+/// the default log has a line per submission, change and error rather than per poll.
 async fn trace_request(request: Request, next: Next) -> Response {
+    let read = matches!(*request.method(), Method::GET | Method::HEAD);
     let span = tracing::info_span!(
         "request",
         method = %request.method(),
@@ -193,12 +197,14 @@ async fn trace_request(request: Request, next: Next) -> Response {
     );
     let started = Instant::now();
     let response = next.run(request).instrument(span.clone()).await;
+    let status = response.status().as_u16();
+    let ms = started.elapsed().as_millis() as u64;
     span.in_scope(|| {
-        tracing::info!(
-            status = response.status().as_u16(),
-            ms = started.elapsed().as_millis() as u64,
-            "answered"
-        )
+        if read && status < 400 {
+            tracing::debug!(status, ms, "answered");
+        } else {
+            tracing::info!(status, ms, "answered");
+        }
     });
     response
 }
