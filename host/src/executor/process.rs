@@ -395,9 +395,11 @@ async fn supervise(mut child: Child, limits: &Limits, stdin: &[u8], deadline: In
     match status {
         Some(Ok(status)) => {
             if let Some(code) = status.code() {
-                // It exited by itself. After a timeout its output did not end in time, so it
-                // did not finish: no exit code then.
-                if !matches!(failure, Some(Failure::Timeout { .. })) {
+                // It exited by itself, unless Cordon had stopped it already (deadline, output
+                // cap): a plugin whose output was cut, or that did not end in time, did not
+                // finish, and the code it exits with then (141 when it dies of SIGPIPE under
+                // a shell, as its stdout closes at the cap) says nothing: no exit code.
+                if failure.is_none() {
                     outcome.exit = Some(i64::from(code));
                 }
             } else if let Some(signal) = status.signal()
