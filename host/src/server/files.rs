@@ -483,6 +483,14 @@ pub async fn by_hash(
     };
     let rule = decoded(&headers, "rule")?;
     let owner = (!principal.sees_all).then_some(principal.owner.as_str());
+    // A final result still being stored is the newest of all: it comes first.
+    if let Some(result) = state
+        .jobs
+        .finished_by_hash(kind, &hash, owner, rule.as_deref())
+    {
+        let json = serde_json::to_string(&result).expect("a ScanResult always serializes");
+        return Ok(json_response(json));
+    }
     match state
         .store
         .result_by_hash(kind, &hash, owner, rule.as_deref())

@@ -28,7 +28,7 @@ use crate::result::{
     self, EngineResult, FileInfo, PostActionSummary, PostProcessing, ProcessInfo, ScanResult,
     ScanResults, iso_millis,
 };
-use crate::store::{JobRecord, now_ms};
+use crate::store::{HashKind, JobRecord, now_ms};
 use crate::verdict::ResultCode;
 use crate::workflow::{self, CancelToken, Submission, Workflow};
 
@@ -176,6 +176,37 @@ impl Jobs {
     /// Whether a job in flight already has its final result (it is being stored).
     pub fn is_finished(&self, data_id: &str) -> bool {
         self.active().get(data_id).is_some_and(|a| a.finished)
+    }
+
+    /// The newest final result still being stored (so newer than any in the database) of a
+    /// file with this `hash`, submitted by `owner` (anyone when `None`) under the workflow
+    /// `rule` (any when `None`). A hash lookup asks here first, so that a result a client
+    /// already saw as final is found by its hash too.
+    pub fn finished_by_hash(
+        &self,
+        kind: HashKind,
+        hash: &str,
+        owner: Option<&str>,
+        rule: Option<&str>,
+    ) -> Option<ScanResult> {
+        let active = self.active();
+        active
+            .values()
+            .filter(|a| a.finished)
+            .filter(|a| {
+                let f = &a.record.fingerprint;
+                let file_hash = match kind {
+                    HashKind::Md5 => &f.md5,
+                    HashKind::Sha1 => &f.sha1,
+                    HashKind::Sha256 => &f.sha256,
+                };
+                file_hash.eq_ignore_ascii_case(hash)
+                    && owner.is_none_or(|o| a.record.owner == o)
+                    && rule.is_none_or(|r| a.record.workflow == r)
+            })
+            .filter(|a| a.progress.is_some())
+            .max_by_key(|a| a.record.received_ms)
+            .and_then(|a| a.progress.clone())
     }
 
     fn set_progress(&self, data_id: &str, result: &ScanResult) {
@@ -460,4 +491,77 @@ fn final_without_run(
     r.scan_results.scan_all_result_i = code;
     r.scan_results.scan_all_result_a = code.as_str().to_owned();
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fileinfo::Fingerprint;
+    use crate::store::JobState;
+
+    fn record(data_id: &str, owner: &str, workflow: &str, sha256: &str, at: i64) -> JobRecord {
+        JobRecord {
+            data_id: data_id.to_owned(),
+            owner: owner.to_owned(),
+            workflow: workflow.to_owned(),
+            display_name: "f.bin".to_owned(),
+            file_name: "f.bin".to_owned(),
+            user_agent: String::new(),
+            username: String::new(),
+            metadata: None,
+            callback_url: None,
+            fingerprint: Fingerprint {
+                size: 1,
+                md5: "0".repeat(32),
+                sha1: "1".repeat(40),
+                sha256: sha256.to_owned(),
+                mime: "application/octet-stream".to_owned(),
+                description: "data".to_owned(),
+            },
+            received_ms: at,
+            state: JobState::Running,
+            cancel_requested: false,
+            runs: 1,
+        }
+    }
+
+    #[test]
+    fn a_result_being_stored_is_found_by_hash_and_only_then() {
+        let jobs = Jobs::new(8);
+        let (a, b) = ("a".repeat(64), "b".repeat(64));
+        let old = record(&"1".repeat(32), "k1", "w", &a, 1);
+        let new = record(&"2".repeat(32), "k1", "w", &a, 2);
+        let other = record(&"3".repeat(32), "k2", "v", &b, 3);
+        for r in [&old, &new, &other] {
+            jobs.track(r, None);
+        }
+        let lookup = |hash: &str, owner, rule| {
+            jobs.finished_by_hash(HashKind::Sha256, hash, owner, rule)
+                .map(|r| r.data_id)
+        };
+        // Running jobs (progress or not) are not found: their result is not final.
+        jobs.set_progress(&old.data_id, &placeholder(&old, None));
+        assert_eq!(lookup(&a, None, None), None);
+
+        jobs.set_final(&old.data_id, &placeholder(&old, None));
+        jobs.set_final(&new.data_id, &placeholder(&new, None));
+        jobs.set_final(&other.data_id, &placeholder(&other, None));
+        // The newest submission of that file, whatever the case of the hash.
+        assert_eq!(
+            lookup(&a.to_uppercase(), None, None),
+            Some(new.data_id.clone())
+        );
+        assert_eq!(lookup(&a, Some("k1"), Some("w")), Some(new.data_id.clone()));
+        // Another key, another workflow, another file: nothing.
+        assert_eq!(lookup(&a, Some("k2"), None), None);
+        assert_eq!(lookup(&a, None, Some("v")), None);
+        assert_eq!(lookup(&"c".repeat(64), None, None), None);
+        assert_eq!(
+            lookup(&b, Some("k2"), Some("v")),
+            Some(other.data_id.clone())
+        );
+        // Once stored, the job leaves memory and the database answers.
+        jobs.remove(&new.data_id);
+        assert_eq!(lookup(&a, None, None), Some(old.data_id.clone()));
+    }
 }
