@@ -1263,14 +1263,30 @@ mod tests {
         assert_eq!(o.stderr, b"oops");
     }
 
-    #[tokio::test]
-    async fn an_infinite_loop_is_interrupted_at_the_deadline() {
-        let started = Instant::now();
-        let o = run("(loop $l (br $l))", "", short(300)).await;
+    /// WAT storing a WASIp1 clock subscription at `at`: `userdata`, tag clock, monotonic
+    /// clock, relative timeout `ns`, precision 0, no flags.
+    fn clock_subscription(at: u32, userdata: i64, ns: i64) -> String {
+        format!(
+            "(i64.store (i32.const {at}) (i64.const {userdata}))
+             (i32.store8 (i32.const {}) (i32.const 0))
+             (i32.store (i32.const {}) (i32.const 1))
+             (i64.store (i32.const {}) (i64.const {ns}))
+             (i64.store (i32.const {}) (i64.const 0))
+             (i32.store16 (i32.const {}) (i32.const 0))",
+            at + 8,
+            at + 16,
+            at + 24,
+            at + 32,
+            at + 40
+        )
+    }
+
+    /// The plugin run from `started` failed with a timeout of `ms`, and returned within 2 s.
+    fn assert_stopped_at_deadline(o: &Outcome, started: Instant, ms: u64) {
         assert_eq!(
             o.failure,
             Some(Failure::Timeout {
-                limit: Duration::from_millis(300)
+                limit: Duration::from_millis(ms)
             })
         );
         assert!(
@@ -1278,52 +1294,30 @@ mod tests {
             "{:?}",
             started.elapsed()
         );
+    }
+
+    #[tokio::test]
+    async fn an_infinite_loop_is_interrupted_at_the_deadline() {
+        let started = Instant::now();
+        let o = run("(loop $l (br $l))", "", short(300)).await;
+        assert_stopped_at_deadline(&o, started, 300);
     }
 
     #[tokio::test]
     async fn a_guest_sleeping_in_the_host_is_stopped_at_the_deadline() {
         // One relative clock subscription of 60 s at 128 (monotonic clock, no flags): the
         // case WASIp1 may serve with a blocking sleep.
-        let body = "(i64.store (i32.const 128) (i64.const 0))
-                    (i32.store8 (i32.const 136) (i32.const 0))
-                    (i32.store (i32.const 144) (i32.const 1))
-                    (i64.store (i32.const 152) (i64.const 60000000000))
-                    (i64.store (i32.const 160) (i64.const 0))
-                    (i32.store16 (i32.const 168) (i32.const 0))
-                    (drop (call $poll_oneoff (i32.const 128) (i32.const 256) (i32.const 1) (i32.const 512)))";
+        let body = format!(
+            "{} (drop (call $poll_oneoff (i32.const 128) (i32.const 256) (i32.const 1) (i32.const 512)))",
+            clock_subscription(128, 0, 60_000_000_000)
+        );
         let started = Instant::now();
-        let o = run(body, "", short(300)).await;
-        assert_eq!(
-            o.failure,
-            Some(Failure::Timeout {
-                limit: Duration::from_millis(300)
-            })
-        );
-        assert!(
-            started.elapsed() < Duration::from_secs(2),
-            "{:?}",
-            started.elapsed()
-        );
+        let o = run(&body, "", short(300)).await;
+        assert_stopped_at_deadline(&o, started, 300);
     }
 
     #[tokio::test]
     async fn sleeps_return_their_events() {
-        // A clock subscription at `at`: userdata, tag clock, monotonic, relative `ns`.
-        let sub = |at: u32, userdata: i64, ns: i64| {
-            format!(
-                "(i64.store (i32.const {at}) (i64.const {userdata}))
-                 (i32.store8 (i32.const {}) (i32.const 0))
-                 (i32.store (i32.const {}) (i32.const 1))
-                 (i64.store (i32.const {}) (i64.const {ns}))
-                 (i64.store (i32.const {}) (i64.const 0))
-                 (i32.store16 (i32.const {}) (i32.const 0))",
-                at + 8,
-                at + 16,
-                at + 24,
-                at + 32,
-                at + 40
-            )
-        };
         let check = |cond: &str, code: u32| {
             format!("(if {cond} (then (call $proc_exit (i32.const {code}))))")
         };
@@ -1331,7 +1325,7 @@ mod tests {
         // wasmtime-wasi writes them.
         let one = format!(
             "{} {} {} {} {} (drop (call $write (i32.const 1)))",
-            sub(128, 42, 1_000_000),
+            clock_subscription(128, 42, 1_000_000),
             check(
                 "(i32.ne (call $poll_oneoff (i32.const 128) (i32.const 256) (i32.const 1) (i32.const 512)) (i32.const 0))",
                 3
@@ -1346,8 +1340,8 @@ mod tests {
         // Two clocks: wasmtime-wasi's implementation, reached through the shadow.
         let two = format!(
             "{} {} {} {} (drop (call $write (i32.const 1)))",
-            sub(128, 1, 1_000_000),
-            sub(176, 2, 2_000_000),
+            clock_subscription(128, 1, 1_000_000),
+            clock_subscription(176, 2, 2_000_000),
             check(
                 "(i32.ne (call $poll_oneoff (i32.const 128) (i32.const 256) (i32.const 2) (i32.const 512)) (i32.const 0))",
                 3
