@@ -20,59 +20,50 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use clap::Parser;
 use serde::Deserialize;
 
+/// Load generator for `cordon serve` (figure 4 of BENCHMARKS.md).
+#[derive(Parser)]
 struct Args {
+    /// The server, e.g. http://127.0.0.1:8008.
+    #[arg(long, value_parser = parse_url)]
     url: String,
+    /// Files to submit in all.
+    #[arg(long, default_value_t = 10_000)]
     files: u64,
-    concurrency: usize,
-    size: usize,
+    /// Files in flight at once.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
+    concurrency: u32,
+    /// Size of each file in bytes.
+    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..))]
+    size: u32,
+    /// The server's pid, to sample its resident memory.
+    #[arg(long)]
     pid: Option<u32>,
+    /// Longest wait between two polls of one file, in milliseconds.
+    #[arg(long = "max-poll-ms", default_value = "16", value_parser = parse_millis)]
     max_poll: Duration,
+    /// Stop after this many seconds whatever the count.
+    #[arg(long, default_value_t = 900)]
     max_seconds: u64,
+    /// The workflow (`rule` header) to submit under; the server's default when absent.
+    #[arg(long)]
     rule: Option<String>,
 }
 
-fn usage() -> ! {
-    eprintln!(
-        "usage: loadgen --url URL [--files N (10000)] [--concurrency C (32)] [--size BYTES (4096)]\n\
-         \x20              [--pid SERVER_PID] [--max-poll-ms MS (16)] [--max-seconds S (900)] [--rule NAME]"
-    );
-    std::process::exit(2)
+fn parse_url(url: &str) -> Result<String, String> {
+    let url = url.trim_end_matches('/');
+    if url.is_empty() {
+        return Err("give the server's URL".to_owned());
+    }
+    Ok(url.to_owned())
 }
 
-fn parse_args() -> Args {
-    let mut args = Args {
-        url: String::new(),
-        files: 10_000,
-        concurrency: 32,
-        size: 4096,
-        pid: None,
-        max_poll: Duration::from_millis(16),
-        max_seconds: 900,
-        rule: None,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().unwrap_or_else(|| usage());
-        match flag.as_str() {
-            "--url" => args.url = value().trim_end_matches('/').to_owned(),
-            "--files" => args.files = value().parse().unwrap_or_else(|_| usage()),
-            "--concurrency" => args.concurrency = value().parse().unwrap_or_else(|_| usage()),
-            "--size" => args.size = value().parse().unwrap_or_else(|_| usage()),
-            "--pid" => args.pid = Some(value().parse().unwrap_or_else(|_| usage())),
-            "--max-poll-ms" => {
-                args.max_poll = Duration::from_millis(value().parse().unwrap_or_else(|_| usage()))
-            }
-            "--max-seconds" => args.max_seconds = value().parse().unwrap_or_else(|_| usage()),
-            "--rule" => args.rule = Some(value()),
-            _ => usage(),
-        }
-    }
-    if args.url.is_empty() || args.concurrency == 0 || args.size == 0 {
-        usage();
-    }
-    args
+fn parse_millis(ms: &str) -> Result<Duration, String> {
+    ms.parse()
+        .map(Duration::from_millis)
+        .map_err(|e| format!("{ms:?}: {e}"))
 }
 
 /// The parts of a result the generator reads.
@@ -136,7 +127,7 @@ async fn one_file(
     let mut request = client
         .post(format!("{}/file", args.url))
         .header("filename", format!("file{i}.bin"))
-        .body(content(i, args.size));
+        .body(content(i, args.size as usize));
     if let Some(rule) = &args.rule {
         request = request.header("rule", rule);
     }
@@ -198,11 +189,11 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 #[tokio::main]
 async fn main() {
-    let args = Arc::new(parse_args());
+    let args = Arc::new(Args::parse());
     let _ = rustls::crypto::ring::default_provider().install_default();
     let client = reqwest::Client::builder()
         .no_proxy()
-        .pool_max_idle_per_host(args.concurrency * 2)
+        .pool_max_idle_per_host(args.concurrency as usize * 2)
         .timeout(Duration::from_secs(60))
         .build()
         .expect("an HTTP client");
