@@ -122,7 +122,7 @@ async fn one_file(
     args: &Args,
     i: u64,
     totals: &Totals,
-) -> Result<Duration, String> {
+) -> Result<(Duration, Duration), String> {
     let started = Instant::now();
     let mut request = client
         .post(format!("{}/file", args.url))
@@ -142,6 +142,7 @@ async fn one_file(
     }
     let submitted: Submitted =
         serde_json::from_slice(&body).map_err(|e| format!("submit answer: {e}"))?;
+    let accepted = started.elapsed();
     let url = format!("{}/file/{}", args.url, submitted.data_id);
     let mut wait = Duration::from_millis(1);
     loop {
@@ -174,7 +175,7 @@ async fn one_file(
                     submitted.data_id, progress.scan_results.scan_all_result_i
                 ));
             }
-            return Ok(elapsed);
+            return Ok((accepted, elapsed));
         }
     }
 }
@@ -250,14 +251,18 @@ async fn main() {
             })
         })
         .collect();
-    let mut latencies = Vec::new();
+    let (mut accepted, mut latencies): (Vec<Duration>, Vec<Duration>) = (Vec::new(), Vec::new());
     for w in workers {
-        latencies.extend(w.await.expect("a worker does not panic"));
+        for (a, l) in w.await.expect("a worker does not panic") {
+            accepted.push(a);
+            latencies.push(l);
+        }
     }
     let elapsed = started.elapsed();
     totals.done.store(args.files, Ordering::Relaxed);
     let samples = sampler.await.expect("the sampler does not panic");
     latencies.sort();
+    accepted.sort();
 
     let ok = latencies.len() as u64;
     let errors = totals.errors.load(Ordering::Relaxed);
@@ -278,6 +283,11 @@ async fn main() {
         percentile(&latencies, 50.0).as_secs_f64() * 1e3,
         percentile(&latencies, 99.0).as_secs_f64() * 1e3,
         latencies.last().copied().unwrap_or_default().as_secs_f64() * 1e3
+    );
+    println!(
+        "of which submit -> data_id: p50 {:.2} ms, p99 {:.2} ms",
+        percentile(&accepted, 50.0).as_secs_f64() * 1e3,
+        percentile(&accepted, 99.0).as_secs_f64() * 1e3,
     );
     if args.pid.is_some() && !samples.is_empty() {
         // RSS after each tenth of the files, to show whether it grows with the count.

@@ -5,8 +5,12 @@
 //! nothing else), a webhook gets the path in `resource_path`. The file keeps a sanitized form
 //! of its display name, extension included, so that plugins that look at extensions work.
 
+use std::fs::File;
 use std::io;
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// Where wasm plugins see the sample's directory.
 pub const GUEST_DIR: &str = "/scan";
@@ -16,8 +20,19 @@ pub const GUEST_DIR: &str = "/scan";
 pub struct Sample {
     dir: PathBuf,
     file_name: String,
-    /// Present when the directory is temporary and goes away with the sample.
-    _temp: Option<tempfile::TempDir>,
+    /// What happens to the directory when the sample is dropped.
+    _guard: Guard,
+}
+
+/// What a sample's directory is, and what dropping the sample does to it.
+#[derive(Debug)]
+enum Guard {
+    /// Someone else's directory: left as it is.
+    Borrowed,
+    /// A temporary directory: removed.
+    Temp { _dir: tempfile::TempDir },
+    /// A slot of a [`SlotPool`]: emptied and given back.
+    Slot { _lease: SlotLease },
 }
 
 impl Sample {
@@ -36,7 +51,7 @@ impl Sample {
         Ok(Sample {
             dir: std::path::absolute(temp.path())?,
             file_name,
-            _temp: Some(temp),
+            _guard: Guard::Temp { _dir: temp },
         })
     }
 
@@ -53,7 +68,7 @@ impl Sample {
         Ok(Sample {
             dir: std::path::absolute(temp.path())?,
             file_name,
-            _temp: Some(temp),
+            _guard: Guard::Temp { _dir: temp },
         })
     }
 
@@ -71,7 +86,7 @@ impl Sample {
         Ok(Sample {
             dir,
             file_name: file_name.to_owned(),
-            _temp: None,
+            _guard: Guard::Borrowed,
         })
     }
 
@@ -93,6 +108,152 @@ impl Sample {
     /// The sample's path as a wasm plugin sees it: `/scan/<file name>`.
     pub fn guest_path(&self) -> String {
         format!("{GUEST_DIR}/{}", self.file_name)
+    }
+}
+
+/// Reusable directories for samples that are held in memory (the server keeps small uploads in
+/// its database): each slot is a directory holding one read-only file, rewritten in place for
+/// each sample (renamed to the sample's name, truncated, written). Placing a sample in a slot
+/// creates no file and no directory, which on some filesystems is most of what a small scan
+/// costs. A slot is lent to one sample at a time and grows the pool only when every slot is in
+/// use, so there are as many slots as scans ever ran at once.
+///
+/// When a sample is dropped its slot is reused only if it still holds exactly its file (a
+/// native plugin runs as Cordon's user and could have added or replaced files): otherwise the
+/// slot is deleted, so nothing one scan left behind is seen by the next. A free slot keeps its
+/// last sample's bytes (in a directory only Cordon's user can open) until the next scan
+/// overwrites them; the database holds the same bytes anyway.
+#[derive(Debug)]
+pub struct SlotPool {
+    root: PathBuf,
+    free: Mutex<Vec<Slot>>,
+    next: AtomicU64,
+}
+
+/// A slot: its directory, a write handle on its one file, and that file's current name.
+#[derive(Debug)]
+struct Slot {
+    dir: PathBuf,
+    file: File,
+    name: String,
+}
+
+/// A slot lent to a sample; given back to its pool on drop.
+#[derive(Debug)]
+struct SlotLease {
+    pool: Arc<SlotPool>,
+    slot: Option<Slot>,
+}
+
+impl SlotPool {
+    /// Use `root` for slots, removing whatever a previous run left there. The directory is
+    /// private to Cordon's user (mode 0700).
+    pub fn open(root: &Path) -> io::Result<Arc<SlotPool>> {
+        use std::os::unix::fs::PermissionsExt;
+        match std::fs::remove_dir_all(root) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        std::fs::create_dir_all(root)?;
+        std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o700))?;
+        Ok(Arc::new(SlotPool {
+            root: std::path::absolute(root)?,
+            free: Mutex::new(Vec::new()),
+            next: AtomicU64::new(0),
+        }))
+    }
+
+    /// Slots not lent out.
+    pub fn idle(&self) -> usize {
+        self.free.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// `bytes` as a sample named after `display_name`, in a free slot (a new one when none
+    /// is free).
+    pub fn sample(self: &Arc<Self>, bytes: &[u8], display_name: &str) -> io::Result<Sample> {
+        let file_name = sanitize_file_name(display_name);
+        let free = self.free.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let mut slot = match free {
+            Some(slot) => slot,
+            None => self.new_slot(&file_name)?,
+        };
+        let placed = (|| {
+            if slot.name != file_name {
+                std::fs::rename(slot.dir.join(&slot.name), slot.dir.join(&file_name))?;
+                slot.name.clone_from(&file_name);
+            }
+            // Written over the previous sample, then cut to length: never truncated to zero
+            // first, which makes ext4 flush the file to disk when it is next closed.
+            slot.file.write_all_at(bytes, 0)?;
+            slot.file.set_len(bytes.len() as u64)
+        })();
+        if let Err(e) = placed {
+            let _ = std::fs::remove_dir_all(&slot.dir);
+            return Err(e);
+        }
+        Ok(Sample {
+            dir: slot.dir.clone(),
+            file_name,
+            _guard: Guard::Slot {
+                _lease: SlotLease {
+                    pool: self.clone(),
+                    slot: Some(slot),
+                },
+            },
+        })
+    }
+
+    fn new_slot(&self, file_name: &str) -> io::Result<Slot> {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let dir = self.root.join(n.to_string());
+        std::fs::create_dir(&dir)?;
+        // Read-only for every later open; this handle, opened at creation, can still write.
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o400)
+            .open(dir.join(file_name))?;
+        Ok(Slot {
+            dir,
+            file,
+            name: file_name.to_owned(),
+        })
+    }
+}
+
+impl Slot {
+    /// Whether the directory holds exactly this slot's file and nothing else.
+    fn intact(&self) -> bool {
+        let only_ours = || -> io::Result<bool> {
+            let mut entries = std::fs::read_dir(&self.dir)?;
+            let Some(first) = entries.next() else {
+                return Ok(false);
+            };
+            let first = first?;
+            Ok(entries.next().is_none()
+                && first.file_name() == self.name.as_str()
+                && first.metadata()?.ino() == self.file.metadata()?.ino())
+        };
+        only_ours().unwrap_or(false)
+    }
+}
+
+impl Drop for SlotLease {
+    fn drop(&mut self) {
+        let Some(slot) = self.slot.take() else { return };
+        if slot.intact() {
+            self.pool
+                .free
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(slot);
+        } else {
+            tracing::warn!(
+                slot = %slot.dir.display(),
+                "a scan left its sample directory changed; deleting it"
+            );
+            let _ = std::fs::remove_dir_all(&slot.dir);
+        }
     }
 }
 
@@ -179,5 +340,84 @@ mod tests {
         let dir = s.dir().to_owned();
         drop(s);
         assert!(!dir.exists());
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn slots_are_reused_in_place() {
+        let root = tempfile::tempdir().unwrap();
+        let pool = SlotPool::open(&root.path().join("slots")).unwrap();
+        let a = pool.sample(b"first sample", "dir/a.txt").unwrap();
+        assert_eq!(a.file_name(), "a.txt");
+        assert_eq!(std::fs::read(a.path()).unwrap(), b"first sample");
+        assert_eq!(names(a.dir()), ["a.txt"]);
+        assert!(
+            std::fs::metadata(a.path())
+                .unwrap()
+                .permissions()
+                .readonly()
+        );
+        // Both lent out at once: two slots.
+        let b = pool.sample(b"second", "b.bin").unwrap();
+        assert_ne!(a.dir(), b.dir());
+        let (a_dir, a_ino) = (
+            a.dir().to_owned(),
+            std::fs::metadata(a.path()).unwrap().ino(),
+        );
+        drop(a);
+        assert_eq!(pool.idle(), 1);
+        // The free slot is reused: same directory and file, new name, new content, shorter.
+        let c = pool.sample(b"x", "c.exe").unwrap();
+        assert_eq!(c.dir(), a_dir);
+        assert_eq!(names(c.dir()), ["c.exe"]);
+        assert_eq!(std::fs::read(c.path()).unwrap(), b"x");
+        assert_eq!(std::fs::metadata(c.path()).unwrap().ino(), a_ino);
+        assert_eq!(c.guest_path(), "/scan/c.exe");
+        drop((b, c));
+        assert_eq!(pool.idle(), 2);
+        assert_eq!(names(&root.path().join("slots")).len(), 2);
+    }
+
+    #[test]
+    fn a_slot_changed_by_a_scan_is_deleted_not_reused() {
+        let root = tempfile::tempdir().unwrap();
+        let pool = SlotPool::open(&root.path().join("slots")).unwrap();
+        // A file planted beside the sample.
+        let s = pool.sample(b"one", "one.txt").unwrap();
+        let dir = s.dir().to_owned();
+        std::fs::write(dir.join("planted"), b"for the next scan").unwrap();
+        drop(s);
+        assert!(!dir.exists());
+        assert_eq!(pool.idle(), 0);
+        // The sample replaced by another file of the same name.
+        let s = pool.sample(b"two", "two.txt").unwrap();
+        let dir = s.dir().to_owned();
+        std::fs::remove_file(s.path()).unwrap();
+        std::fs::write(s.path(), b"replaced").unwrap();
+        drop(s);
+        assert!(!dir.exists());
+        // The sample deleted.
+        let s = pool.sample(b"three", "three.txt").unwrap();
+        let dir = s.dir().to_owned();
+        std::fs::remove_file(s.path()).unwrap();
+        drop(s);
+        assert!(!dir.exists());
+        assert_eq!(pool.idle(), 0);
+        // Then a fresh slot still works, and a new pool empties what an old run left.
+        let s = pool.sample(b"four", "four.txt").unwrap();
+        assert_eq!(std::fs::read(s.path()).unwrap(), b"four");
+        let pool = SlotPool::open(&root.path().join("slots")).unwrap();
+        assert!(names(&root.path().join("slots")).is_empty());
+        assert_eq!(pool.idle(), 0);
+        drop(s); // Its slot went with the old run: nothing to give back.
+        assert_eq!(pool.idle(), 0);
     }
 }

@@ -19,6 +19,19 @@ use serde_json::Value;
 const DEADLINE: Duration = Duration::from_secs(180);
 
 const CLEAN: &str = r#"{"def_time": 1700000000000, "scan_result_i": 0, "threat_found": ""}"#;
+const INFECTED: &str =
+    r#"{"def_time": 1700000000000, "scan_result_i": 1, "threat_found": "wrong content"}"#;
+
+/// What `fileN.txt` holds: `file number N`; the last one is padded with newlines (which the
+/// scanner's `$(cat)` drops) past the size kept in the database, so that it goes to the file
+/// store: both kinds of storage are killed mid-scan.
+fn body(i: usize) -> String {
+    let mut body = format!("file number {i}");
+    if i == 7 {
+        body.push_str(&"\n".repeat(cordon::store::files::INLINE_MAX as usize + 1));
+    }
+    body
+}
 
 /// Start `cordon serve` and return it with its base URL (read from its stderr).
 fn start(dir: &Path) -> (Child, String) {
@@ -69,7 +82,13 @@ async fn sigkill_mid_scan_loses_no_accepted_file() {
     let script = dir.path().join("slow.sh");
     std::fs::write(
         &script,
-        format!("#!/bin/sh\nsleep 1\nprintf '%s' '{CLEAN}'\n"),
+        // Clean only if the file it is given is the one submitted under that name
+        // (`fileN.txt` holds `file number N`): samples survive the kill whole and in place.
+        format!(
+            "#!/bin/sh\nsleep 1\nn=$(basename \"$1\" .txt)\n\
+             if [ \"$(cat \"$1\")\" = \"file number ${{n#file}}\" ]; then printf '%s' '{CLEAN}'; \
+             else printf '%s' '{INFECTED}'; fi\n"
+        ),
     )
     .unwrap();
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -102,7 +121,7 @@ async fn sigkill_mid_scan_loses_no_accepted_file() {
         let resp = client
             .post(format!("{base}/file"))
             .header("filename", format!("file{i}.txt"))
-            .body(format!("file number {i}"))
+            .body(body(i))
             .send()
             .await
             .unwrap();

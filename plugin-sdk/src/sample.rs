@@ -112,7 +112,17 @@ impl SampleFile {
     {
         assert!(chunk_size > 0, "chunk_size must be positive");
         self.file.seek(SeekFrom::Start(0))?;
-        let mut buffer = vec![0u8; chunk_size];
+        // No larger than the file (plus one byte, to see its end in one read): a 4 KiB sample
+        // does not cost a zeroed 1 MiB buffer, and the pages of linear memory it would touch.
+        let buffer_size = match self.size() {
+            Ok(size) => chunk_size.min(
+                usize::try_from(size)
+                    .unwrap_or(usize::MAX)
+                    .saturating_add(1),
+            ),
+            Err(_) => chunk_size,
+        };
+        let mut buffer = vec![0u8; buffer_size];
         let mut total = 0u64;
         loop {
             let filled = fill(&mut self.file, &mut buffer)?;

@@ -415,6 +415,15 @@ fn read_chunks_gives_full_chunks_and_counts_bytes() {
                 ControlFlow::Break(())
             })?;
             assert_eq!((total, seen), (4, 1));
+            // Chunks as large as the file or larger (the buffer is cut to the file's size).
+            for chunk_size in [10, 11, 1 << 20] {
+                let mut chunks = Vec::new();
+                let total = file.read_chunks(chunk_size, |chunk| {
+                    chunks.push(chunk.to_vec());
+                    ControlFlow::Continue(())
+                })?;
+                assert_eq!((total, chunks), (10, vec![b"0123456789".to_vec()]));
+            }
             let mut all = Vec::new();
             assert_eq!(
                 file.for_each_chunk(|chunk| all.extend_from_slice(chunk))?,

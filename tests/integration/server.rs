@@ -465,13 +465,14 @@ async fn every_error_path_answers_err_with_the_right_status() {
     assert_eq!(status, 405);
     err(&v);
 
-    // Nothing refused was kept.
+    // Nothing refused was kept: no file, no job.
     let incoming = s.data_dir().join("files/.incoming");
     assert_eq!(std::fs::read_dir(incoming).unwrap().count(), 0);
-    let stored = std::fs::read_dir(s.data_dir().join("files"))
+    let in_files = std::fs::read_dir(s.data_dir().join("files"))
         .unwrap()
         .count();
-    assert_eq!(stored, 1, "only .incoming: nothing refused was stored");
+    assert_eq!(in_files, 1, "only .incoming: nothing refused was stored");
+    assert_eq!(stored(&s), (0, 0), "a refused submission left a job");
 
     // The refusals are counted.
     let metrics = s
@@ -547,15 +548,11 @@ async fn a_full_queue_answers_503_and_keeps_nothing() {
     for id in &accepted {
         s.wait_final(id, None).await;
     }
-    let dirs: Vec<_> = std::fs::read_dir(s.data_dir().join("files"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n != ".incoming")
-        .collect();
+    // Small files are kept with their jobs: one of each per accepted file, nothing else.
     assert_eq!(
-        dirs.len(),
-        accepted.len(),
-        "refused submissions leave no file"
+        stored(&s),
+        (accepted.len(), accepted.len()),
+        "refused submissions leave nothing"
     );
     assert_eq!(
         std::fs::read_dir(s.data_dir().join("files/.incoming"))
@@ -563,6 +560,93 @@ async fn a_full_queue_answers_503_and_keeps_nothing() {
             .count(),
         0
     );
+}
+
+/// The jobs in the server's database and the files kept with them (read with a separate
+/// read-only connection). Panics if a file kept in the database has no job.
+fn stored(s: &TestServer) -> (usize, usize) {
+    let db = rusqlite::Connection::open_with_flags(
+        s.data_dir().join("cordon.sqlite3"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    let count = |sql: &str| db.query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap() as usize;
+    let jobs = count("SELECT count(*) FROM jobs");
+    let files = count("SELECT count(*) FROM inline_files");
+    let paired = count("SELECT count(*) FROM jobs JOIN inline_files USING (data_id)");
+    assert_eq!(files, paired, "a file kept in the database has no job");
+    (jobs, files)
+}
+
+const EICAR_STRING: &[u8] =
+    br"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn small_files_live_in_the_database_large_ones_on_disk_and_both_scan_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start_in(
+        dir,
+        r#"
+        [server]
+        workers = 2
+        [[plugin]]
+        name = "EICAR"
+        role = "scanner"
+        runtime = "wasm"
+        module = "builtin:eicar"
+        [[workflow]]
+        name = "w"
+        scanners = ["EICAR"]
+        "#,
+    )
+    .await;
+    const INLINE_MAX: usize = cordon::store::files::INLINE_MAX as usize;
+    let mut at_the_end = vec![b'.'; INLINE_MAX + 10_000];
+    at_the_end.extend_from_slice(EICAR_STRING);
+    let mut just_small = vec![b'.'; INLINE_MAX - EICAR_STRING.len()];
+    just_small.extend_from_slice(EICAR_STRING);
+    let cases: [(&str, Vec<u8>, i64); 5] = [
+        ("small.com", EICAR_STRING.to_vec(), 1),
+        ("small.txt", b"nothing to see".to_vec(), 0),
+        ("limit.bin", just_small, 1),
+        ("large.bin", at_the_end, 1),
+        ("large.txt", vec![b'.'; INLINE_MAX + 1], 0),
+    ];
+    let mut ids = Vec::new();
+    for (name, body, _) in &cases {
+        ids.push(s.submit_ok(body, &[("filename", name)]).await);
+    }
+    for ((name, body, want), id) in cases.iter().zip(&ids) {
+        let v = s.wait_final(id, None).await;
+        assert_eq!(v["scan_results"]["scan_all_result_i"], *want, "{name}: {v}");
+        assert_eq!(v["file_info"]["file_size"], body.len(), "{name}: {v}");
+        assert_eq!(v["file_info"]["display_name"], *name, "{name}: {v}");
+    }
+    // Only the two larger than INLINE_MAX have a directory in the file store.
+    let mut on_disk: Vec<String> = std::fs::read_dir(s.data_dir().join("files"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n != ".incoming")
+        .collect();
+    on_disk.sort();
+    let mut large = vec![ids[3].clone(), ids[4].clone()];
+    large.sort();
+    assert_eq!(on_disk, large);
+    assert_eq!(
+        stored(&s),
+        (5, 3),
+        "the three small files are kept with their jobs"
+    );
+    // The small ones were scanned in reusable slots: at most one per scan at once, each
+    // holding one file.
+    let slots: Vec<_> = std::fs::read_dir(s.data_dir().join("scan"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!((1..=2).contains(&slots.len()), "{slots:?}");
+    for slot in slots {
+        assert_eq!(std::fs::read_dir(&slot).unwrap().count(), 1, "{slot:?}");
+    }
 }
 
 const AUTH_CONFIG: &str = r#"

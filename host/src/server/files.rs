@@ -37,7 +37,7 @@ use super::queue::placeholder;
 use super::settings::CallbackRefusal;
 use crate::result::iso_from_epoch_millis;
 use crate::sample::sanitize_file_name;
-use crate::store::files::{Received, is_data_id};
+use crate::store::files::{Content, Received, is_data_id};
 use crate::store::{HashKind, JobRecord, JobState, now_ms};
 use crate::workflow::Submission;
 
@@ -253,17 +253,25 @@ pub async fn submit(
     tracing::Span::current().record("data_id", data_id.as_str());
     let received_ms = now_ms();
     let upload = receive(&state, body, length).await?;
-    let fingerprint = upload.fingerprint.clone();
+    let Received {
+        fingerprint,
+        content,
+    } = upload;
     let display_name = h.filename.unwrap_or_else(|| data_id.clone());
     let file_name = sanitize_file_name(&display_name);
-    {
-        let files = state.store.files.clone();
-        let (id, name) = (data_id.clone(), file_name.clone());
-        tokio::task::spawn_blocking(move || files.commit(upload, &id, &name))
-            .await
-            .expect("committing a file does not panic")
-            .map_err(|e| ApiError::internal("cannot store the file", &e))?;
-    }
+    let inline = match content {
+        // Stored with the job, below.
+        Content::Inline(bytes) => Some(bytes),
+        Content::Staged(staged) => {
+            let files = state.store.files.clone();
+            let (id, name) = (data_id.clone(), file_name.clone());
+            tokio::task::spawn_blocking(move || files.commit(staged, &id, &name))
+                .await
+                .expect("committing a file does not panic")
+                .map_err(|e| ApiError::internal("cannot store the file", &e))?;
+            None
+        }
+    };
     let record = JobRecord {
         data_id: data_id.clone(),
         owner: principal.owner.clone(),
@@ -280,8 +288,11 @@ pub async fn submit(
         cancel_requested: false,
         runs: 0,
     };
-    if let Err(e) = state.store.insert_job(record.clone()).await {
-        let _ = state.store.files.remove(&data_id);
+    let in_file_store = inline.is_none();
+    if let Err(e) = state.store.insert_job(record.clone(), inline).await {
+        if in_file_store {
+            let _ = state.store.files.remove(&data_id);
+        }
         return Err(e.into());
     }
     state.metrics.queue_depth.inc();
@@ -302,7 +313,7 @@ async fn receive(state: &AppState, body: Body, length: u64) -> Result<Received, 
     let files = state.store.files.clone();
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(UPLOAD_CHUNKS_IN_FLIGHT);
     let writer = tokio::task::spawn_blocking(move || {
-        let mut upload = files.incoming()?;
+        let mut upload = files.incoming(length)?;
         while let Some(chunk) = rx.blocking_recv() {
             upload.write(&chunk)?;
         }

@@ -12,15 +12,18 @@
 //!
 //! Every error is `{"err": "..."}` ([`error`]); unknown ids answer `200 {"<id>": "Not Found"}`.
 //!
-//! Durability: a file answered with a `data_id` is on disk (fsynced) with its job row in
-//! SQLite (WAL, `synchronous = FULL`) before the answer; at start-up every job that is not
+//! Durability: a file answered with a `data_id` is on disk with its job row in SQLite (WAL,
+//! `synchronous = FULL`) before the answer: a small file inside the job's own transaction, a
+//! large one as an fsynced file committed before the job; at start-up every job that is not
 //! done runs again ([`queue::recover`]), so a SIGKILL loses no accepted file. On SIGTERM or
 //! SIGINT the server stops accepting, lets the scans in flight finish for up to
 //! `shutdown_grace_seconds`, and exits; what did not finish runs at the next start.
 //!
 //! Data directory layout: `cordon.sqlite3` (jobs, results, callback deliveries, inventory
-//! changes), `files/<data_id>/<name>` (submitted files), `modules/<sha256>.wasm` (uploaded
-//! modules), plus the host's `builtin/`, `cache/` and `work/`.
+//! changes, and submitted files of at most 256 KiB), `files/<data_id>/<name>` (larger
+//! submitted files), `scan/` (reusable directories where a file kept in the database is
+//! placed for its scan), `modules/<sha256>.wasm` (uploaded modules), plus the host's
+//! `builtin/`, `cache/` and `work/`.
 //!
 //! Logs: one span per request (`request`, with method, path, caller and data id) and one per
 //! scan (`scan`, with the data id): every line about a scan carries its data id.
@@ -303,7 +306,7 @@ impl Server {
             );
         }
         let state = Arc::new(AppState {
-            jobs: Jobs::new(settings.max_queue),
+            jobs: Jobs::new(settings.max_queue, settings.workers),
             auth: Auth::new(settings.clone()),
             metrics: Metrics::new(),
             settings: settings.clone(),
@@ -328,7 +331,8 @@ impl Server {
             background.push(tokio::spawn(sweeper(state.clone(), retention)));
         }
         let (stop_workers, stop_rx) = watch::channel(false);
-        let workers = (0..settings.workers)
+        // Two tasks per scan slot: one scans while the other makes its next file ready.
+        let workers = (0..2 * settings.workers)
             .map(|_| tokio::spawn(queue::worker(state.clone(), stop_rx.clone())))
             .collect();
         tracing::info!(

@@ -1,5 +1,7 @@
-//! The job queue: accepted files wait here for one of `workers` tasks, each running
-//! [`workflow::run`] on one file at a time.
+//! The job queue: accepted files wait here for a worker task. At most `workers` files are
+//! scanned ([`workflow::run`]) at once; twice as many worker tasks take jobs, so that while one
+//! file is scanned the next is made ready (its file placed for plugins, its start recorded in
+//! the database): no scan slot waits for the database.
 //!
 //! Guarantees:
 //! - at most `max_queue` files wait; a submission reserves its place **before** its body is
@@ -20,7 +22,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use tracing::Instrument;
 
 use super::AppState;
@@ -65,11 +67,13 @@ pub struct Jobs {
     finalizing: AtomicUsize,
     /// Notified when `finalizing` drops to zero.
     finalized: Notify,
+    /// One permit per file that may be scanned at once (`workers`).
+    scans: Semaphore,
 }
 
 impl Jobs {
-    /// A queue with room for `max_queue` waiting jobs.
-    pub fn new(max_queue: usize) -> Jobs {
+    /// A queue with room for `max_queue` waiting jobs, `workers` of them scanned at once.
+    pub fn new(max_queue: usize, workers: usize) -> Jobs {
         let (tx, rx) = mpsc::channel(max_queue.max(1));
         Jobs {
             tx,
@@ -77,6 +81,7 @@ impl Jobs {
             active: Mutex::new(HashMap::new()),
             finalizing: AtomicUsize::new(0),
             finalized: Notify::new(),
+            scans: Semaphore::new(workers.max(1)),
         }
     }
 
@@ -233,7 +238,7 @@ impl Jobs {
 }
 
 /// Re-queue every job that is not done (SIGKILL, crash, or a shutdown that ran out of time):
-/// their files are still in the file store. Runs in the background, waiting for room.
+/// their files are still in the store. Runs in the background, waiting for room.
 pub fn recover(state: &Arc<AppState>, jobs: Vec<JobRecord>) -> tokio::task::JoinHandle<()> {
     let state = state.clone();
     tokio::spawn(async move {
@@ -249,7 +254,8 @@ pub fn recover(state: &Arc<AppState>, jobs: Vec<JobRecord>) -> tokio::task::Join
     })
 }
 
-/// One worker: takes jobs until `shutdown` turns true, finishing the job in hand first.
+/// One worker task (the server runs two per scan slot): takes jobs until `shutdown` turns
+/// true, finishing the job in hand first.
 pub async fn worker(state: Arc<AppState>, mut shutdown: watch::Receiver<bool>) {
     loop {
         let job = {
@@ -298,7 +304,7 @@ async fn run(state: &Arc<AppState>, job: Queued) {
                 tracing::error!("its workflow no longer exists; the file is not scanned");
                 final_without_run(&record, None, ResultCode::NOT_SCANNED)
             }
-            Some(wf) => match state.store.files.sample(&id, &record.file_name) {
+            Some(wf) => match state.store.sample(&record).await {
                 Err(e) => {
                     tracing::error!(error = %e, "the stored file cannot be opened");
                     final_without_run(&record, Some(wf), ResultCode::FAILED)
@@ -307,6 +313,12 @@ async fn run(state: &Arc<AppState>, job: Queued) {
                     if let Err(e) = state.store.mark_running(&id).await {
                         tracing::error!(error = %e, "cannot record that the scan started");
                     }
+                    let _scan = state
+                        .jobs
+                        .scans
+                        .acquire()
+                        .await
+                        .expect("the scan semaphore is never closed");
                     let submission = Submission {
                         data_id: id.clone(),
                         display_name: record.display_name.clone(),
@@ -527,7 +539,7 @@ mod tests {
 
     #[test]
     fn a_result_being_stored_is_found_by_hash_and_only_then() {
-        let jobs = Jobs::new(8);
+        let jobs = Jobs::new(8, 1);
         let (a, b) = ("a".repeat(64), "b".repeat(64));
         let old = record(&"1".repeat(32), "k1", "w", &a, 1);
         let new = record(&"2".repeat(32), "k1", "w", &a, 2);

@@ -1,5 +1,9 @@
 //! Persistence for `cordon serve`: jobs, results, callback deliveries and the inventory
-//! changes made over the API, in SQLite; submitted files in the [`files`] store.
+//! changes made over the API, in SQLite; submitted files too when they are small (at most
+//! [`files::INLINE_MAX`] bytes, in `inline_files`, inserted in the job's own transaction), else
+//! in the [`files`] store. For a scan, a file kept in the database is written to a reusable
+//! slot under `<data_dir>/scan` ([`SlotPool`]): a small submission creates no file or
+//! directory of its own and needs no fsync but the one its job's commit shares with others.
 //!
 //! The database is `<data_dir>/cordon.sqlite3`, in WAL mode. Writes go to one writer thread
 //! that owns the write connection and commits them in batches (group commit): it takes every
@@ -14,21 +18,25 @@
 //! share one fsync instead of queueing for one each. Reads use their own connection (WAL lets
 //! them run beside the writer) on tokio's blocking pool ([`tokio::task::spawn_blocking`]);
 //! nothing here runs on an async worker thread. Statements are prepared once per connection
-//! and cached. The schema is created at [`Store::open`].
+//! and cached. The schema is created at [`Store::open`]. Checkpoints (copying the WAL into the
+//! database file) run on a third connection and thread, beside the writer rather than inside
+//! its commits; the writer only restarts the WAL when it has grown large (see [`write_loop`]).
 //!
-//! A job's life: `queued` (inserted once its file is committed, before the client gets its
+//! A job's life: `queued` (inserted with or after its file, before the client gets its
 //! `data_id`) → `running` → `done` (its final result is inserted in the same transaction).
 //! At start-up every job that is not `done` is run again.
 
 pub mod files;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::oneshot;
 
 use crate::fileinfo::Fingerprint;
+use crate::sample::{Sample, SlotPool};
 
 pub use files::FileStore;
 
@@ -88,6 +96,13 @@ pub enum Durability {
 
 /// Most writes committed in one transaction.
 const MAX_BATCH: usize = 256;
+/// Shortest time between two passes of the checkpointer.
+const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
+/// WAL frames (pages) at which the writer restarts the WAL (see [`write_loop`]): 64 MiB of
+/// 4 KiB pages, about a second of the heaviest load measured.
+const WAL_RESTART_FRAMES: i64 = if cfg!(test) { 64 } else { 16_384 };
+/// A WAL that grew larger than this (bytes) is cut back to it when it restarts.
+const WAL_SIZE_LIMIT: i64 = 64 << 20;
 /// Prepared statements kept per connection.
 const STATEMENT_CACHE: usize = 64;
 
@@ -280,6 +295,10 @@ CREATE TABLE IF NOT EXISTS jobs (
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state);
 CREATE INDEX IF NOT EXISTS jobs_received ON jobs(received_ms);
+CREATE TABLE IF NOT EXISTS inline_files (
+    data_id TEXT PRIMARY KEY,
+    content BLOB NOT NULL
+);
 CREATE TABLE IF NOT EXISTS results (
     data_id     TEXT PRIMARY KEY,
     owner       TEXT NOT NULL,
@@ -320,8 +339,10 @@ pub struct Store {
     writer: mpsc::Sender<WriteOp>,
     reader: Arc<Mutex<Connection>>,
     path: PathBuf,
-    /// Submitted files.
+    /// Submitted files larger than [`files::INLINE_MAX`].
     pub files: FileStore,
+    /// Where samples kept in the database are placed for a scan.
+    slots: Arc<SlotPool>,
 }
 
 impl std::fmt::Debug for Store {
@@ -368,10 +389,38 @@ impl Store {
             path: files_root,
             source,
         })?;
+        let slots_root = data_dir.join("scan");
+        let slots = SlotPool::open(&slots_root).map_err(|source| StoreError::Io {
+            path: slots_root,
+            source,
+        })?;
         let (writer, ops) = mpsc::channel();
+        // Checkpoints run on their own thread and connection (see `checkpoint_loop`), not
+        // inside the commits of the writer, which only counts the WAL's frames.
+        let mut conn = conn;
+        conn.pragma_update(None, "wal_autocheckpoint", 0)
+            .map_err(sql)?;
+        conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)
+            .map_err(sql)?;
+        let wal_frames = Arc::new(AtomicI64::new(0));
+        let frames = wal_frames.clone();
+        conn.wal_hook(Some(move |_: &mut rusqlite::hooks::Wal, pages| {
+            frames.store(i64::from(pages), Ordering::Relaxed);
+            Ok(())
+        }))
+        .map_err(sql)?;
+        let checkpointer = open().map_err(sql)?;
+        let (wal_grew, grown) = mpsc::sync_channel(1);
+        std::thread::Builder::new()
+            .name("cordon-db-checkpoint".into())
+            .spawn(move || checkpoint_loop(checkpointer, grown))
+            .map_err(|source| StoreError::Io {
+                path: path.clone(),
+                source,
+            })?;
         std::thread::Builder::new()
             .name("cordon-db-writer".into())
-            .spawn(move || write_loop(conn, ops))
+            .spawn(move || write_loop(conn, ops, wal_grew, wal_frames))
             .map_err(|source| StoreError::Io {
                 path: path.clone(),
                 source,
@@ -381,6 +430,7 @@ impl Store {
             reader: Arc::new(Mutex::new(reader)),
             path,
             files,
+            slots,
         })
     }
 
@@ -470,9 +520,19 @@ impl Store {
         rx.await.map_err(|_| stopped())?
     }
 
-    /// Insert a new job (state `queued`).
-    pub async fn insert_job(&self, job: JobRecord) -> Result<(), StoreError> {
+    /// Insert a new job (state `queued`), with its file's bytes when they are kept in the
+    /// database (`inline`), in one transaction: the job and its file are stored together or
+    /// not at all.
+    pub async fn insert_job(
+        &self,
+        job: JobRecord,
+        inline: Option<Vec<u8>>,
+    ) -> Result<(), StoreError> {
         self.write(Durability::Machine, move |db| {
+            if let Some(content) = &inline {
+                db.prepare_cached("INSERT INTO inline_files (data_id, content) VALUES (?1, ?2)")?
+                    .execute(params![job.data_id, content])?;
+            }
             let f = &job.fingerprint;
             db.prepare_cached(
                 "INSERT INTO jobs (data_id, owner, state, workflow, display_name, file_name,
@@ -502,6 +562,37 @@ impl Store {
             .map(drop)
         })
         .await
+    }
+
+    /// A job's file as a sample for plugins: the bytes kept in the database placed in a
+    /// scan slot (see [`SlotPool`]), or the file in the file store.
+    pub async fn sample(&self, job: &JobRecord) -> Result<Sample, StoreError> {
+        let db = self.reader.clone();
+        let (files, slots) = (self.files.clone(), self.slots.clone());
+        let (id, name) = (job.data_id.clone(), job.file_name.clone());
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let inline: Option<Vec<u8>> = {
+                let db = db.lock().unwrap_or_else(|p| p.into_inner());
+                db.prepare_cached("SELECT content FROM inline_files WHERE data_id = ?1")
+                    .and_then(|mut stmt| stmt.query_row(params![id], |r| r.get(0)).optional())
+                    .map_err(|source| Store::error(path.clone(), source))?
+            };
+            match inline {
+                Some(bytes) => slots
+                    .sample(&bytes, &name)
+                    .map_err(|source| StoreError::Io {
+                        path: path.with_file_name("scan"),
+                        source,
+                    }),
+                None => files.sample(&id, &name).map_err(|source| StoreError::Io {
+                    path: files.root().join(&id).join(&name),
+                    source,
+                }),
+            }
+        })
+        .await
+        .expect("placing a sample does not panic")
     }
 
     /// Mark a job as started by a worker; counts the run.
@@ -787,9 +878,10 @@ impl Store {
         .await
     }
 
-    /// Delete finished jobs, their results and callback records received before `before_ms`;
-    /// returns their data ids (whose files the caller deletes). Jobs not done are kept
-    /// whatever their age: an accepted file always reaches a result.
+    /// Delete finished jobs, their results, callback records and files kept in the database,
+    /// received before `before_ms`; returns their data ids (whose file-store files the caller
+    /// deletes). Jobs not done are kept whatever their age: an accepted file always reaches a
+    /// result.
     pub async fn sweep(&self, before_ms: i64) -> Result<Vec<String>, StoreError> {
         self.write(Durability::Machine, move |db| {
             let ids: Vec<String> = {
@@ -806,6 +898,7 @@ impl Store {
                     "DELETE FROM callback_attempts WHERE data_id = ?1",
                     params![id],
                 )?;
+                db.execute("DELETE FROM inline_files WHERE data_id = ?1", params![id])?;
                 db.execute("DELETE FROM jobs WHERE data_id = ?1", params![id])?;
             }
             db.execute(
@@ -835,8 +928,39 @@ impl Store {
     }
 }
 
+/// The checkpointer: copies committed pages from the WAL into the database file, beside the
+/// writer (a passive checkpoint takes no lock a commit needs), whenever the writer says the WAL
+/// grew, at most once per [`CHECKPOINT_INTERVAL`]. See [`write_loop`] for how the WAL is
+/// restarted. Ends when the writer does.
+fn checkpoint_loop(conn: Connection, grown: mpsc::Receiver<()>) {
+    while grown.recv().is_ok() {
+        if let Err(e) = passive_checkpoint(&conn) {
+            tracing::warn!(error = %e, "database checkpoint failed; will retry");
+        }
+        std::thread::sleep(CHECKPOINT_INTERVAL);
+    }
+}
+
+/// `PRAGMA wal_checkpoint(PASSIVE)`: copies what it can without waiting for anyone; returns
+/// the number of frames in the WAL.
+fn passive_checkpoint(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get(1))
+}
+
 /// The writer thread: commit the writes in batches until every [`Store`] is dropped.
-fn write_loop(conn: Connection, ops: mpsc::Receiver<WriteOp>) {
+///
+/// After a commit it wakes the checkpointer. The WAL restarts from its beginning (rather than
+/// growing) only when a write transaction begins with every frame already copied, which a
+/// checkpointer running beside a busy writer never sees: so once the WAL holds
+/// [`WAL_RESTART_FRAMES`] (`wal_frames`, kept by SQLite's WAL hook at every commit), the
+/// writer runs a passive checkpoint itself, between two batches. It copies only what was
+/// committed since the checkpointer's last pass, and the next batch starts the WAL over.
+fn write_loop(
+    conn: Connection,
+    ops: mpsc::Receiver<WriteOp>,
+    wal_grew: mpsc::SyncSender<()>,
+    wal_frames: Arc<AtomicI64>,
+) {
     let mut synchronous = Durability::Machine; // as `Store::open` set it
     while let Ok(first) = ops.recv() {
         let mut batch = vec![first];
@@ -859,6 +983,12 @@ fn write_loop(conn: Connection, ops: mpsc::Receiver<WriteOp>) {
             if !group.is_empty() {
                 commit_batch(&conn, &mut synchronous, durability, group);
             }
+        }
+        let _ = wal_grew.try_send(());
+        if wal_frames.load(Ordering::Relaxed) >= WAL_RESTART_FRAMES
+            && let Err(e) = passive_checkpoint(&conn)
+        {
+            tracing::warn!(error = %e, "database checkpoint failed; will retry");
         }
     }
 }
@@ -1013,12 +1143,21 @@ mod tests {
         let id = "0123456789abcdef0123456789abcdef";
         {
             let store = Store::open(dir.path()).unwrap();
-            store.insert_job(job(id, 5)).await.unwrap();
+            store
+                .insert_job(job(id, 5), Some(b"abc".to_vec()))
+                .await
+                .unwrap();
             store.mark_running(id).await.unwrap();
         }
         let store = Store::open(dir.path()).unwrap();
         let unfinished = store.unfinished_jobs().await.unwrap();
         assert_eq!(unfinished.len(), 1);
+        // The file kept with the job is there after reopening, placed as a sample.
+        let sample = store.sample(&unfinished[0]).await.unwrap();
+        assert_eq!(sample.file_name(), "a_b.txt");
+        assert_eq!(std::fs::read(sample.path()).unwrap(), b"abc");
+        assert!(sample.dir().starts_with(dir.path().join("scan")));
+        drop(sample);
         assert_eq!(unfinished[0].state, JobState::Running);
         assert_eq!(unfinished[0].runs, 1);
         assert_eq!(unfinished[0].metadata, Some(serde_json::json!({"k": 1})));
@@ -1062,6 +1201,72 @@ mod tests {
         assert_eq!(store.sweep(6).await.unwrap(), vec![id.to_owned()]);
         assert!(store.result(id).await.unwrap().is_none());
         assert!(store.job(id).await.unwrap().is_none());
+        // Its file went with it.
+        assert!(store.sample(&unfinished[0]).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_job_and_its_inline_file_are_stored_together_or_not_at_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let id = "00000000000000000000000000000001";
+        let mut big = job(id, 5);
+        big.file_name = "big.bin".into();
+        store.insert_job(big.clone(), None).await.unwrap();
+        // The same data id again, with bytes: the job's insert fails after the file's, and
+        // the file's is rolled back with it.
+        assert!(
+            store
+                .insert_job(job(id, 6), Some(b"lost".to_vec()))
+                .await
+                .is_err()
+        );
+        let err = store.sample(&job(id, 6)).await.unwrap_err();
+        assert!(
+            err.to_string().contains(&format!("files/{id}/a_b.txt")),
+            "{err}"
+        );
+        // The first job is stored, and its file is looked for in the file store.
+        assert_eq!(store.job(id).await.unwrap().unwrap().file_name, "big.bin");
+        let dir_of = dir.path().join("files").join(id);
+        std::fs::create_dir(&dir_of).unwrap();
+        std::fs::write(dir_of.join("big.bin"), b"from the file store").unwrap();
+        let sample = store.sample(&big).await.unwrap();
+        assert_eq!(
+            std::fs::read(sample.path()).unwrap(),
+            b"from the file store"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_wal_is_checkpointed_and_restarted_under_steady_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let wal = dir.path().join("cordon.sqlite3-wal");
+        let mut largest = 0;
+        // 400 jobs of 4 KiB each: well over 1,600 frames written, against a restart
+        // threshold of 64 frames in tests. Without checkpoints and restarts the WAL would hold
+        // them all (over 6 MiB).
+        for i in 0..400u32 {
+            let id = format!("{i:032x}");
+            store
+                .insert_job(job(&id, 5), Some(vec![i as u8; 4096]))
+                .await
+                .unwrap();
+            largest = largest.max(std::fs::metadata(&wal).unwrap().len());
+        }
+        assert!(
+            largest < 2 << 20,
+            "the WAL grew to {largest} bytes: it is not being restarted"
+        );
+        // What was checkpointed is all there.
+        assert_eq!(store.job_ids().await.unwrap().len(), 400);
+        let last = store.job(&format!("{:032x}", 399)).await.unwrap().unwrap();
+        let sample = store.sample(&last).await.unwrap();
+        assert_eq!(
+            std::fs::read(sample.path()).unwrap(),
+            vec![399u32 as u8; 4096]
+        );
     }
 
     #[tokio::test]
