@@ -4,6 +4,8 @@
 //! argument, a wasm plugin gets a read-only preopen of the directory (so it sees this file and
 //! nothing else), a webhook gets the path in `resource_path`. The file keeps a sanitized form
 //! of its display name, extension included, so that plugins that look at extensions work.
+//! The path is valid while the file's workflow runs: the server places small files in reusable
+//! slots ([`SlotPool`]), where the next file may take the same path afterwards.
 
 use std::fs::File;
 use std::io;

@@ -360,7 +360,7 @@ impl WasmRuntime {
             .map_err(|e| format!("module {source:?}: {e}"))
     }
 
-    /// [`WasmRuntime::prepare`] on bytes in memory.
+    /// `WasmRuntime::prepare` on bytes in memory.
     pub fn prepare_bytes(
         &self,
         bytes: &[u8],

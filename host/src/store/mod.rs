@@ -20,7 +20,7 @@
 //! nothing here runs on an async worker thread. Statements are prepared once per connection
 //! and cached. The schema is created at [`Store::open`]. Checkpoints (copying the WAL into the
 //! database file) run on a third connection and thread, beside the writer rather than inside
-//! its commits; the writer only restarts the WAL when it has grown large (see [`write_loop`]).
+//! its commits; the writer only restarts the WAL when it has grown large (past 64 MiB).
 //!
 //! A job's life: `queued` (inserted with or after its file, before the client gets its
 //! `data_id`) → `running` → `done` (its final result is inserted in the same transaction).

@@ -70,7 +70,7 @@ pub enum PluginCommand {
         /// The cap on stderr, in bytes.
         #[arg(long, value_name = "N", default_value_t = Limits::DEFAULT_MAX_STDERR_BYTES)]
         max_stderr_bytes: usize,
-        /// The plugin's name (its argv[0] in wasm). Default: the file's stem, cut to 16
+        /// The plugin's name (its `argv[0]` in wasm). Default: the file's stem, cut to 16
         /// characters.
         #[arg(long, value_name = "NAME")]
         name: Option<String>,

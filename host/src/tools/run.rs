@@ -1,11 +1,11 @@
 //! `cordon plugin run PLUGIN SAMPLE`: run one plugin on one file exactly as the host does, and
 //! show everything that happened.
 //!
-//! The plugin is loaded by [`Executor::prepare`] (a `.wasm` file in the `wasm` runtime, any
+//! The plugin is loaded by [`Executor::prepare`](crate::executor::Executor::prepare) (a `.wasm` file in the `wasm` runtime, any
 //! other executable in the `process` runtime, with no extra arguments and an empty
 //! environment), the sample is copied into a directory of its own as in a scan, the stdin line
 //! is the result JSON the pipeline would send (or the one given with `--input`), the call is
-//! [`Executor::invoke`] under the given limits, and the outcome is judged by
+//! [`Executor::invoke`](crate::executor::Executor::invoke) under the given limits, and the outcome is judged by
 //! [`contract::judge_scanner`] or [`contract::judge_post_action`]: the report shows the very
 //! violation the host would record (for example `scan_result_i: expected an integer result
 //! code, got the string "1"`).
