@@ -33,7 +33,7 @@ enum Guard {
     Borrowed,
     /// A temporary directory: removed.
     Temp { _dir: tempfile::TempDir },
-    /// A slot of a [`SlotPool`]: emptied and given back.
+    /// A slot of a [`SlotPool`]: given back to the pool (or deleted, see [`SlotPool`]).
     Slot { _lease: SlotLease },
 }
 
@@ -115,13 +115,14 @@ impl Sample {
 
 /// Reusable directories for samples that are held in memory (the server keeps small uploads in
 /// its database): each slot is a directory holding one read-only file, rewritten in place for
-/// each sample (renamed to the sample's name, truncated, written). Placing a sample in a slot
+/// each sample (renamed to the sample's name, written over, cut to length). Placing a sample in a slot
 /// creates no file and no directory, which on some filesystems is most of what a small scan
 /// costs. A slot is lent to one sample at a time and grows the pool only when every slot is in
 /// use, so there are as many slots as scans ever ran at once.
 ///
-/// When a sample is dropped its slot is reused only if it still holds exactly its file (a
-/// native plugin runs as Cordon's user and could have added or replaced files): otherwise the
+/// When a sample is dropped its slot is reused only if it still holds exactly its file, still
+/// read-only (a native plugin runs as Cordon's user and could have added or replaced files, or
+/// made the file writable): otherwise the
 /// slot is deleted, so nothing one scan left behind is seen by the next. A free slot keeps its
 /// last sample's bytes (in a directory only Cordon's user can open) until the next scan
 /// overwrites them; the database holds the same bytes anyway.
@@ -224,17 +225,20 @@ impl SlotPool {
 }
 
 impl Slot {
-    /// Whether the directory holds exactly this slot's file and nothing else.
+    /// Whether the directory holds exactly this slot's file, read-only, and nothing else.
     fn intact(&self) -> bool {
+        use std::os::unix::fs::PermissionsExt;
         let only_ours = || -> io::Result<bool> {
             let mut entries = std::fs::read_dir(&self.dir)?;
             let Some(first) = entries.next() else {
                 return Ok(false);
             };
             let first = first?;
+            let meta = first.metadata()?;
             Ok(entries.next().is_none()
                 && first.file_name() == self.name.as_str()
-                && first.metadata()?.ino() == self.file.metadata()?.ino())
+                && meta.ino() == self.file.metadata()?.ino()
+                && meta.permissions().mode() & 0o7777 == 0o400)
         };
         only_ours().unwrap_or(false)
     }
@@ -390,6 +394,7 @@ mod tests {
 
     #[test]
     fn a_slot_changed_by_a_scan_is_deleted_not_reused() {
+        use std::os::unix::fs::PermissionsExt;
         let root = tempfile::tempdir().unwrap();
         let pool = SlotPool::open(&root.path().join("slots")).unwrap();
         // A file planted beside the sample.
@@ -404,6 +409,12 @@ mod tests {
         let dir = s.dir().to_owned();
         std::fs::remove_file(s.path()).unwrap();
         std::fs::write(s.path(), b"replaced").unwrap();
+        drop(s);
+        assert!(!dir.exists());
+        // The sample made writable.
+        let s = pool.sample(b"mode", "mode.txt").unwrap();
+        let dir = s.dir().to_owned();
+        std::fs::set_permissions(s.path(), std::fs::Permissions::from_mode(0o600)).unwrap();
         drop(s);
         assert!(!dir.exists());
         // The sample deleted.

@@ -15,7 +15,9 @@
 //!   transaction) before it leaves memory, so a reader always finds it in one or the other;
 //! - a job cancelled while queued ends as Canceled (19) without running any plugin; a job
 //!   whose scan was interrupted [`MAX_RUNS`] times (the server crashed during each) ends as
-//!   Failed (3) instead of crashing the server forever.
+//!   Failed (3) instead of crashing the server forever. A run is counted when a worker takes
+//!   the job and records its start, just before the scan (or, for the next file of a busy
+//!   slot, while the previous one is scanned).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};

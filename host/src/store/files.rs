@@ -30,7 +30,9 @@ const INCOMING: &str = ".incoming";
 
 /// Uploads up to this size are kept in the database with their job rather than as files: a
 /// small submission then costs no file, no directory and no fsync of its own (its bytes share
-/// the job's commit). Larger uploads are streamed to a file.
+/// the job's commit). Larger uploads are streamed to a file. The server reserves a place in
+/// its queue before it reads a body, so uploads held in memory take at most `max_queue` times
+/// this (25 MiB with the default queue of 100).
 pub const INLINE_MAX: u64 = 256 * 1024;
 
 /// How many leading bytes type detection looks at (as [`fileinfo::fingerprint`] does).
