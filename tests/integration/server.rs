@@ -578,6 +578,67 @@ fn stored(s: &TestServer) -> (usize, usize) {
     (jobs, files)
 }
 
+/// The stored final result of `id`, read with a separate read-only connection.
+fn stored_result(s: &TestServer, id: &str) -> Option<Value> {
+    let db = rusqlite::Connection::open_with_flags(
+        s.data_dir().join("cordon.sqlite3"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    let json: Option<String> = db
+        .query_row("SELECT result FROM results WHERE data_id = ?1", [id], |r| {
+            r.get(0)
+        })
+        .ok();
+    json.map(|j| serde_json::from_str(&j).unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_final_result_is_shown_only_once_it_is_stored() {
+    // A result shown before its commit could be lost to a crash and replaced by another when
+    // the file is scanned again. Poll many quick scans as fast as possible: every answer that
+    // is final must already be in the database.
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start_in(
+        dir,
+        r#"
+        [[plugin]]
+        name = "EICAR"
+        role = "scanner"
+        runtime = "wasm"
+        module = "builtin:eicar"
+        [[workflow]]
+        name = "w"
+        scanners = ["EICAR"]
+        "#,
+    )
+    .await;
+    let s = std::sync::Arc::new(s);
+    let polls = futures_util::future::join_all((0..8).map(|task| {
+        let s = s.clone();
+        async move {
+            let mut polls = 0;
+            for i in 0..25 {
+                let body = format!("file {task}-{i}");
+                let id = s.submit_ok(body.as_bytes(), &[]).await;
+                loop {
+                    let (status, v) = s.get(&format!("/file/{id}"), None).await;
+                    assert_eq!(status, 200, "{v}");
+                    polls += 1;
+                    if v["process_info"]["progress_percentage"] == 100 {
+                        let stored = stored_result(&s, &id);
+                        assert_eq!(stored.as_ref(), Some(&v), "{id} shown final before stored");
+                        break;
+                    }
+                }
+            }
+            polls
+        }
+    }))
+    .await;
+    assert!(polls.iter().sum::<usize>() >= 200);
+}
+
 const EICAR_STRING: &[u8] =
     br"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
 

@@ -494,7 +494,7 @@ pub async fn by_hash(
     };
     let rule = decoded(&headers, "rule")?;
     let owner = (!principal.sees_all).then_some(principal.owner.as_str());
-    // A final result still being stored is the newest of all: it comes first.
+    // A final result held in memory (it could not be stored) is the newest of all.
     if let Some(result) = state
         .jobs
         .finished_by_hash(kind, &hash, owner, rule.as_deref())

@@ -11,8 +11,10 @@
 //! - a job is in the queue only once its file is committed and its row is in the database:
 //!   a crash loses nothing that was answered with a `data_id`;
 //! - the result of a running scan is kept in memory, updated at every step of the pipeline;
-//!   the final result is written to the database (with the job marked done, in one
-//!   transaction) before it leaves memory, so a reader always finds it in one or the other;
+//!   the final result is shown only once it is stored (with the job marked done, in one
+//!   transaction committed with an fsync): until then readers see the scan in progress, then
+//!   they find the final result in the database. A result a client saw as final is never
+//!   replaced by another after a crash;
 //! - a job cancelled while queued ends as Canceled (19) without running any plugin; a job
 //!   whose scan was interrupted [`MAX_RUNS`] times (the server crashed during each) ends as
 //!   Failed (3) instead of crashing the server forever. A run is counted when a worker takes
@@ -55,6 +57,8 @@ struct Active {
     progress: Option<ScanResult>,
     /// Its final result is known (and being stored): there is nothing left to cancel.
     finished: bool,
+    /// `progress` is the final result: it could not be stored (see [`finalize`]).
+    final_in_memory: bool,
 }
 
 /// A place in the queue, reserved by a submission while its file is received.
@@ -120,6 +124,7 @@ impl Jobs {
                 cancel,
                 progress: None,
                 finished: false,
+                final_in_memory: false,
             },
         );
     }
@@ -185,10 +190,10 @@ impl Jobs {
         self.active().get(data_id).is_some_and(|a| a.finished)
     }
 
-    /// The newest final result still being stored (so newer than any in the database) of a
-    /// file with this `hash`, submitted by `owner` (anyone when `None`) under the workflow
-    /// `rule` (any when `None`). A hash lookup asks here first, so that a result a client
-    /// already saw as final is found by its hash too.
+    /// The newest final result held in memory because it could not be stored (so newer than
+    /// any in the database) of a file with this `hash`, submitted by `owner` (anyone when
+    /// `None`) under the workflow `rule` (any when `None`). A hash lookup asks here first, so
+    /// that a result a client saw as final is found by its hash too.
     pub fn finished_by_hash(
         &self,
         kind: HashKind,
@@ -199,7 +204,7 @@ impl Jobs {
         let active = self.active();
         active
             .values()
-            .filter(|a| a.finished)
+            .filter(|a| a.final_in_memory)
             .filter(|a| {
                 let f = &a.record.fingerprint;
                 let file_hash = match kind {
@@ -222,10 +227,20 @@ impl Jobs {
         }
     }
 
+    /// The job's final result is decided: a cancel now answers "already finished". Readers
+    /// still see its progress until the result is stored.
+    fn set_finished(&self, data_id: &str) {
+        if let Some(a) = self.active().get_mut(data_id) {
+            a.finished = true;
+        }
+    }
+
+    /// Show `result` as the job's final result from memory (it could not be stored).
     fn set_final(&self, data_id: &str, result: &ScanResult) {
         if let Some(a) = self.active().get_mut(data_id) {
             a.progress = Some(result.clone());
             a.finished = true;
+            a.final_in_memory = true;
         }
     }
 
@@ -331,7 +346,13 @@ async fn run(state: &Arc<AppState>, job: Queued) {
                     };
                     state.metrics.running.inc();
                     let jobs = &state.jobs;
-                    let on_progress = |r: &ScanResult| jobs.set_progress(&id, r);
+                    // The final result is shown once stored (see `finalize`), not when the
+                    // pipeline publishes it.
+                    let on_progress = |r: &ScanResult| {
+                        if !r.is_final() {
+                            jobs.set_progress(&id, r);
+                        }
+                    };
                     let result = workflow::run(
                         &state.executor,
                         wf,
@@ -365,15 +386,18 @@ async fn run(state: &Arc<AppState>, job: Queued) {
     .await
 }
 
-/// Store the final result, count it, let go of the job and start its callback. Until the
-/// result is stored the job stays in memory, where readers find its final result.
+/// Store the final result, then let go of the job (readers find the result in the
+/// database from then on), count it and start its callback. A final result is shown only
+/// once stored: one shown before its commit could be lost to a crash, and the file scanned
+/// again with another result.
 async fn finalize(state: &Arc<AppState>, record: &JobRecord, result: ScanResult) {
     let json = serde_json::to_string(&result).expect("a ScanResult always serializes");
-    state.jobs.set_final(&record.data_id, &result);
+    state.jobs.set_finished(&record.data_id);
     if let Err(e) = state.store.finish(record, json).await {
-        // The job stays in memory (readers see its final result) and `running` in the
-        // database: it runs again at the next start.
+        // The job stays in memory, where readers now see its final result, and `running` in
+        // the database: it runs again at the next start.
         tracing::error!(error = %e, "cannot store the final result");
+        state.jobs.set_final(&record.data_id, &result);
         return;
     }
     state.jobs.remove(&record.data_id);
@@ -540,7 +564,7 @@ mod tests {
     }
 
     #[test]
-    fn a_result_being_stored_is_found_by_hash_and_only_then() {
+    fn a_final_result_is_found_by_hash_only_once_shown() {
         let jobs = Jobs::new(8, 1);
         let (a, b) = ("a".repeat(64), "b".repeat(64));
         let old = record(&"1".repeat(32), "k1", "w", &a, 1);
@@ -556,7 +580,17 @@ mod tests {
         // Running jobs (progress or not) are not found: their result is not final.
         jobs.set_progress(&old.data_id, &placeholder(&old, None));
         assert_eq!(lookup(&a, None, None), None);
+        // Nor are results being stored: they are shown once committed, from the database.
+        jobs.set_finished(&old.data_id);
+        assert!(jobs.is_finished(&old.data_id));
+        assert_eq!(lookup(&a, None, None), None);
+        let (_, shown) = jobs.snapshot(&old.data_id).unwrap();
+        assert_eq!(
+            shown.process_info.progress_percentage, 0,
+            "not shown as final"
+        );
 
+        // Results that could not be stored are shown from memory, and found by hash.
         jobs.set_final(&old.data_id, &placeholder(&old, None));
         jobs.set_final(&new.data_id, &placeholder(&new, None));
         jobs.set_final(&other.data_id, &placeholder(&other, None));
