@@ -15,7 +15,8 @@
 //! Durability: a file answered with a `data_id` is on disk with its job row in SQLite (WAL,
 //! `synchronous = FULL`) before the answer: a small file inside the job's own transaction, a
 //! large one as an fsynced file committed before the job; at start-up every job that is not
-//! done runs again ([`queue::recover`]), so a SIGKILL loses no accepted file. On SIGTERM or
+//! done runs again ([`queue::recover`]), so a SIGKILL loses no accepted file. A final result is
+//! shown only once committed the same way, so one a client saw never changes after a crash. On SIGTERM or
 //! SIGINT the server stops accepting, lets the scans in flight finish for up to
 //! `shutdown_grace_seconds`, and exits; what did not finish runs at the next start.
 //!
