@@ -167,7 +167,8 @@ impl SlotPool {
     }
 
     /// Slots not lent out.
-    pub fn idle(&self) -> usize {
+    #[cfg(test)]
+    fn idle(&self) -> usize {
         self.free.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 

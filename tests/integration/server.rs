@@ -562,14 +562,33 @@ async fn a_full_queue_answers_503_and_keeps_nothing() {
     );
 }
 
-/// The jobs in the server's database and the files kept with them (read with a separate
-/// read-only connection). Panics if a file kept in the database has no job.
-fn stored(s: &TestServer) -> (usize, usize) {
-    let db = rusqlite::Connection::open_with_flags(
+/// A read-only connection to the server's database, beside the server's own.
+fn server_db(s: &TestServer) -> rusqlite::Connection {
+    rusqlite::Connection::open_with_flags(
         s.data_dir().join("cordon.sqlite3"),
         rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
     )
-    .unwrap();
+    .unwrap()
+}
+
+/// One wasm scanner, the built-in EICAR module, in the only workflow; two scan slots.
+const EICAR_CONFIG: &str = r#"
+[server]
+workers = 2
+[[plugin]]
+name = "EICAR"
+role = "scanner"
+runtime = "wasm"
+module = "builtin:eicar"
+[[workflow]]
+name = "w"
+scanners = ["EICAR"]
+"#;
+
+/// The jobs in the server's database and the files kept with them (read with a separate
+/// read-only connection). Panics if a file kept in the database has no job.
+fn stored(s: &TestServer) -> (usize, usize) {
+    let db = server_db(s);
     let count = |sql: &str| db.query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap() as usize;
     let jobs = count("SELECT count(*) FROM jobs");
     let files = count("SELECT count(*) FROM inline_files");
@@ -580,12 +599,7 @@ fn stored(s: &TestServer) -> (usize, usize) {
 
 /// The stored final result of `id`, read with a separate read-only connection.
 fn stored_result(s: &TestServer, id: &str) -> Option<Value> {
-    let db = rusqlite::Connection::open_with_flags(
-        s.data_dir().join("cordon.sqlite3"),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .unwrap();
-    let json: Option<String> = db
+    let json: Option<String> = server_db(s)
         .query_row("SELECT result FROM results WHERE data_id = ?1", [id], |r| {
             r.get(0)
         })
@@ -599,20 +613,7 @@ async fn a_final_result_is_shown_only_once_it_is_stored() {
     // the file is scanned again. Poll many quick scans as fast as possible: every answer that
     // is final must already be in the database.
     let dir = tempfile::tempdir().unwrap();
-    let s = TestServer::start_in(
-        dir,
-        r#"
-        [[plugin]]
-        name = "EICAR"
-        role = "scanner"
-        runtime = "wasm"
-        module = "builtin:eicar"
-        [[workflow]]
-        name = "w"
-        scanners = ["EICAR"]
-        "#,
-    )
-    .await;
+    let s = TestServer::start_in(dir, EICAR_CONFIG).await;
     let s = std::sync::Arc::new(s);
     let polls = futures_util::future::join_all((0..8).map(|task| {
         let s = s.clone();
@@ -645,22 +646,7 @@ const EICAR_STRING: &[u8] =
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn small_files_live_in_the_database_large_ones_on_disk_and_both_scan_whole() {
     let dir = tempfile::tempdir().unwrap();
-    let s = TestServer::start_in(
-        dir,
-        r#"
-        [server]
-        workers = 2
-        [[plugin]]
-        name = "EICAR"
-        role = "scanner"
-        runtime = "wasm"
-        module = "builtin:eicar"
-        [[workflow]]
-        name = "w"
-        scanners = ["EICAR"]
-        "#,
-    )
-    .await;
+    let s = TestServer::start_in(dir, EICAR_CONFIG).await;
     const INLINE_MAX: usize = cordon::store::files::INLINE_MAX as usize;
     let mut at_the_end = vec![b'.'; INLINE_MAX + 10_000];
     at_the_end.extend_from_slice(EICAR_STRING);

@@ -378,7 +378,7 @@ impl Store {
             conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
             Ok(conn)
         };
-        let conn = open().map_err(sql)?;
+        let mut conn = open().map_err(sql)?;
         conn.execute_batch(SCHEMA).map_err(sql)?;
         let reader = open().map_err(sql)?;
         reader
@@ -397,7 +397,6 @@ impl Store {
         let (writer, ops) = mpsc::channel();
         // Checkpoints run on their own thread and connection (see `checkpoint_loop`), not
         // inside the commits of the writer, which only counts the WAL's frames.
-        let mut conn = conn;
         conn.pragma_update(None, "wal_autocheckpoint", 0)
             .map_err(sql)?;
         conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)
