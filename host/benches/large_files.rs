@@ -1,6 +1,6 @@
 //! Figure 3 of `BENCHMARKS.md`: large files. The EICAR example scanner on 1 MiB and 64 MiB
-//! clean files (pseudo-random bytes, so the whole file is searched): its wasm32-wasip1 build
-//! run through [`Executor::invoke`] (instantiate, read the file through WASI, search, print
+//! clean files, and on 4 KiB for reference (pseudo-random bytes, so the whole file is
+//! searched): its wasm32-wasip1 build run through [`Executor::invoke`] (instantiate, read the file through WASI, search, print
 //! the verdict) against the same scanning code (`eicar::scan`, the plugin's library) run
 //! natively in this process on the same file. Throughput in MB/s (10^6 bytes per second).
 //! Target: wasm at least half of native.
@@ -20,7 +20,13 @@ use cordon_tests::artifacts;
 use criterion::{Criterion, SamplingMode, Throughput};
 use support::{Goal, Recorder, Summary};
 
-const SIZES: &[(&str, usize)] = &[("1MiB", 1 << 20), ("64MiB", 64 << 20)];
+/// The file sizes, and whether the figure has the target. 4 KiB has none: it shows what a scan
+/// costs besides reading and searching, which is what keeps the 1 MiB ratio down.
+const SIZES: &[(&str, usize, bool)] = &[
+    ("4KiB", 4 << 10, false),
+    ("1MiB", 1 << 20, true),
+    ("64MiB", 64 << 20, true),
+];
 
 /// `len` pseudo-random bytes (xorshift), which never hold the EICAR string.
 fn content(len: usize) -> Vec<u8> {
@@ -72,7 +78,7 @@ fn main() {
 
     let cases: Vec<(&str, Case)> = SIZES
         .iter()
-        .map(|&(name, len)| {
+        .map(|&(name, len, _)| {
             let sample =
                 Sample::from_bytes(&content(len), "large.bin", &dir.path().join("samples"))
                     .unwrap();
@@ -158,13 +164,13 @@ fn main() {
                 mbps(native),
                 native.as_secs_f64() * 1e3
             ));
-            summary.figure(
-                &format!("3. {name}: wasm throughput / native throughput"),
-                mbps(wasm) / mbps(native),
-                "x",
-                Goal::AtLeast,
-                0.5,
-            );
+            let what = format!("3. {name}: wasm throughput / native throughput");
+            let ratio = mbps(wasm) / mbps(native);
+            if SIZES.iter().any(|&(n, _, target)| n == *name && target) {
+                summary.figure(&what, ratio, "x", Goal::AtLeast, 0.5);
+            } else {
+                summary.note(format!("{what}: {ratio:.2} x (for reference, no target)"));
+            }
         }
     }
     summary.print();

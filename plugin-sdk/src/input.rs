@@ -7,6 +7,7 @@
 //! host added or reshaped a field it does not use. The JSON exactly as received stays available
 //! through [`Input::raw`].
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -18,13 +19,39 @@ use crate::ResultCode;
 
 /// Deserializes a field as `T`, or as `T::default()` when the JSON value (including `null`)
 /// does not fit `T`. Used on every field of the input types.
+///
+/// Falling back needs a copy of the field's value, and of every value inside it, once per
+/// level it is nested in. [`Input::from_value`] first parses without fallback (see
+/// [`STRICT`]): when every field fits, as it does for what Cordon sends, nothing is copied.
 fn lenient<'de, D, T>(deserializer: D) -> Result<T, D::Error>
 where
     D: Deserializer<'de>,
     T: DeserializeOwned + Default,
 {
+    if STRICT.get() {
+        return T::deserialize(deserializer);
+    }
     let value = Value::deserialize(deserializer)?;
     Ok(T::deserialize(value).unwrap_or_default())
+}
+
+thread_local! {
+    /// Set while [`Input::from_value`] tries its strict parse: [`lenient`] then deserializes
+    /// each field directly and fails on a mismatch instead of falling back.
+    static STRICT: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `parse` with [`STRICT`] set, and clears it again even if `parse` panics.
+fn strictly<T>(parse: impl FnOnce() -> T) -> T {
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            STRICT.set(false);
+        }
+    }
+    STRICT.set(true);
+    let _reset = Reset;
+    parse()
 }
 
 /// Why stdin could not be read as an [`Input`].
@@ -103,8 +130,13 @@ impl Input {
                 "stdin is not the scan result JSON: the top level is not an object",
             ));
         }
-        let fields = InputFields::deserialize(&value)
-            .map_err(|err| InputError::new(format!("stdin has an unreadable field: {err}")))?;
+        // Every field as it should be (the usual case) parses without copies; otherwise parse
+        // again, with each field that does not fit falling back to its default.
+        let fields = match strictly(|| InputFields::deserialize(&value)) {
+            Ok(fields) => fields,
+            Err(_) => InputFields::deserialize(&value)
+                .map_err(|err| InputError::new(format!("stdin has an unreadable field: {err}")))?,
+        };
         Ok(Input {
             data_id: fields.data_id,
             file_info: fields.file_info,
@@ -412,5 +444,68 @@ impl EngineResult {
     /// (blocklisted) or Potentially Unwanted Program.
     pub fn is_threat(&self) -> bool {
         self.result_code().is_some_and(ResultCode::is_threat)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEED_SCANNER_INPUT: &str = include_str!("../tests/fixtures/seed-scanner-input.json");
+
+    /// Parses `value`'s fields with every field falling back to its default when it does not
+    /// fit: the slow path alone.
+    fn leniently(value: &Value) -> InputFields {
+        assert!(!STRICT.get());
+        InputFields::deserialize(value).unwrap()
+    }
+
+    fn same(a: &InputFields, b: &InputFields) -> bool {
+        a.data_id == b.data_id
+            && a.file_info == b.file_info
+            && a.process_info == b.process_info
+            && a.scan_results == b.scan_results
+            && a.metadata == b.metadata
+    }
+
+    #[test]
+    fn the_strict_parse_agrees_with_the_lenient_one_where_it_succeeds() {
+        let seed: Value = serde_json::from_str(SEED_SCANNER_INPUT).unwrap();
+        let strict = strictly(|| InputFields::deserialize(&seed)).unwrap();
+        assert!(same(&strict, &leniently(&seed)));
+        assert_eq!(strict.file_info.display_name, "archive.zip");
+        assert!(!strict.scan_results.scan_details.is_empty());
+
+        // One field of the wrong type, deep inside: the strict parse fails, the lenient one
+        // defaults that field only, and `from_value` gives the lenient result.
+        let mut odd = seed.clone();
+        odd["scan_results"]["scan_all_result_i"] = Value::from("one");
+        assert!(strictly(|| InputFields::deserialize(&odd)).is_err());
+        let input = Input::from_value(odd.clone()).unwrap();
+        assert!(same(
+            &InputFields {
+                data_id: input.data_id.clone(),
+                file_info: input.file_info.clone(),
+                process_info: input.process_info.clone(),
+                scan_results: input.scan_results.clone(),
+                metadata: input.metadata.clone(),
+            },
+            &leniently(&odd)
+        ));
+        assert_eq!(input.scan_results.scan_all_result_i, None);
+        assert_eq!(input.file_info.display_name, "archive.zip");
+    }
+
+    #[test]
+    fn the_strict_flag_is_cleared_after_a_parse_even_a_panicking_one() {
+        Input::from_json(SEED_SCANNER_INPUT).unwrap();
+        assert!(!STRICT.get());
+        let panicked = std::panic::catch_unwind(|| strictly(|| panic!("in the parse")));
+        assert!(panicked.is_err());
+        assert!(!STRICT.get());
+        // Outside `Input::from_value` the input types stay lenient.
+        let info: FileInfo =
+            serde_json::from_str(r#"{"display_name": "a", "file_size": "big"}"#).unwrap();
+        assert_eq!((info.display_name.as_str(), info.file_size), ("a", 0));
     }
 }

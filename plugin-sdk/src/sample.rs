@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 /// [`bytes`](SampleFile::bytes) reads it all at once when you know it is small.
 ///
 /// In a wasm plugin every read is a call into the host, so read in large chunks
-/// ([`DEFAULT_CHUNK_SIZE`](SampleFile::DEFAULT_CHUNK_SIZE), 1 MiB) rather than small ones.
+/// ([`DEFAULT_CHUNK_SIZE`](SampleFile::DEFAULT_CHUNK_SIZE), 128 KiB) rather than small ones.
 #[derive(Debug)]
 pub struct SampleFile {
     file: File,
@@ -22,8 +22,12 @@ pub struct SampleFile {
 }
 
 impl SampleFile {
-    /// The chunk size [`for_each_chunk`](SampleFile::for_each_chunk) uses: 1 MiB.
-    pub const DEFAULT_CHUNK_SIZE: usize = 1 << 20;
+    /// The chunk size [`for_each_chunk`](SampleFile::for_each_chunk) uses: 128 KiB. Large
+    /// enough that a call into the host costs little beside the copy, small enough that a chunk
+    /// is still in the processor's cache when it is searched, and that a wasm plugin dirties
+    /// few pages of its memory, which the host resets after every scan. On Cordon's large-file
+    /// benchmark it scanned 1 MiB files faster than chunks of 64 KiB, 256 KiB or 1 MiB.
+    pub const DEFAULT_CHUNK_SIZE: usize = 128 << 10;
 
     /// Opens `path` for reading.
     pub fn open(path: impl Into<PathBuf>) -> io::Result<SampleFile> {
@@ -113,7 +117,7 @@ impl SampleFile {
         assert!(chunk_size > 0, "chunk_size must be positive");
         self.file.seek(SeekFrom::Start(0))?;
         // No larger than the file (plus one byte, to see its end in one read): a 4 KiB sample
-        // does not cost a zeroed 1 MiB buffer, and the pages of linear memory it would touch.
+        // does not cost a zeroed full-size buffer, and the pages of linear memory it would touch.
         let buffer_size = match self.size() {
             Ok(size) => chunk_size.min(
                 usize::try_from(size)

@@ -25,7 +25,8 @@ const EICAR: &[u8] = br"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TES
 
 /// The samples both builds scan: (name, bytes, expected code).
 fn samples() -> Vec<(&'static str, Vec<u8>, ResultCode)> {
-    // 5 MiB with the string across the 1 MiB chunk boundary at 4 MiB: the SDK streams it.
+    // 5 MiB with the string across the chunk boundary at 4 MiB (a multiple of the SDK's chunk
+    // size): the SDK streams it.
     let mut large = vec![b'.'; 5 << 20];
     let at = (4 << 20) - 30;
     large[at..at + EICAR.len()].copy_from_slice(EICAR);

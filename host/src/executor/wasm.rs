@@ -27,6 +27,7 @@
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -108,6 +109,21 @@ const MAX_TABLE_ELEMENTS: usize = 1 << 20;
 /// supports PAGEMAP_SCAN: enough for a Rust plugin's stack, data and a 1 MiB read buffer. At
 /// most this much per slot in use (`max_concurrent_wasm` slots).
 const KEEP_RESIDENT_PER_MEMORY: usize = 4 << 20;
+
+/// How much of each pooled table stays resident between instances, where the kernel supports
+/// PAGEMAP_SCAN: a Rust plugin's function table is a few hundred entries, one or two pages.
+/// Without it every table is given back to the kernel after each instance (an `madvise`, which
+/// interrupts every other core to flush its TLB) and faulted in again at the next: that cost
+/// each scan of figure 1 (BENCHMARKS.md) about 20 µs on a 2-core VM, two thirds of the scan.
+const KEEP_RESIDENT_PER_TABLE: usize = 64 << 10;
+
+/// How many of a trap's innermost wasm frames are captured and named in its message. Every
+/// error a host function returns captures a backtrace, `proc_exit` included (a Rust plugin's
+/// `std::process::exit`, even with status 0), and naming each frame searches the module's
+/// address map. Capture only the frames the message shows. (The SDK's `scanner_main!` returns
+/// from `main` on success instead of exiting, which skips all of it: on the EICAR plugin that
+/// took a 4 KiB scan from about 130 µs to about 85 µs.)
+const BACKTRACE_FRAMES: usize = 5;
 
 /// What kind of wasm binary a file holds, by its header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1068,6 +1084,7 @@ impl LoneSleep {
 fn engine_config(pool_slots: Option<u32>) -> Config {
     let mut config = Config::new();
     config.epoch_interruption(true);
+    config.wasm_backtrace_max_frames(NonZeroUsize::new(BACKTRACE_FRAMES));
     config.memory_init_cow(true);
     if let Some(slots) = pool_slots {
         let mut pool = PoolingAllocationConfig::default();
@@ -1089,7 +1106,8 @@ fn engine_config(pool_slots: Option<u32>) -> Config {
         // Elsewhere keeping pages resident would memset all of them at every reset: don't.
         if PoolingAllocationConfig::is_pagemap_scan_available() {
             pool.pagemap_scan(wasmtime::Enabled::Yes)
-                .linear_memory_keep_resident(KEEP_RESIDENT_PER_MEMORY);
+                .linear_memory_keep_resident(KEEP_RESIDENT_PER_MEMORY)
+                .table_keep_resident(KEEP_RESIDENT_PER_TABLE);
         }
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     }
@@ -1139,7 +1157,7 @@ fn describe_error(error: &wasmtime::Error) -> String {
         let frames: Vec<String> = bt
             .frames()
             .iter()
-            .take(5)
+            .take(BACKTRACE_FRAMES)
             .map(|f| f.func_name().unwrap_or("<unnamed>").to_owned())
             .collect();
         if !frames.is_empty() {
