@@ -38,7 +38,10 @@ struct Fixture {
     executor: Executor,
     wasm: Plugin,
     native: Plugin,
-    sample: Sample,
+    /// One sample per concurrent scan, each in its own directory, as the server gives each
+    /// scan slot its own (`<data_dir>/scan/N`). Scans sharing one directory would contend in
+    /// the kernel on that directory's reference count when each opens it for its preopen.
+    samples: Vec<Sample>,
     stdin: Vec<u8>,
     floor: Floor,
     _dir: tempfile::TempDir,
@@ -108,9 +111,12 @@ impl Fixture {
             ))
             .unwrap();
         let content: Vec<u8> = (0..SAMPLE_BYTES).map(|i| (i * 7 % 251) as u8).collect();
-        let sample =
-            Sample::from_bytes(&content, "sample.bin", &dir.path().join("samples")).unwrap();
-        let fingerprint = cordon::fileinfo::fingerprint(&sample.path()).unwrap();
+        let samples: Vec<Sample> = (0..support::cores().max(1))
+            .map(|_| {
+                Sample::from_bytes(&content, "sample.bin", &dir.path().join("samples")).unwrap()
+            })
+            .collect();
+        let fingerprint = cordon::fileinfo::fingerprint(&samples[0].path()).unwrap();
         // What the pipeline hands a scanner of this file.
         let stdin =
             cordon::tools::run::default_input("sample.bin", &fingerprint, Role::Scanner, None)
@@ -127,20 +133,21 @@ impl Fixture {
             executor,
             wasm,
             native,
-            sample,
+            samples,
             stdin,
             floor,
             _dir: dir,
         }
     }
 
-    async fn invoke(&self, plugin: &Plugin) -> cordon::executor::Outcome {
+    /// A scan by the `lane`th of the concurrent tasks, of that task's own sample.
+    async fn invoke(&self, plugin: &Plugin, lane: usize) -> cordon::executor::Outcome {
         self.executor
             .invoke(
                 plugin,
                 Invocation {
                     stdin: &self.stdin,
-                    sample: &self.sample,
+                    sample: &self.samples[lane % self.samples.len()],
                 },
             )
             .await
@@ -150,7 +157,7 @@ impl Fixture {
     async fn check(&self) {
         let verdict = b"{\"def_time\":1767225600000,\"scan_result_i\":0,\"threat_found\":\"\"}\n";
         for plugin in [&self.wasm, &self.native] {
-            let o = self.invoke(plugin).await;
+            let o = self.invoke(plugin, 0).await;
             assert_eq!(
                 (o.exit, &o.failure),
                 (Some(0), &None),
@@ -172,16 +179,16 @@ enum Path {
 }
 
 impl Path {
-    async fn scan(self, fx: &Fixture) {
+    async fn scan(self, fx: &Fixture, lane: usize) {
         match self {
             Path::Floor => {
                 std::hint::black_box(fx.floor.scan().await);
             }
             Path::Wasm => {
-                std::hint::black_box(fx.invoke(&fx.wasm).await);
+                std::hint::black_box(fx.invoke(&fx.wasm, lane).await);
             }
             Path::Native => {
-                std::hint::black_box(fx.invoke(&fx.native).await);
+                std::hint::black_box(fx.invoke(&fx.native, lane).await);
             }
         }
     }
@@ -200,7 +207,7 @@ fn timed(
         let started = Instant::now();
         if concurrency == 1 {
             for _ in 0..iters {
-                path.scan(fx).await;
+                path.scan(fx, 0).await;
             }
         } else {
             let tasks: Vec<_> = (0..concurrency as u64)
@@ -210,7 +217,7 @@ fn timed(
                     let fx = fx.clone();
                     tokio::spawn(async move {
                         for _ in 0..share {
-                            path.scan(&fx).await;
+                            path.scan(&fx, i as usize).await;
                         }
                     })
                 })
