@@ -12,9 +12,9 @@
 //! random data, never on zeros or lowercase text. That is less work than reading every byte,
 //! even 32 at a time, and it needs no SIMD, which WebAssembly offers only 16 bytes wide: the
 //! wasm build searches at about two thirds of the native speed, where `memmem` ran at a fifth,
-//! and either way faster than the file can be read. Its worst case stays linear: a file made of the string's
-//! own pairs costs a pass over the string's 67 pairs per 67 bytes, and each comparison stops
-//! at its first differing byte.
+//! and either way faster than the file can be read. Its worst case stays linear: a file made
+//! of the string's own pairs costs a pass over the string's 67 pairs per 67 bytes, and each
+//! comparison stops at its first differing byte.
 //!
 //! The detection lives in this library so that the same code runs as the plugin (`main.rs`,
 //! built for wasm32-wasip1, wasm32-wasip2 and natively) and natively in-process, for Cordon's
@@ -159,9 +159,9 @@ mod tests {
 
     #[test]
     fn the_skip_search_agrees_with_a_plain_search() {
-        // Haystacks the skip table handles differently: bytes absent from the string (long
-        // shifts), the string's own bytes (short shifts, partial matches), its suffixes and
-        // prefixes repeated, and the string itself at every offset with each byte spoiled.
+        // Haystacks the search handles differently: bytes absent from the string (no probe
+        // passes), the string's own bytes (probes that pass, partial matches), its suffixes
+        // and prefixes repeated, and the string itself at every offset with bytes spoiled.
         let mut haystacks: Vec<Vec<u8>> = vec![
             Vec::new(),
             vec![b'H'; 500],
