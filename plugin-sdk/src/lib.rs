@@ -223,9 +223,9 @@ where
     F: FnOnce(&Input, &mut SampleFile) -> Result<ScanReport, E>,
     E: Display,
 {
-    let (name, path) = start();
-    let outcome = runner::scanner(&name, read_stdin(), path, scanner);
-    finish(&name, outcome)
+    // Returns only when the scan succeeded; a failure has already exited non-zero.
+    __scanner_main(scanner);
+    std::process::exit(0)
 }
 
 /// Runs a post action: the `main` of a post action plugin.
@@ -255,9 +255,9 @@ where
     F: FnOnce(&Input, &mut SampleFile) -> Result<(), E>,
     E: Display,
 {
-    let (name, path) = start();
-    let outcome = runner::post_action(&name, read_stdin(), path, action);
-    finish(&name, outcome)
+    // Returns only when the action succeeded; a failure has already exited non-zero.
+    __post_action_main(action);
+    std::process::exit(0)
 }
 
 /// Defines a scanner plugin's entry points on top of one scanner function:
@@ -395,14 +395,11 @@ fn report(name: &str, outcome: runner::Outcome) -> i32 {
     outcome.exit_code
 }
 
-fn finish(name: &str, outcome: runner::Outcome) -> ! {
-    std::process::exit(report(name, outcome))
-}
-
-/// Like [`finish`], but returns (for `main` to return) when the exit code is 0: a WASI
-/// command whose `main` returns ends without calling `proc_exit`, which wasmtime turns into an
-/// error with a captured backtrace, the costliest part of ending an instance.
-fn finish_main(name: &str, outcome: runner::Outcome) {
+/// Prints the outcome and exits with its code when that is not 0; returns (for `main` to
+/// return) when it is: a WASI command whose `main` returns ends without calling `proc_exit`,
+/// which wasmtime turns into an error with a captured backtrace, the costliest part of ending
+/// an instance.
+fn finish(name: &str, outcome: runner::Outcome) {
     let code = report(name, outcome);
     if code != 0 {
         std::process::exit(code)
@@ -418,7 +415,7 @@ where
 {
     let (name, path) = start();
     let outcome = runner::scanner(&name, read_stdin(), path, scanner);
-    finish_main(&name, outcome)
+    finish(&name, outcome)
 }
 
 /// [`run_post_action`] for [`post_action_main!`]: returns on success instead of exiting.
@@ -430,5 +427,5 @@ where
 {
     let (name, path) = start();
     let outcome = runner::post_action(&name, read_stdin(), path, action);
-    finish_main(&name, outcome)
+    finish(&name, outcome)
 }
