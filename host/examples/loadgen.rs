@@ -110,6 +110,14 @@ fn rss_kib(pid: u32) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// What `pid` has caused to be written to storage so far (`write_bytes` of `/proc/PID/io`:
+/// the database's WAL, its checkpoints, files kept on disk).
+fn written_bytes(pid: u32) -> Option<u64> {
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).ok()?;
+    let line = io.lines().find(|l| l.starts_with("write_bytes:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
 #[derive(Default)]
 struct Totals {
     polls: AtomicU64,
@@ -202,6 +210,7 @@ async fn main() {
     let next = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + Duration::from_secs(args.max_seconds);
     let started = Instant::now();
+    let written_before = args.pid.and_then(written_bytes);
 
     // RSS and progress, every second.
     let sampler = {
@@ -259,6 +268,7 @@ async fn main() {
         }
     }
     let elapsed = started.elapsed();
+    let written = written_before.zip(args.pid.and_then(written_bytes));
     totals.done.store(args.files, Ordering::Relaxed);
     let samples = sampler.await.expect("the sampler does not panic");
     latencies.sort();
@@ -303,6 +313,13 @@ async fn main() {
             "server RSS (MiB) after each tenth of the files: {}; max {} MiB",
             marks.join(" "),
             max / 1024
+        );
+    }
+    if let Some((before, after)) = written {
+        println!(
+            "server writes to storage: {:.1} KiB per file ({:.0} MiB in all)",
+            after.saturating_sub(before) as f64 / 1024.0 / ok.max(1) as f64,
+            after.saturating_sub(before) as f64 / (1024.0 * 1024.0)
         );
     }
     if errors > 0 {

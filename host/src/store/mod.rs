@@ -98,9 +98,17 @@ pub enum Durability {
 const MAX_BATCH: usize = 256;
 /// Shortest time between two passes of the checkpointer.
 const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
-/// WAL frames (pages) at which the writer restarts the WAL (see [`write_loop`]): 64 MiB of
-/// 4 KiB pages, about a second of the heaviest load measured.
-const WAL_RESTART_FRAMES: i64 = if cfg!(test) { 64 } else { 16_384 };
+/// The page size of a new database. Every commit writes each page it changed to the WAL,
+/// whole, and a job's writes change a few rows in many B-trees (the jobs, their files, the
+/// results and their indexes): most of what a commit writes is the pages at the right edge
+/// of those trees, written again by the next commit. Pages of half SQLite's default 4 KiB
+/// halve each such rewrite: 41 to 43 KiB written to storage per file instead of 60 in the
+/// server benchmark (BENCHMARKS.md, figure 4). A database created with another page size
+/// keeps it.
+const PAGE_SIZE: i64 = 2048;
+/// WAL size (bytes of frames) at which the writer restarts the WAL (see [`write_loop`]):
+/// about a second of the heaviest load measured. In tests, 64 frames.
+const WAL_RESTART_BYTES: i64 = if cfg!(test) { 64 * PAGE_SIZE } else { 64 << 20 };
 /// A WAL that grew larger than this (bytes) is cut back to it when it restarts.
 const WAL_SIZE_LIMIT: i64 = 64 << 20;
 /// Prepared statements kept per connection.
@@ -372,6 +380,8 @@ impl Store {
         };
         let open = || -> Result<Connection, rusqlite::Error> {
             let conn = Connection::open(&path)?;
+            // Only takes effect on a new, empty database (before the WAL mode is set).
+            conn.pragma_update(None, "page_size", PAGE_SIZE)?;
             conn.pragma_update(None, "journal_mode", "WAL")?;
             conn.pragma_update(None, "synchronous", "FULL")?;
             conn.busy_timeout(std::time::Duration::from_secs(10))?;
@@ -380,6 +390,10 @@ impl Store {
         };
         let mut conn = open().map_err(sql)?;
         conn.execute_batch(SCHEMA).map_err(sql)?;
+        let page_size: i64 = conn
+            .query_row("PRAGMA page_size", [], |r| r.get(0))
+            .map_err(sql)?;
+        let wal_restart_frames = WAL_RESTART_BYTES / page_size.max(512);
         let reader = open().map_err(sql)?;
         reader
             .pragma_update(None, "query_only", true)
@@ -419,7 +433,7 @@ impl Store {
             })?;
         std::thread::Builder::new()
             .name("cordon-db-writer".into())
-            .spawn(move || write_loop(conn, ops, wal_grew, wal_frames))
+            .spawn(move || write_loop(conn, ops, wal_grew, wal_frames, wal_restart_frames))
             .map_err(|source| StoreError::Io {
                 path: path.clone(),
                 source,
@@ -951,7 +965,8 @@ fn passive_checkpoint(conn: &Connection) -> rusqlite::Result<i64> {
 /// After a commit it wakes the checkpointer. The WAL restarts from its beginning (rather than
 /// growing) only when a write transaction begins with every frame already copied, which a
 /// checkpointer running beside a busy writer never sees: so once the WAL holds
-/// [`WAL_RESTART_FRAMES`] (`wal_frames`, kept by SQLite's WAL hook at every commit), the
+/// `restart_frames` (see [`WAL_RESTART_BYTES`]; `wal_frames` is kept by SQLite's WAL hook
+/// at every commit), the
 /// writer runs a passive checkpoint itself, between two batches. It copies only what was
 /// committed since the checkpointer's last pass, and the next batch starts the WAL over.
 fn write_loop(
@@ -959,6 +974,7 @@ fn write_loop(
     ops: mpsc::Receiver<WriteOp>,
     wal_grew: mpsc::SyncSender<()>,
     wal_frames: Arc<AtomicI64>,
+    restart_frames: i64,
 ) {
     let mut synchronous = Durability::Machine; // as `Store::open` set it
     while let Ok(first) = ops.recv() {
@@ -984,7 +1000,7 @@ fn write_loop(
             }
         }
         let _ = wal_grew.try_send(());
-        if wal_frames.load(Ordering::Relaxed) >= WAL_RESTART_FRAMES
+        if wal_frames.load(Ordering::Relaxed) >= restart_frames
             && let Err(e) = passive_checkpoint(&conn)
         {
             tracing::warn!(error = %e, "database checkpoint failed; will retry");
@@ -1266,6 +1282,40 @@ mod tests {
             std::fs::read(sample.path()).unwrap(),
             vec![399u32 as u8; 4096]
         );
+    }
+
+    #[tokio::test]
+    async fn a_new_database_gets_the_small_page_size_and_an_older_one_keeps_its_own() {
+        let page_size = |dir: &Path| -> i64 {
+            Connection::open(dir.join("cordon.sqlite3"))
+                .unwrap()
+                .query_row("PRAGMA page_size", [], |r| r.get(0))
+                .unwrap()
+        };
+        let new = tempfile::tempdir().unwrap();
+        drop(Store::open(new.path()).unwrap());
+        assert_eq!(page_size(new.path()), PAGE_SIZE);
+
+        // A database made with SQLite's default page size, as earlier versions did: it opens,
+        // keeps its page size, and takes and returns jobs and their files.
+        let old = tempfile::tempdir().unwrap();
+        {
+            let conn = Connection::open(old.path().join("cordon.sqlite3")).unwrap();
+            conn.pragma_update(None, "page_size", 4096).unwrap();
+            conn.pragma_update(None, "journal_mode", "WAL").unwrap();
+            conn.execute_batch(SCHEMA).unwrap();
+        }
+        let store = Store::open(old.path()).unwrap();
+        let id = "0123456789abcdef0123456789abcdef";
+        store
+            .insert_job(job(id, 5), Some(b"old".to_vec()))
+            .await
+            .unwrap();
+        let stored = store.job(id).await.unwrap().unwrap();
+        let sample = store.sample(&stored).await.unwrap();
+        assert_eq!(std::fs::read(sample.path()).unwrap(), b"old");
+        drop((sample, store));
+        assert_eq!(page_size(old.path()), 4096);
     }
 
     #[tokio::test]

@@ -43,8 +43,34 @@ pub struct Submission {
 }
 
 impl Submission {
-    /// A new id: a random UUID as 32 lowercase hex characters.
+    /// A new id: a version 7 UUID as 32 lowercase hex characters. Its first 48 bits are the
+    /// time in milliseconds and the rest a counter and random bits, so ids sort by creation
+    /// and each new job's rows go to the right edge of the database's id indexes instead of
+    /// a random page of each (fewer pages written per file). Clients treat the id as opaque;
+    /// who may read a job is decided by its owner, not by the id being hard to guess.
     pub fn new_data_id() -> String {
-        uuid::Uuid::new_v4().simple().to_string()
+        uuid::Uuid::now_v7().simple().to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_ids_are_32_lowercase_hex_digits_in_the_order_they_were_made() {
+        let ids: Vec<String> = (0..1000).map(|_| Submission::new_data_id()).collect();
+        for id in &ids {
+            assert_eq!(id.len(), 32, "{id}");
+            assert!(
+                id.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
+                "{id}"
+            );
+        }
+        let mut sorted = ids.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted, ids, "ids are distinct and sort in creation order");
     }
 }
