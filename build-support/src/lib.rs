@@ -554,6 +554,8 @@ fn emit_rerun_if_changed(plugins: &Path) {
     let mut paths = vec![
         plugins.join("Cargo.toml"),
         plugins.join("Cargo.lock"),
+        // The wasm builds' flags.
+        plugins.join(".cargo/config.toml"),
         root.join("plugin-sdk/src"),
         root.join("plugin-sdk/Cargo.toml"),
         root.join("Cargo.toml"),

@@ -227,7 +227,13 @@ fn a_scaffolded_plugin_passes_its_tests_builds_to_wasm_and_is_accepted() {
     ]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("cargo build --release --target wasm32-wasip1"));
-    for file in ["Cargo.toml", "src/main.rs", "README.md", ".gitignore"] {
+    for file in [
+        "Cargo.toml",
+        ".cargo/config.toml",
+        "src/main.rs",
+        "README.md",
+        ".gitignore",
+    ] {
         assert!(crate_dir.join(file).is_file(), "{file}");
     }
     // A second time into the same directory is refused.

@@ -182,8 +182,9 @@ pub fn scaffold(name: &str, dir: Option<&Path>, sdk: SdkSource) -> Result<Scaffo
             dir.display()
         )));
     }
-    let files: [(&str, String); 4] = [
+    let files: [(&str, String); 5] = [
         ("Cargo.toml", cargo_toml(name, &sdk)),
+        (".cargo/config.toml", CARGO_CONFIG.to_owned()),
         ("src/main.rs", MAIN_RS.replace("{{name}}", name)),
         ("README.md", README_MD.replace("{{name}}", name)),
         (".gitignore", "/target\n".to_owned()),
@@ -355,6 +356,17 @@ mod tests {
 }
 "#;
 
+/// The wasm builds' flags, as the example plugins use them (`example-plugins/.cargo/`).
+const CARGO_CONFIG: &str = r#"# WebAssembly SIMD, which wasmtime compiles to the host's vector instructions; and 1 MiB of
+# heap in the module's initial memory, so that a scan's first allocations do not grow memory
+# (each growth is a system call in the host, and is undone before the next scan).
+[target.wasm32-wasip1]
+rustflags = ["-C", "target-feature=+simd128", "-C", "link-arg=--initial-heap=1048576"]
+
+[target.wasm32-wasip2]
+rustflags = ["-C", "target-feature=+simd128", "-C", "link-arg=--initial-heap=1048576"]
+"#;
+
 const README_MD: &str = r#"# {{name}}
 
 A [Cordon](https://github.com/cordon-scan/cordon) scanner plugin, written with the plugin SDK
@@ -410,7 +422,20 @@ mod tests {
         let dir = temp.path().join("marker");
         let sdk = SdkSource::Path(PathBuf::from("/opt/sdk \"quoted\""));
         let made = scaffold("marker", Some(&dir), sdk).unwrap();
-        assert_eq!(made.files.len(), 4);
+        assert_eq!(made.files.len(), 5);
+        let config: toml::Table = std::fs::read_to_string(dir.join(".cargo/config.toml"))
+            .unwrap()
+            .parse()
+            .unwrap();
+        for target in ["wasm32-wasip1", "wasm32-wasip2"] {
+            let flags = config["target"][target]["rustflags"].as_array().unwrap();
+            assert!(
+                flags
+                    .iter()
+                    .any(|f| f.as_str() == Some("link-arg=--initial-heap=1048576")),
+                "{target}: {flags:?}"
+            );
+        }
         let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
         let parsed: toml::Table = manifest.parse().unwrap();
         assert_eq!(
