@@ -280,13 +280,24 @@ fn main() {
         let cordon = rec.per_iter(&format!("executor_overhead/c{n}/cordon"));
         if let (Some(floor), Some(cordon)) = (floor, cordon) {
             summary.note(format!(
-                "1. concurrency {n}: floor {:.1} us/scan, Cordon {:.1} us/scan (wall time per scan)",
+                "1. concurrency {n}: floor {:.1} us/scan, Cordon {:.1} us/scan (wall time per \
+                 scan, criterion's medians; their ratio {:.2} x)",
                 micros(floor),
-                micros(cordon)
+                micros(cordon),
+                cordon.as_secs_f64() / floor.as_secs_f64()
+            ));
+            let (rt, iters) = (runtime(n), support::batch_iters(cordon));
+            let ratio = support::paired(
+                support::PAIRED_ROUNDS,
+                || timed(&rt, &fx, Path::Wasm, n, iters),
+                || timed(&rt, &fx, Path::Floor, n, iters),
+            );
+            summary.note(format!(
+                "1. concurrency {n}: Cordon / floor, paired batches of {iters} scans: {ratio}"
             ));
             summary.figure(
-                &format!("1. executor overhead, concurrency {n}: Cordon / floor"),
-                cordon.as_secs_f64() / floor.as_secs_f64(),
+                &format!("1. executor overhead, concurrency {n}: Cordon / floor (paired)"),
+                ratio.median,
                 "x",
                 Goal::AtMost,
                 1.5,

@@ -6,6 +6,13 @@
 //! per-iteration times of those samples**, so the summary and criterion's own report come
 //! from the same measurements; ratios are between benchmarks of one run of one binary.
 //! Benchmarks are not tests: a missed target is printed, never a failure.
+//!
+//! A figure that is a ratio of two ways of doing one thing is also measured **paired**
+//! ([`paired`]): after criterion's runs, batches of the two alternate, back to back, for many
+//! rounds, and the figure is the median of the rounds' ratios. On a machine whose speed drifts
+//! (a VM with busy neighbours), two criterion benchmarks run seconds apart can differ by more
+//! than what is measured; the two batches of a round run within milliseconds of each other,
+//! so drift cancels in their ratio.
 
 #![allow(dead_code)] // each bench binary uses a part of it
 
@@ -67,6 +74,68 @@ impl Recorder {
             .collect();
         per.sort_by(f64::total_cmp);
         Some(Duration::from_secs_f64(per[per.len() / 2]))
+    }
+}
+
+/// A ratio measured in alternating rounds (see the module's documentation).
+pub struct Paired {
+    /// The median of the rounds' ratios: the figure.
+    pub median: f64,
+    /// The 10th and 90th percentiles of the rounds' ratios: how much one round can vary.
+    pub p10: f64,
+    pub p90: f64,
+    pub rounds: usize,
+}
+
+impl std::fmt::Display for Paired {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} (10th to 90th percentile of {} paired rounds: {} to {})",
+            fmt(self.median),
+            self.rounds,
+            fmt(self.p10),
+            fmt(self.p90)
+        )
+    }
+}
+
+/// Rounds of a paired measurement.
+pub const PAIRED_ROUNDS: usize = 41;
+/// How long one batch of a paired round should take.
+pub const PAIRED_BATCH: Duration = Duration::from_millis(25);
+
+/// The iterations that make a batch of [`PAIRED_BATCH`], for something that takes `per_iter`.
+pub fn batch_iters(per_iter: Duration) -> u64 {
+    (PAIRED_BATCH.as_secs_f64() / per_iter.as_secs_f64().max(1e-9)).ceil() as u64
+}
+
+/// `rounds` rounds of one batch of `a` and one of `b` (each returns how long its batch took),
+/// alternating which goes first; the rounds' ratios `a / b`.
+pub fn paired(
+    rounds: usize,
+    mut a: impl FnMut() -> Duration,
+    mut b: impl FnMut() -> Duration,
+) -> Paired {
+    let mut ratios: Vec<f64> = (0..rounds)
+        .map(|round| {
+            let (ta, tb) = if round % 2 == 0 {
+                let ta = a();
+                (ta, b())
+            } else {
+                let tb = b();
+                (a(), tb)
+            };
+            ta.as_secs_f64() / tb.as_secs_f64().max(1e-12)
+        })
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    let at = |q: f64| ratios[((ratios.len() - 1) as f64 * q).round() as usize];
+    Paired {
+        median: at(0.5),
+        p10: at(0.1),
+        p90: at(0.9),
+        rounds,
     }
 }
 
