@@ -10,6 +10,7 @@
 use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::OnceLock;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize};
@@ -95,7 +96,64 @@ pub struct Input {
     pub scan_results: ScanResults,
     /// The `metadata` object given with the submission; `Value::Null` when there was none.
     pub metadata: Value,
-    raw: Value,
+    raw: Raw,
+}
+
+/// The JSON as received: the parsed tree, or the text it is parsed from when first asked for.
+/// [`Input::from_json`] parses the text straight into the typed fields, and most plugins
+/// never look at the tree: building it would be most of what parsing their input costs.
+#[derive(Clone)]
+struct Raw {
+    text: Option<Box<str>>,
+    value: OnceLock<Value>,
+}
+
+impl Raw {
+    fn parsed(value: Value) -> Raw {
+        Raw {
+            text: None,
+            value: OnceLock::from(value),
+        }
+    }
+
+    /// `text` must be a JSON object, already checked by a parse of it.
+    fn unparsed(text: &str) -> Raw {
+        Raw {
+            text: Some(text.into()),
+            value: OnceLock::new(),
+        }
+    }
+
+    fn get(&self) -> &Value {
+        self.value
+            .get_or_init(|| parse_checked(self.text.as_deref()))
+    }
+
+    fn into_value(self) -> Value {
+        match self.value.into_inner() {
+            Some(value) => value,
+            None => parse_checked(self.text.as_deref()),
+        }
+    }
+}
+
+/// The tree of a text that a parse has already accepted as a JSON object: the same parser
+/// gives the same answer, so the fallback (an empty object) is never taken.
+fn parse_checked(text: Option<&str>) -> Value {
+    text.and_then(|text| serde_json::from_str(text).ok())
+        .unwrap_or_else(|| Value::Object(Default::default()))
+}
+
+impl PartialEq for Raw {
+    fn eq(&self, other: &Raw) -> bool {
+        self.get() == other.get()
+    }
+}
+
+impl fmt::Debug for Raw {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.get().fmt(f)
+    }
 }
 
 /// The fields of [`Input`] as they are parsed; `raw` is kept beside them.
@@ -118,6 +176,14 @@ impl Input {
     /// including a trailing newline, is accepted). Fails only when the text is not JSON or its
     /// top level is not an object.
     pub fn from_json(text: &str) -> Result<Input, InputError> {
+        // The usual case: an object whose every field is as it should be, parsed straight into
+        // the typed fields, with no tree and no copies. (A struct would also accept a JSON
+        // array, hence the check of the first character.)
+        if text.trim_start().starts_with('{')
+            && let Ok(fields) = strictly(|| serde_json::from_str::<InputFields>(text))
+        {
+            return Ok(Input::from_fields(fields, Raw::unparsed(text)));
+        }
         let value: Value = serde_json::from_str(text)
             .map_err(|err| InputError::new(format!("stdin is not the scan result JSON: {err}")))?;
         Input::from_value(value)
@@ -137,24 +203,28 @@ impl Input {
             Err(_) => InputFields::deserialize(&value)
                 .map_err(|err| InputError::new(format!("stdin has an unreadable field: {err}")))?,
         };
-        Ok(Input {
+        Ok(Input::from_fields(fields, Raw::parsed(value)))
+    }
+
+    fn from_fields(fields: InputFields, raw: Raw) -> Input {
+        Input {
             data_id: fields.data_id,
             file_info: fields.file_info,
             process_info: fields.process_info,
             scan_results: fields.scan_results,
             metadata: fields.metadata,
-            raw: value,
-        })
+            raw,
+        }
     }
 
     /// The JSON exactly as received (an empty object for [`Input::default`]).
     pub fn raw(&self) -> &Value {
-        &self.raw
+        self.raw.get()
     }
 
     /// Takes the JSON exactly as received.
     pub fn into_raw(self) -> Value {
-        self.raw
+        self.raw.into_value()
     }
 
     /// The submission's id (`data_id`); `""` when absent.
@@ -267,7 +337,7 @@ impl Default for Input {
             process_info: ProcessInfo::default(),
             scan_results: ScanResults::default(),
             metadata: Value::Null,
-            raw: Value::Object(Default::default()),
+            raw: Raw::parsed(Value::Object(Default::default())),
         }
     }
 }
@@ -494,6 +564,48 @@ mod tests {
         ));
         assert_eq!(input.scan_results.scan_all_result_i, None);
         assert_eq!(input.file_info.display_name, "archive.zip");
+    }
+
+    #[test]
+    fn parsing_the_text_directly_gives_what_parsing_its_tree_gives() {
+        let seed: Value = serde_json::from_str(SEED_SCANNER_INPUT).unwrap();
+        let mut odd = seed.clone();
+        odd["file_info"]["file_size"] = Value::from("big");
+        let mut extra = seed.clone();
+        extra["not_modelled"] = serde_json::json!({"nested": [1, 2, {"x": null}]});
+        let texts = [
+            SEED_SCANNER_INPUT.to_owned(),
+            format!("  \n{}\n", serde_json::to_string(&seed).unwrap()),
+            serde_json::to_string(&odd).unwrap(),
+            serde_json::to_string(&extra).unwrap(),
+            // A duplicate key: the tree keeps the last value, and so must the typed field.
+            r#"{"data_id": "first", "data_id": "second"}"#.to_owned(),
+            r#"{"metadata": {"ticket": 7}, "file_info": null}"#.to_owned(),
+            "{}".to_owned(),
+        ];
+        for text in &texts {
+            let direct = Input::from_json(text).unwrap();
+            let tree: Value = serde_json::from_str(text).unwrap();
+            let via_tree = Input::from_value(tree.clone()).unwrap();
+            assert_eq!(direct, via_tree, "{text}");
+            assert_eq!(direct.data_id, via_tree.data_id, "{text}");
+            assert_eq!(direct.file_info, via_tree.file_info, "{text}");
+            assert_eq!(direct.scan_results, via_tree.scan_results, "{text}");
+            assert_eq!(direct.metadata, via_tree.metadata, "{text}");
+            assert_eq!(direct.raw(), &tree, "{text}");
+            assert_eq!(direct.clone().into_raw(), tree, "{text}");
+        }
+        assert_eq!(Input::from_json(&texts[4]).unwrap().data_id(), "second");
+        // What is not an object is refused, whichever way it would be parsed.
+        for bad in [
+            "[]",
+            r#"["a", {}, {}, {}, {}]"#,
+            "7",
+            "{",
+            r#"{"data_id": "x"} trailing"#,
+        ] {
+            assert!(Input::from_json(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
