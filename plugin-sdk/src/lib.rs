@@ -78,6 +78,19 @@
 //! accepts the binary, and `cordon plugin run <wasm> <file>` runs it as the host would. (`serde_json` is
 //! re-exported as [`serde_json`] for reading metadata.)
 //!
+//! Two flags make a wasm build cheaper to run; `cordon plugin new` writes them into the new
+//! crate's `.cargo/config.toml`:
+//!
+//! ```toml
+//! [target.wasm32-wasip1]
+//! rustflags = ["-C", "target-feature=+simd128", "-C", "link-arg=--initial-heap=1048576"]
+//! ```
+//!
+//! `+simd128` lets loops and crates use WebAssembly SIMD. `--initial-heap` starts the module
+//! with 1 MiB of heap, so that a scan's first allocations do not grow its memory: each growth
+//! is a system call in the host, undone by another before the next scan (a 4 KiB scan of the
+//! EICAR example plugin takes about a fifth less time with it).
+//!
 //! # The contract
 //!
 //! Cordon runs every plugin under one contract, MetaDefender Core's "External Scanner" and

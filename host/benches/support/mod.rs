@@ -85,6 +85,9 @@ pub struct Paired {
     pub p10: f64,
     pub p90: f64,
     pub rounds: usize,
+    /// The median time of one batch of `a` and of `b`.
+    pub a: Duration,
+    pub b: Duration,
 }
 
 impl std::fmt::Display for Paired {
@@ -117,6 +120,7 @@ pub fn paired(
     mut a: impl FnMut() -> Duration,
     mut b: impl FnMut() -> Duration,
 ) -> Paired {
+    let (mut times_a, mut times_b) = (Vec::new(), Vec::new());
     let mut ratios: Vec<f64> = (0..rounds)
         .map(|round| {
             let (ta, tb) = if round % 2 == 0 {
@@ -126,16 +130,22 @@ pub fn paired(
                 let tb = b();
                 (a(), tb)
             };
+            times_a.push(ta);
+            times_b.push(tb);
             ta.as_secs_f64() / tb.as_secs_f64().max(1e-12)
         })
         .collect();
     ratios.sort_by(f64::total_cmp);
+    times_a.sort();
+    times_b.sort();
     let at = |q: f64| ratios[((ratios.len() - 1) as f64 * q).round() as usize];
     Paired {
         median: at(0.5),
         p10: at(0.1),
         p90: at(0.9),
         rounds,
+        a: times_a[rounds / 2],
+        b: times_b[rounds / 2],
     }
 }
 
