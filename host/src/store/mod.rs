@@ -965,10 +965,10 @@ fn passive_checkpoint(conn: &Connection) -> rusqlite::Result<i64> {
 /// After a commit it wakes the checkpointer. The WAL restarts from its beginning (rather than
 /// growing) only when a write transaction begins with every frame already copied, which a
 /// checkpointer running beside a busy writer never sees: so once the WAL holds
-/// `restart_frames` (see [`WAL_RESTART_BYTES`]; `wal_frames` is kept by SQLite's WAL hook
-/// at every commit), the
-/// writer runs a passive checkpoint itself, between two batches. It copies only what was
-/// committed since the checkpointer's last pass, and the next batch starts the WAL over.
+/// `restart_frames` frames (see [`WAL_RESTART_BYTES`]; `wal_frames` is kept by SQLite's WAL
+/// hook at every commit), the writer runs a passive checkpoint itself, between two batches.
+/// It copies only what was committed since the checkpointer's last pass, and the next batch
+/// starts the WAL over.
 fn write_loop(
     conn: Connection,
     ops: mpsc::Receiver<WriteOp>,
