@@ -1,8 +1,9 @@
 //! Load generator for figure 4 of `BENCHMARKS.md` (server end to end): submits `--files`
 //! distinct files of `--size` bytes to a running `cordon serve` over HTTP, `--concurrency` at a
 //! time, polls each one to its final result, and reports files per second, the p50 and p99
-//! time from submission to final result, and the server's resident memory (`VmRSS` of
-//! `--pid`) sampled every second. `scripts/bench-server` builds and runs it against a fresh
+//! time from submission to final result, the server's resident memory (`VmRSS` of `--pid`)
+//! sampled every second, and what the server wrote to storage per file (`write_bytes` of
+//! `/proc/PID/io`). `scripts/bench-server` builds and runs it against a fresh
 //! server; run by hand:
 //!
 //! ```sh
