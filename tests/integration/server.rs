@@ -643,6 +643,76 @@ async fn a_final_result_is_shown_only_once_it_is_stored() {
 const EICAR_STRING: &[u8] =
     br"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
 
+/// Retention, end to end: results older than `retention_hours` go at the server's next sweep
+/// (one runs at start), with their jobs and their files, in the database or on disk; a result
+/// inside the retention period stays, and so does the file of a job that is still running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_past_retention_are_deleted_with_their_files_and_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = EICAR_CONFIG.replace("[server]\n", "[server]\nretention_hours = 1\n");
+    let s = TestServer::start_in(dir, &config).await;
+    const INLINE_MAX: usize = cordon::store::files::INLINE_MAX as usize;
+    let old_small = s.submit_ok(b"an old small file", &[]).await;
+    let old_large = s.submit_ok(&vec![b'o'; INLINE_MAX + 1], &[]).await;
+    let fresh = s.submit_ok(b"a fresh file", &[]).await;
+    let mut sha256 = std::collections::HashMap::new();
+    for id in [&old_small, &old_large, &fresh] {
+        let v = s.wait_final(id, None).await;
+        sha256.insert(
+            id.clone(),
+            v["file_info"]["sha256"].as_str().unwrap().to_owned(),
+        );
+    }
+    assert!(s.data_dir().join("files").join(&old_large).is_dir());
+
+    // Two of them were received two hours ago, as far as the database knows.
+    {
+        let db = rusqlite::Connection::open(s.data_dir().join("cordon.sqlite3")).unwrap();
+        db.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
+        let two_hours_ms = 2 * 3600 * 1000;
+        for id in [&old_small, &old_large] {
+            db.execute(
+                "UPDATE jobs SET received_ms = received_ms - ?2 WHERE data_id = ?1",
+                rusqlite::params![id, two_hours_ms],
+            )
+            .unwrap();
+            db.execute(
+                "UPDATE results SET created_ms = created_ms - ?2 WHERE data_id = ?1",
+                rusqlite::params![id, two_hours_ms],
+            )
+            .unwrap();
+        }
+    }
+    let s = s.restart().await;
+    wait_until("the sweep at start", async || {
+        s.get(&format!("/file/{old_large}"), None).await.1 == json!({ &old_large: "Not Found" })
+    })
+    .await;
+    for id in [&old_small, &old_large] {
+        let (status, v) = s.get(&format!("/file/{id}"), None).await;
+        assert_eq!((status, v), (200, json!({ id: "Not Found" })));
+        let sha = &sha256[id];
+        let (status, v) = s.get(&format!("/hash/{sha}"), None).await;
+        assert_eq!((status, v), (200, json!({ sha: "Not Found" })));
+        assert_eq!(stored_result(&s, id), None);
+    }
+    wait_until("the expired file's directory to go", async || {
+        !s.data_dir().join("files").join(&old_large).exists()
+    })
+    .await;
+    // The fresh one is whole: its result, by id and by hash, and its job with its file.
+    let v = s.wait_final(&fresh, None).await;
+    assert_eq!(v["data_id"], fresh.as_str());
+    let (status, by_hash) = s.get(&format!("/hash/{}", sha256[&fresh]), None).await;
+    assert_eq!(status, 200);
+    assert_eq!(by_hash["data_id"], fresh.as_str(), "{by_hash}");
+    assert_eq!(
+        stored(&s),
+        (1, 1),
+        "only the fresh job and its file are left"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn small_files_live_in_the_database_large_ones_on_disk_and_both_scan_whole() {
     let dir = tempfile::tempdir().unwrap();
