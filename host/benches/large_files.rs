@@ -1,8 +1,8 @@
 //! Figure 3 of `BENCHMARKS.md`: large files. The EICAR example scanner on 1 MiB and 64 MiB
 //! clean files, and on 4 KiB for reference (pseudo-random bytes, so the whole file is
-//! searched): its wasm32-wasip1 build run through [`Executor::invoke`] (instantiate, read the file through WASI, search, print
-//! the verdict) against the same scanning code (`eicar::scan`, the plugin's library) run
-//! natively in this process on the same file. Throughput in MB/s (10^6 bytes per second).
+//! searched): its wasm32-wasip1 build run through [`Executor::invoke`] (instantiate, read the
+//! file through WASI, search, print the verdict) against the same scanning code
+//! (`eicar::scan`, the plugin's library) run natively in this process on the same file. Throughput in MB/s (10^6 bytes per second).
 //! Target: wasm at least half of native.
 //!
 //! `cargo bench -p cordon --bench large_files`; the summary at the end gives each figure and
@@ -10,7 +10,7 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cordon::executor::{Executor, ExecutorConfig, Invocation, Plugin};
 use cordon::plugin::{Limits, ModuleSource, PluginName, PluginSpec, Role, RuntimeSpec};
@@ -18,7 +18,7 @@ use cordon::sample::Sample;
 use cordon_plugin_sdk::{Input, SampleFile};
 use cordon_tests::artifacts;
 use criterion::{Criterion, SamplingMode, Throughput};
-use support::{Goal, Recorder, Summary};
+use support::{Goal, Recorder, Summary, time_iters};
 
 /// The file sizes, and whether the figure has the target. 4 KiB has none: it shows what a scan
 /// costs besides reading and searching, which is what keeps the 1 MiB ratio down.
@@ -133,21 +133,13 @@ fn main() {
         let wasm_id = format!("large_files/{name}/wasm");
         group.bench_function("wasm", |b| {
             b.iter_custom(|iters| {
-                let started = Instant::now();
-                for _ in 0..iters {
-                    std::hint::black_box(wasm_scan(case));
-                }
-                rec.record(&wasm_id, iters, started.elapsed())
+                rec.record(&wasm_id, iters, time_iters(iters, || wasm_scan(case)))
             })
         });
         let native_id = format!("large_files/{name}/native");
         group.bench_function("native", |b| {
             b.iter_custom(|iters| {
-                let started = Instant::now();
-                for _ in 0..iters {
-                    std::hint::black_box(native_scan(case));
-                }
-                rec.record(&native_id, iters, started.elapsed())
+                rec.record(&native_id, iters, time_iters(iters, || native_scan(case)))
             })
         });
         group.finish();
@@ -174,17 +166,10 @@ fn main() {
             ));
             // Throughput ratio = native time / wasm time, in paired batches.
             let iters = support::batch_iters(wasm);
-            let batch = |scan: &dyn Fn(&Case)| {
-                let started = Instant::now();
-                for _ in 0..iters {
-                    scan(case);
-                }
-                started.elapsed()
-            };
             let ratio = support::paired(
                 support::PAIRED_ROUNDS,
-                || batch(&|case| drop(std::hint::black_box(native_scan(case)))),
-                || batch(&|case| drop(std::hint::black_box(wasm_scan(case)))),
+                || time_iters(iters, || native_scan(case)),
+                || time_iters(iters, || wasm_scan(case)),
             );
             summary.note(format!(
                 "{what}, paired batches of {iters} scans: {ratio}; in them wasm {:.3} ms/scan, \

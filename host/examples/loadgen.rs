@@ -104,19 +104,22 @@ fn content(i: u64, size: usize) -> Vec<u8> {
     bytes
 }
 
+/// The number after `key` in `/proc/<pid>/<file>` (a file of `key: number` lines).
+fn proc_number(pid: u32, file: &str, key: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/{file}")).ok()?;
+    let line = text.lines().find(|l| l.starts_with(key))?;
+    line[key.len()..].split_whitespace().next()?.parse().ok()
+}
+
 /// The resident set of `pid`, in KiB.
 fn rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
+    proc_number(pid, "status", "VmRSS:")
 }
 
 /// What `pid` has caused to be written to storage so far (`write_bytes` of `/proc/PID/io`:
 /// the database's WAL, its checkpoints, files kept on disk).
 fn written_bytes(pid: u32) -> Option<u64> {
-    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).ok()?;
-    let line = io.lines().find(|l| l.starts_with("write_bytes:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
+    proc_number(pid, "io", "write_bytes:")
 }
 
 #[derive(Default)]

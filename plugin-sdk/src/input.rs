@@ -184,6 +184,9 @@ impl Input {
         {
             return Ok(Input::from_fields(fields, Raw::unparsed(text)));
         }
+        // Otherwise through the tree: `from_value` tries the strict parse again (it succeeds
+        // there on duplicate keys, which the tree resolves to the last one) before the
+        // lenient one.
         let value: Value = serde_json::from_str(text)
             .map_err(|err| InputError::new(format!("stdin is not the scan result JSON: {err}")))?;
         Input::from_value(value)

@@ -103,6 +103,15 @@ impl std::fmt::Display for Paired {
     }
 }
 
+/// How long `iters` calls of `f` take, back to back (each result kept from the optimiser).
+pub fn time_iters<T>(iters: u64, mut f: impl FnMut() -> T) -> Duration {
+    let started = std::time::Instant::now();
+    for _ in 0..iters {
+        std::hint::black_box(f());
+    }
+    started.elapsed()
+}
+
 /// Rounds of a paired measurement.
 pub const PAIRED_ROUNDS: usize = 41;
 /// How long one batch of a paired round should take.
