@@ -122,6 +122,16 @@ fn written_bytes(pid: u32) -> Option<u64> {
     proc_number(pid, "io", "write_bytes:")
 }
 
+/// CPU time `pid` (a number or `self`) has used so far, user and system, in seconds (from
+/// `/proc/PID/stat`, whose times are in clock ticks of 1/100 s on Linux).
+fn cpu_seconds(pid: &str) -> Option<f64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces; the fields after its ')' start at 3 (state).
+    let mut fields = text[text.rfind(')')? + 1..].split_whitespace().skip(11);
+    let (user, system): (u64, u64) = (fields.next()?.parse().ok()?, fields.next()?.parse().ok()?);
+    Some((user + system) as f64 / 100.0)
+}
+
 #[derive(Default)]
 struct Totals {
     polls: AtomicU64,
@@ -215,6 +225,8 @@ async fn main() {
     let deadline = Instant::now() + Duration::from_secs(args.max_seconds);
     let started = Instant::now();
     let written_before = args.pid.and_then(written_bytes);
+    let server_cpu_before = args.pid.and_then(|pid| cpu_seconds(&pid.to_string()));
+    let own_cpu_before = cpu_seconds("self");
 
     // RSS and progress, every second.
     let sampler = {
@@ -273,6 +285,8 @@ async fn main() {
     }
     let elapsed = started.elapsed();
     let written = written_before.zip(args.pid.and_then(written_bytes));
+    let server_cpu = server_cpu_before.zip(args.pid.and_then(|pid| cpu_seconds(&pid.to_string())));
+    let own_cpu = own_cpu_before.zip(cpu_seconds("self"));
     totals.done.store(args.files, Ordering::Relaxed);
     let samples = sampler.await.expect("the sampler does not panic");
     latencies.sort();
@@ -324,6 +338,18 @@ async fn main() {
             "server writes to storage: {:.1} KiB per file ({:.0} MiB in all)",
             after.saturating_sub(before) as f64 / 1024.0 / ok.max(1) as f64,
             after.saturating_sub(before) as f64 / (1024.0 * 1024.0)
+        );
+    }
+    // CPU per file, which drifts less with the machine than files/s does; the load generator's
+    // own share shows what the server had left of the cores.
+    let per_file = |(before, after): (f64, f64)| (after - before) * 1e6 / ok.max(1) as f64;
+    if let Some(server) = server_cpu.map(per_file) {
+        let own = own_cpu.map(per_file).unwrap_or(f64::NAN);
+        println!(
+            "CPU per file: server {server:.0} us, load generator {own:.0} us \
+             ({:.2} of the {} cores busy with the two)",
+            (server + own) * ok as f64 / 1e6 / elapsed.as_secs_f64(),
+            std::thread::available_parallelism().map_or(1, |n| n.get())
         );
     }
     if errors > 0 {

@@ -3,7 +3,7 @@
 //! problem, for every problem at once.
 
 use cordon::host::{Host, HostError};
-use cordon_tests::artifacts::{NATIVE_QUARANTINE, WASM_EICAR, WASM_HOSTILE_LOOP};
+use cordon_tests::artifacts::{NATIVE_QUARANTINE, WASM_EICAR, WASM_HOSTILE_LOOP, WASM_P2_EICAR};
 
 fn load(toml: &str) -> Result<Host, HostError> {
     let dir = tempfile::tempdir().unwrap();
@@ -137,6 +137,54 @@ fn binaries_the_host_would_refuse_are_refused_at_load_with_the_plugin_named() {
         message.contains("plugin \"Gopher\"") && message.contains("http"),
         "{message}"
     );
+}
+
+/// An SDK plugin starts with 1 MiB of stack and 1 MiB of heap (the example plugins' build
+/// flags): under a `max_memory_bytes` of 1 MiB it could never be instantiated, so it is refused
+/// at load, as a module and as a component, with what it needs; with 4 MiB it loads.
+#[test]
+fn a_memory_limit_below_what_the_module_needs_to_start_is_refused_at_load() {
+    let config = |limit: u64| {
+        format!(
+            r#"
+            [[plugin]]
+            name = "Tight"
+            role = "scanner"
+            runtime = "wasm"
+            module = "{WASM_EICAR}"
+            max_memory_bytes = {limit}
+
+            [[plugin]]
+            name = "Tight component"
+            role = "scanner"
+            runtime = "wasm"
+            module = "{WASM_P2_EICAR}"
+            max_memory_bytes = {limit}
+
+            [[workflow]]
+            name = "w"
+            scanners = ["Tight", "Tight component"]
+            "#
+        )
+    };
+    let message = refusal(&config(1 << 20));
+    assert!(
+        message.contains("2 plugins could not be loaded"),
+        "{message}"
+    );
+    for name in ["Tight", "Tight component"] {
+        let line = message
+            .lines()
+            .find(|l| l.contains(&format!("plugin \"{name}\"")))
+            .unwrap_or_else(|| panic!("{name} is not named:\n{message}"));
+        assert!(
+            line.contains("limits.max_memory_bytes allows (1.0 MiB (1048576 bytes))")
+                && line.contains("just to start")
+                && line.contains("Raise max_memory_bytes to at least"),
+            "{line}"
+        );
+    }
+    load(&config(4 << 20)).expect("4 MiB is enough to start the example plugin");
 }
 
 #[test]

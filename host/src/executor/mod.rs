@@ -19,6 +19,7 @@ use serde::Serialize;
 
 use crate::plugin::{PluginName, PluginSpec, RuntimeKind, RuntimeSpec};
 use crate::sample::Sample;
+use crate::tools::human_bytes;
 
 /// What a plugin is given: the same for every runtime.
 #[derive(Debug, Clone, Copy)]
@@ -345,6 +346,20 @@ impl Executor {
             RuntimeSpec::Wasm { module } => {
                 let (plugin, wasm_info) =
                     self.inner.wasm.prepare(module, spec.role).map_err(fail)?;
+                // Refused now rather than failing every scan at instantiation.
+                if let Some(needed) = wasm_info.initial_memory_bytes
+                    && needed > spec.limits.max_memory_bytes
+                {
+                    return Err(fail(format!(
+                        "its module needs {} of linear memory just to start (its initial \
+                         memory size), more than limits.max_memory_bytes allows ({}): every \
+                         scan would fail. Raise max_memory_bytes to at least {needed}, or build \
+                         the module with a smaller initial memory (for a Rust plugin, a smaller \
+                         `-C link-arg=--initial-heap=N`, or none)",
+                        human_bytes(needed),
+                        human_bytes(spec.limits.max_memory_bytes),
+                    )));
+                }
                 info.sha256 = Some(wasm_info.sha256);
                 info.wasm_kind = Some(wasm_info.kind.to_string());
                 info.from_cache = wasm_info.from_cache;

@@ -187,7 +187,14 @@ pub struct WasmInfo {
     pub imports: Vec<String>,
     /// Its exports.
     pub exports: Vec<String>,
+    /// The linear memory it needs just to be instantiated: the largest initial size among the
+    /// memories it defines, in bytes. `None` when that is not known before instantiation (a
+    /// component that instantiates modules it imports) or it defines no memory.
+    pub initial_memory_bytes: Option<u64>,
 }
+
+/// Bytes in a WebAssembly page (Cordon's engine does not enable custom page sizes).
+const WASM_PAGE_BYTES: u64 = 64 << 10;
 
 /// Per-store state: the WASI context, the limiter, the deadline and the output pipes (so that
 /// the epoch callback can stop a guest that keeps writing past a cap).
@@ -389,6 +396,13 @@ impl WasmRuntime {
         })?;
         let sha256 = hex::encode(Sha256::digest(bytes));
         let (compiled, from_cache) = self.compile_cached(bytes, binary, &sha256)?;
+        let resources = match &compiled {
+            Compiled::Module(module) => Some(module.resources_required()),
+            Compiled::Component(component) => component.resources_required(),
+        };
+        let initial_memory_bytes = resources
+            .and_then(|r| r.max_initial_memory_size)
+            .map(|pages| pages.saturating_mul(WASM_PAGE_BYTES));
         let (prepared, kind, imports, exports) = match compiled {
             Compiled::Module(module) => {
                 let (imports, exports) = check_module_interface(&module)?;
@@ -431,6 +445,7 @@ impl WasmRuntime {
                 size: bytes.len(),
                 imports,
                 exports,
+                initial_memory_bytes,
             },
         ))
     }
@@ -1443,6 +1458,42 @@ mod tests {
         broken.truncate(broken.len() - 3);
         let e = load(broken);
         assert!(e.contains("not a valid WebAssembly module"), "{e}");
+    }
+
+    /// A module whose initial memory is above `max_memory_bytes` could never be instantiated;
+    /// it is refused at load, and one that fits exactly is not.
+    #[test]
+    fn a_module_whose_initial_memory_exceeds_the_limit_is_refused_at_load() {
+        let pages = 40; // 2.5 MiB
+        let bytes = wat::parse_str(format!(
+            r#"(module (memory (export "memory") {pages}) (func (export "_start")))"#
+        ))
+        .unwrap();
+        let limits = |max_memory_bytes| Limits {
+            max_memory_bytes,
+            ..Limits::default()
+        };
+        let needed = pages * WASM_PAGE_BYTES;
+        let e = setup(bytes.clone(), limits(needed - 1))
+            .1
+            .map(|_| ())
+            .unwrap_err();
+        assert!(
+            e.starts_with("plugin \"t\": its module needs 2.5 MiB (2621440 bytes) of linear memory")
+                && e.contains(&format!("Raise max_memory_bytes to at least {needed},")),
+            "{e}"
+        );
+        let (executor, plugin, _dir) = setup(bytes, limits(needed));
+        let plugin = plugin.unwrap();
+        let sample = Sample::from_bytes(b"x", "x.txt", _dir.path()).unwrap();
+        let o = tokio::runtime::Runtime::new().unwrap().block_on(executor.invoke(
+            &plugin,
+            Invocation {
+                stdin: b"{}\n",
+                sample: &sample,
+            },
+        ));
+        assert_eq!((o.exit, o.failure), (Some(0), None));
     }
 
     #[test]
