@@ -47,6 +47,10 @@ pub const MAX_FILENAME_CHARS: usize = 1024;
 pub const MAX_USER_AGENT_BYTES: usize = 512;
 /// Chunks of the body in flight between the connection and the disk writer.
 const UPLOAD_CHUNKS_IN_FLIGHT: usize = 8;
+/// Uploads up to this size are received and hashed in the request's own task: hashing them
+/// (MD5, SHA-1, SHA-256) takes well under a millisecond, less than handing each chunk to a
+/// blocking thread costs. Larger ones go through a blocking thread.
+const RECEIVE_IN_TASK_MAX: u64 = 64 * 1024;
 
 /// What the headers of `POST /file` ask for.
 #[derive(Debug, Clone, PartialEq)]
@@ -261,7 +265,7 @@ pub async fn submit(
     let file_name = sanitize_file_name(&display_name);
     let inline = match content {
         // Stored with the job, below.
-        Content::Inline(bytes) => Some(bytes),
+        Content::Inline(bytes) => Some(Bytes::from(bytes)),
         Content::Staged(staged) => {
             let files = state.store.files.clone();
             let (id, name) = (data_id.clone(), file_name.clone());
@@ -289,7 +293,7 @@ pub async fn submit(
         runs: 0,
     };
     let in_file_store = inline.is_none();
-    if let Err(e) = state.store.insert_job(record.clone(), inline).await {
+    if let Err(e) = state.store.insert_job(record.clone(), inline.clone()).await {
         if in_file_store {
             let _ = state.store.files.remove(&data_id);
         }
@@ -303,49 +307,59 @@ pub async fn submit(
         sha256 = %record.fingerprint.sha256,
         "file accepted"
     );
-    state.jobs.enqueue(reservation, record, workflow);
+    state.jobs.enqueue(reservation, record, inline, workflow);
     Ok(Json(json!({ "data_id": data_id })))
 }
 
-/// Stream `body` (announced as `length` bytes) to a new upload in the file store, on a
-/// blocking thread, with a bounded number of chunks in flight.
+/// Stream `body` (announced as `length` bytes) to a new upload in the file store: a small one
+/// in this task, a larger one on a blocking thread with a bounded number of chunks in flight.
 async fn receive(state: &AppState, body: Body, length: u64) -> Result<Received, ApiError> {
     let files = state.store.files.clone();
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(UPLOAD_CHUNKS_IN_FLIGHT);
-    let writer = tokio::task::spawn_blocking(move || {
-        let mut upload = files.incoming(length)?;
-        while let Some(chunk) = rx.blocking_recv() {
-            upload.write(&chunk)?;
-        }
-        upload.finish()
-    });
     let mut stream = body.into_data_stream();
     let mut total = 0u64;
-    let mut failure = None;
-    while let Some(chunk) = stream.next().await {
-        match chunk {
-            Ok(chunk) => {
-                total += chunk.len() as u64;
-                if total > length {
-                    failure = Some(ApiError::bad_request(
-                        "The body is longer than Content-Length",
-                    ));
-                    break;
+    let (failure, written) = if length <= RECEIVE_IN_TASK_MAX {
+        // Kept in memory (`length` is below `INLINE_MAX`): nothing here blocks.
+        let mut upload = files
+            .incoming(length)
+            .map_err(|e| ApiError::internal("cannot receive the file", &e))?;
+        let mut written = Ok(());
+        let failure = loop {
+            match next_chunk(&mut stream, &mut total, length).await {
+                Ok(Some(chunk)) => {
+                    written = upload.write(&chunk);
+                    if written.is_err() {
+                        break None;
+                    }
                 }
-                if tx.send(chunk).await.is_err() {
-                    break; // The writer failed; its error is reported below.
+                Ok(None) => break None,
+                Err(e) => break Some(e),
+            }
+        };
+        (failure, written.and_then(|()| upload.finish()))
+    } else {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(UPLOAD_CHUNKS_IN_FLIGHT);
+        let writer = tokio::task::spawn_blocking(move || {
+            let mut upload = files.incoming(length)?;
+            while let Some(chunk) = rx.blocking_recv() {
+                upload.write(&chunk)?;
+            }
+            upload.finish()
+        });
+        let failure = loop {
+            match next_chunk(&mut stream, &mut total, length).await {
+                Ok(Some(chunk)) => {
+                    if tx.send(chunk).await.is_err() {
+                        break None; // The writer failed; its error is reported below.
+                    }
                 }
+                Ok(None) => break None,
+                Err(e) => break Some(e),
             }
-            Err(e) => {
-                failure = Some(ApiError::bad_request(format!(
-                    "The upload was interrupted: {e}"
-                )));
-                break;
-            }
-        }
-    }
-    drop(tx);
-    let written = writer.await.expect("the upload writer does not panic");
+        };
+        drop(tx);
+        let written = writer.await.expect("the upload writer does not panic");
+        (failure, written)
+    };
     if let Some(f) = failure {
         state.metrics.rejected("bad_request");
         return Err(f);
@@ -359,6 +373,30 @@ async fn receive(state: &AppState, body: Body, length: u64) -> Result<Received, 
         )));
     }
     Ok(received)
+}
+
+/// The next chunk of an upload announced as `length` bytes (`None` at its end), counted in
+/// `total`; an error once the body is longer than announced or the connection fails.
+async fn next_chunk(
+    stream: &mut axum::body::BodyDataStream,
+    total: &mut u64,
+    length: u64,
+) -> Result<Option<Bytes>, ApiError> {
+    match stream.next().await {
+        None => Ok(None),
+        Some(Ok(chunk)) => {
+            *total += chunk.len() as u64;
+            if *total > length {
+                return Err(ApiError::bad_request(
+                    "The body is longer than Content-Length",
+                ));
+            }
+            Ok(Some(chunk))
+        }
+        Some(Err(e)) => Err(ApiError::bad_request(format!(
+            "The upload was interrupted: {e}"
+        ))),
+    }
 }
 
 fn json_response(json: String) -> Response {
@@ -378,6 +416,13 @@ pub async fn result(
     if let Some((owner, result)) = state.jobs.snapshot(&data_id) {
         return Ok(if principal.may_see(&owner) {
             Json(result).into_response()
+        } else {
+            not_found(&data_id)
+        });
+    }
+    if let Some((owner, json)) = state.jobs.recent(&data_id) {
+        return Ok(if principal.may_see(&owner) {
+            json_response(json.to_string())
         } else {
             not_found(&data_id)
         });

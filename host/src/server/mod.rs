@@ -397,6 +397,7 @@ async fn sweeper(state: Arc<AppState>, retention: Duration) {
         let before = now_ms() - retention.as_millis() as i64;
         match state.store.sweep(before).await {
             Ok(ids) if !ids.is_empty() => {
+                state.jobs.forget(&ids);
                 let files = state.store.files.clone();
                 let n = ids.len();
                 let _ = tokio::task::spawn_blocking(move || {

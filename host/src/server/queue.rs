@@ -21,10 +21,11 @@
 //!   the job and records its start, just before the scan (or, for the next file of a busy
 //!   slot, while the previous one is scanned).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use tracing::Instrument;
@@ -44,6 +45,10 @@ pub const MAX_RUNS: u32 = 3;
 /// A job waiting for a worker.
 pub struct Queued {
     record: JobRecord,
+    /// The file's bytes when they are kept in the database and this process received them:
+    /// placed for the scan without reading them back (at most `max_queue` of them wait, each
+    /// at most [`crate::store::files::INLINE_MAX`] bytes).
+    inline: Option<Bytes>,
     /// The workflow it was accepted with; `None` for jobs recovered at start-up (resolved by
     /// name when they run).
     workflow: Option<Arc<Workflow>>,
@@ -61,6 +66,37 @@ struct Active {
     final_in_memory: bool,
 }
 
+/// How many final results, the newest stored, [`Jobs`] keeps in memory (see [`Recent`]).
+pub const RECENT_RESULTS: usize = 2048;
+
+/// Final results stored in the last moments, as their JSON, with their owners: nearly every
+/// client polls once more after its scan ends, and that poll is answered from here instead of
+/// the database. At most [`RECENT_RESULTS`], the oldest forgotten first; each is the same
+/// text as the stored result, and results deleted by the retention sweep are forgotten here
+/// too ([`Jobs::forget`]).
+#[derive(Default)]
+struct Recent {
+    results: HashMap<String, (String, Arc<str>)>,
+    order: VecDeque<String>,
+}
+
+impl Recent {
+    fn insert(&mut self, data_id: &str, owner: &str, json: Arc<str>) {
+        if self
+            .results
+            .insert(data_id.to_owned(), (owner.to_owned(), json))
+            .is_none()
+        {
+            self.order.push_back(data_id.to_owned());
+        }
+        while self.order.len() > RECENT_RESULTS {
+            if let Some(oldest) = self.order.pop_front() {
+                self.results.remove(&oldest);
+            }
+        }
+    }
+}
+
 /// A place in the queue, reserved by a submission while its file is received.
 pub type Reservation = mpsc::OwnedPermit<Queued>;
 
@@ -69,6 +105,7 @@ pub struct Jobs {
     tx: mpsc::Sender<Queued>,
     rx: tokio::sync::Mutex<mpsc::Receiver<Queued>>,
     active: Mutex<HashMap<String, Active>>,
+    recent: Mutex<Recent>,
     /// Final results being stored (their jobs still in `active`).
     finalizing: AtomicUsize,
     /// Notified when `finalizing` drops to zero.
@@ -85,6 +122,7 @@ impl Jobs {
             tx,
             rx: tokio::sync::Mutex::new(rx),
             active: Mutex::new(HashMap::new()),
+            recent: Mutex::new(Recent::default()),
             finalizing: AtomicUsize::new(0),
             finalized: Notify::new(),
             scans: Semaphore::new(workers.max(1)),
@@ -130,10 +168,17 @@ impl Jobs {
     }
 
     /// Queue an accepted job in the place reserved for it.
-    pub fn enqueue(&self, reservation: Reservation, record: JobRecord, workflow: Arc<Workflow>) {
+    pub fn enqueue(
+        &self,
+        reservation: Reservation,
+        record: JobRecord,
+        inline: Option<Bytes>,
+        workflow: Arc<Workflow>,
+    ) {
         self.track(&record, Some(workflow.clone()));
         reservation.send(Queued {
             record,
+            inline,
             workflow: Some(workflow),
         });
     }
@@ -144,6 +189,7 @@ impl Jobs {
         self.tx
             .send(Queued {
                 record,
+                inline: None,
                 workflow: None,
             })
             .await
@@ -244,8 +290,28 @@ impl Jobs {
         }
     }
 
-    fn remove(&self, data_id: &str) {
+    /// The job's final result is stored: it leaves the jobs in flight for the recent results.
+    fn retire(&self, data_id: &str, owner: &str, json: Arc<str>) {
+        self.recent
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(data_id, owner, json);
         self.active().remove(data_id);
+    }
+
+    /// A final result stored in the last moments, as its stored JSON, with its owner.
+    pub fn recent(&self, data_id: &str) -> Option<(String, Arc<str>)> {
+        let recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        recent.results.get(data_id).cloned()
+    }
+
+    /// Forget these results (deleted from the database). Their places in the eviction order
+    /// stay until they come first (ids are never reused): at most the bound, never more.
+    pub fn forget(&self, data_ids: &[String]) {
+        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        for id in data_ids {
+            recent.results.remove(id);
+        }
     }
 
     /// How many jobs are queued or running.
@@ -321,7 +387,7 @@ async fn run(state: &Arc<AppState>, job: Queued) {
                 tracing::error!("its workflow no longer exists; the file is not scanned");
                 final_without_run(&record, None, ResultCode::NOT_SCANNED)
             }
-            Some(wf) => match state.store.sample(&record).await {
+            Some(wf) => match state.store.sample_from(&record, job.inline).await {
                 Err(e) => {
                     tracing::error!(error = %e, "the stored file cannot be opened");
                     final_without_run(&record, Some(wf), ResultCode::FAILED)
@@ -391,16 +457,18 @@ async fn run(state: &Arc<AppState>, job: Queued) {
 /// once stored: one shown before its commit could be lost to a crash, and the file scanned
 /// again with another result.
 async fn finalize(state: &Arc<AppState>, record: &JobRecord, result: ScanResult) {
-    let json = serde_json::to_string(&result).expect("a ScanResult always serializes");
+    let json: Arc<str> = serde_json::to_string(&result)
+        .expect("a ScanResult always serializes")
+        .into();
     state.jobs.set_finished(&record.data_id);
-    if let Err(e) = state.store.finish(record, json).await {
+    if let Err(e) = state.store.finish(record, json.clone()).await {
         // The job stays in memory, where readers now see its final result, and `running` in
         // the database: it runs again at the next start.
         tracing::error!(error = %e, "cannot store the final result");
         state.jobs.set_final(&record.data_id, &result);
         return;
     }
-    state.jobs.remove(&record.data_id);
+    state.jobs.retire(&record.data_id, &record.owner, json);
     state.metrics.finished(&result);
     if let Some(url) = &record.callback_url {
         tokio::spawn(super::callbacks::deliver(
@@ -609,7 +677,42 @@ mod tests {
             Some(other.data_id.clone())
         );
         // Once stored, the job leaves memory and the database answers.
-        jobs.remove(&new.data_id);
+        jobs.retire(&new.data_id, "k1", "{}".into());
         assert_eq!(lookup(&a, None, None), Some(old.data_id.clone()));
+    }
+
+    #[test]
+    fn stored_results_are_kept_in_memory_newest_first_within_the_bound_until_swept() {
+        let jobs = Jobs::new(8, 1);
+        let id = |i: usize| format!("{i:032x}");
+        let job = record(&id(0), "k1", "w", &"a".repeat(64), 1);
+        jobs.track(&job, None);
+        assert_eq!(jobs.recent(&id(0)), None, "not final yet");
+        jobs.retire(&id(0), "k1", "{\"n\":0}".into());
+        assert!(jobs.snapshot(&id(0)).is_none(), "no longer in flight");
+        assert_eq!(jobs.recent(&id(0)), Some(("k1".to_owned(), "{\"n\":0}".into())));
+
+        // The bound: the oldest go first.
+        for i in 1..=RECENT_RESULTS {
+            jobs.retire(&id(i), "k2", format!("{{\"n\":{i}}}").into());
+        }
+        assert_eq!(jobs.recent(&id(0)), None, "the oldest is forgotten");
+        assert_eq!(jobs.recent(&id(1)).unwrap().1.as_ref(), "{\"n\":1}");
+        assert_eq!(jobs.recent(&id(RECENT_RESULTS)).unwrap().0, "k2");
+        let kept = |jobs: &Jobs| (0..=RECENT_RESULTS).filter(|&i| jobs.recent(&id(i)).is_some()).count();
+        assert_eq!(kept(&jobs), RECENT_RESULTS);
+
+        // Swept from the database, forgotten here; the bound still holds after.
+        jobs.forget(&[id(1), id(2)]);
+        assert_eq!((jobs.recent(&id(1)), jobs.recent(&id(2))), (None, None));
+        assert!(jobs.recent(&id(3)).is_some());
+        for i in RECENT_RESULTS + 1..=RECENT_RESULTS + 2 {
+            jobs.retire(&id(i), "k2", "{}".into());
+        }
+        assert!(jobs.recent(&id(3)).is_some(), "the swept ones made room first");
+        jobs.retire(&id(RECENT_RESULTS + 3), "k2", "{}".into());
+        assert_eq!(jobs.recent(&id(3)), None);
+        let recent = jobs.recent.lock().unwrap();
+        assert!(recent.order.len() <= RECENT_RESULTS && recent.results.len() <= RECENT_RESULTS);
     }
 }

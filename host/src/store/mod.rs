@@ -32,6 +32,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 
+use bytes::Bytes;
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::oneshot;
 
@@ -539,12 +540,12 @@ impl Store {
     pub async fn insert_job(
         &self,
         job: JobRecord,
-        inline: Option<Vec<u8>>,
+        inline: Option<Bytes>,
     ) -> Result<(), StoreError> {
         self.write(Durability::Machine, move |db| {
             if let Some(content) = &inline {
                 db.prepare_cached("INSERT INTO inline_files (data_id, content) VALUES (?1, ?2)")?
-                    .execute(params![job.data_id, content])?;
+                    .execute(params![job.data_id, &content[..]])?;
             }
             let f = &job.fingerprint;
             db.prepare_cached(
@@ -580,16 +581,33 @@ impl Store {
     /// A job's file as a sample for plugins: the bytes kept in the database placed in a
     /// scan slot (see [`SlotPool`]), or the file in the file store.
     pub async fn sample(&self, job: &JobRecord) -> Result<Sample, StoreError> {
+        self.sample_from(job, None).await
+    }
+
+    /// [`Store::sample`] for a job whose bytes kept in the database the caller still holds
+    /// (`inline`, as given to [`Store::insert_job`]): they are placed without being read back.
+    pub async fn sample_from(
+        &self,
+        job: &JobRecord,
+        inline: Option<Bytes>,
+    ) -> Result<Sample, StoreError> {
         let db = self.reader.clone();
         let (files, slots) = (self.files.clone(), self.slots.clone());
         let (id, name) = (job.data_id.clone(), job.file_name.clone());
         let path = self.path.clone();
         tokio::task::spawn_blocking(move || {
-            let inline: Option<Vec<u8>> = {
-                let db = db.lock().unwrap_or_else(|p| p.into_inner());
-                db.prepare_cached("SELECT content FROM inline_files WHERE data_id = ?1")
-                    .and_then(|mut stmt| stmt.query_row(params![id], |r| r.get(0)).optional())
-                    .map_err(|source| Store::error(path.clone(), source))?
+            let inline: Option<Bytes> = match inline {
+                Some(bytes) => Some(bytes),
+                None => {
+                    let db = db.lock().unwrap_or_else(|p| p.into_inner());
+                    db.prepare_cached("SELECT content FROM inline_files WHERE data_id = ?1")
+                        .and_then(|mut stmt| {
+                            stmt.query_row(params![id], |r| r.get::<_, Vec<u8>>(0))
+                                .optional()
+                        })
+                        .map_err(|source| Store::error(path.clone(), source))?
+                        .map(Bytes::from)
+                }
             };
             match inline {
                 Some(bytes) => slots
@@ -637,7 +655,11 @@ impl Store {
 
     /// Store a job's final result and mark it done, in one transaction. When the job has a
     /// callback URL, its delivery becomes `pending`.
-    pub async fn finish(&self, job: &JobRecord, result_json: String) -> Result<(), StoreError> {
+    pub async fn finish(
+        &self,
+        job: &JobRecord,
+        result_json: Arc<str>,
+    ) -> Result<(), StoreError> {
         let job = job.clone();
         self.write(Durability::Machine, move |db| {
             let f = &job.fingerprint;
@@ -655,7 +677,7 @@ impl Store {
                 f.sha256,
                 job.received_ms,
                 now_ms(),
-                result_json
+                &*result_json
             ])?;
             db.prepare_cached(
                 "UPDATE jobs SET state = 'done',
@@ -1159,7 +1181,7 @@ mod tests {
         {
             let store = Store::open(dir.path()).unwrap();
             store
-                .insert_job(job(id, 5), Some(b"abc".to_vec()))
+                .insert_job(job(id, 5), Some(Bytes::from_static(b"abc")))
                 .await
                 .unwrap();
             store.mark_running(id).await.unwrap();
@@ -1232,7 +1254,7 @@ mod tests {
         // the file's is rolled back with it.
         assert!(
             store
-                .insert_job(job(id, 6), Some(b"lost".to_vec()))
+                .insert_job(job(id, 6), Some(Bytes::from_static(b"lost")))
                 .await
                 .is_err()
         );
@@ -1265,7 +1287,7 @@ mod tests {
         for i in 0..400u32 {
             let id = format!("{i:032x}");
             store
-                .insert_job(job(&id, 5), Some(vec![i as u8; 4096]))
+                .insert_job(job(&id, 5), Some(vec![i as u8; 4096].into()))
                 .await
                 .unwrap();
             largest = largest.max(std::fs::metadata(&wal).unwrap().len());
@@ -1308,7 +1330,7 @@ mod tests {
         let store = Store::open(old.path()).unwrap();
         let id = "0123456789abcdef0123456789abcdef";
         store
-            .insert_job(job(id, 5), Some(b"old".to_vec()))
+            .insert_job(job(id, 5), Some(Bytes::from_static(b"old")))
             .await
             .unwrap();
         let stored = store.job(id).await.unwrap().unwrap();
