@@ -1049,7 +1049,7 @@ fn commit_batch(
         }
     }
     if failure.is_none()
-        && let Err(e) = conn.execute_batch("BEGIN IMMEDIATE")
+        && let Err(e) = control(conn, "BEGIN IMMEDIATE")
     {
         failure = Some(e.to_string());
     }
@@ -1065,7 +1065,7 @@ fn commit_batch(
     let mut ops = ops.into_iter();
     while let Some(op) = ops.next() {
         // A savepoint per write: one that fails is undone alone.
-        if let Err(e) = conn.execute_batch("SAVEPOINT op") {
+        if let Err(e) = control(conn, "SAVEPOINT op") {
             let message = e.to_string();
             let (_, completion) = (op.run)(Err(&message));
             completion(Err(&message));
@@ -1088,21 +1088,26 @@ fn commit_batch(
             return;
         }
         let end = if ok {
-            "RELEASE op"
+            control(conn, "RELEASE op")
         } else {
-            "ROLLBACK TO op; RELEASE op"
+            conn.execute_batch("ROLLBACK TO op; RELEASE op")
         };
-        if let Err(e) = conn.execute_batch(end) {
+        if let Err(e) = end {
             tracing::error!(error = %e, "cannot end a savepoint");
         }
     }
-    let commit = conn.execute_batch("COMMIT").map_err(|e| e.to_string());
+    let commit = control(conn, "COMMIT").map_err(|e| e.to_string());
     if commit.is_err() {
         let _ = conn.execute_batch("ROLLBACK");
     }
     for completion in completions {
         completion(commit.as_ref().map(|_| ()).map_err(String::as_str));
     }
+}
+
+/// A transaction-control statement the writer runs for every batch or write, prepared once.
+fn control(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(drop)
 }
 
 const JOB_COLUMNS: &str = "data_id, owner, state, workflow, display_name, file_name, user_agent,
