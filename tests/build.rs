@@ -57,6 +57,11 @@ fn main() {
             hostile_native_scripts_dir().join("fork-and-exit.sh"),
             "Hostile script: prints a clean verdict and exits 0, leaving a grandchild (pid on stderr) holding stdout open.",
         ),
+        (
+            "NATIVE_HOSTILE_DAEMON",
+            hostile_native_scripts_dir().join("daemon.sh"),
+            "Hostile script: `daemon.sh <pidfile> <file>` leaves a daemon (`setsid`, outside its process group, pid in `<pidfile>`) holding stdout open, prints a clean verdict and exits 0.",
+        ),
     ];
     for (name, path, doc) in scripts {
         assert!(path.exists(), "{} is missing", path.display());

@@ -27,8 +27,8 @@
 ///
 /// The native script plugins, from the source tree: `NATIVE_SCRIPTS_DIR`,
 /// `NATIVE_EXEC_DETECTOR`, `NATIVE_QUARANTINE`, `NATIVE_HOSTILE_SCRIPTS_DIR`,
-/// `NATIVE_HOSTILE_GRANDCHILD`, `NATIVE_HOSTILE_FORK_AND_EXIT`. [`artifacts::ALL`] lists
-/// every constant as `(name, path)`.
+/// `NATIVE_HOSTILE_GRANDCHILD`, `NATIVE_HOSTILE_FORK_AND_EXIT`, `NATIVE_HOSTILE_DAEMON`.
+/// [`artifacts::ALL`] lists every constant as `(name, path)`.
 ///
 /// What each plugin does is documented at the top of its source file.
 pub mod artifacts {

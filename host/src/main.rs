@@ -18,6 +18,15 @@ fn main() -> ExitCode {
         LogFormat::Text => logs.init(),
         LogFormat::Json => logs.json().with_current_span(true).init(),
     }
+    // Processes a native plugin leaves behind outside its process group are killed (the
+    // binary starts no processes but plugins).
+    if let Err(e) = cordon::executor::process::reap_escaped_processes() {
+        tracing::warn!(
+            error = %e,
+            "cannot become the child subreaper: processes a native plugin leaves running \
+             outside its process group (a daemon) will not be killed"
+        );
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -16,10 +16,15 @@
 //!   [`REAP_GRACE`] to collect the killed child: at the deadline the whole process group gets
 //!   SIGKILL and reading stops, even if a process that escaped the group still holds the
 //!   pipes open;
-//! - when the direct child exits, what is left of its process group is killed too (a plugin
-//!   leaves no processes behind, except ones that left the group with `setsid`, which are
-//!   out of reach), then the pipes are read to their end; an invocation dropped before its
-//!   end kills the group as well;
+//! - when the direct child exits, what is left of its process group is killed too, then the
+//!   pipes are read to their end; an invocation dropped before its end kills the group as
+//!   well;
+//! - processes that left the group (`setsid`, `setpgid`: a daemon) are out of the group
+//!   kill's reach. In a process that called [`reap_escaped_processes`] (the `cordon` binary
+//!   does, at start), they are killed too: Cordon is their "child subreaper", so when their
+//!   parent dies they become its children, and after every process invocation every child of
+//!   Cordon that is not a running plugin is killed and reaped. A library user that spawns
+//!   processes of its own does not call it, and keeps only the group kill;
 //! - at most `max_stdout_bytes` / `max_stderr_bytes` are kept; one byte more kills the
 //!   process group at once and the outcome is `output_too_large`;
 //! - stdin is written while stdout and stderr are drained, so a child that writes before it
@@ -27,11 +32,14 @@
 //! - a spawn failure, an exit code, a signal or a deadline is an [`Outcome`], never a host
 //!   error or a panic.
 
+use std::collections::BTreeSet;
 use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use rustix::process::{Pid, Resource, Rlimit, Signal};
@@ -62,6 +70,131 @@ const ADDRESS_SPACE_FACTOR: u64 = 4;
 /// Timeouts beyond this are treated as this (30 years), so that a deadline is always a
 /// representable instant.
 const FOREVER: Duration = Duration::from_secs(30 * 365 * 24 * 3600);
+
+/// How many rounds of killing [`reap_escapees`] makes at most: each round kills the orphans
+/// there are, and their own children become orphans in their turn.
+const REAP_ROUNDS: u32 = 16;
+
+/// Whether this process reaps what plugins leave behind (see [`reap_escaped_processes`]).
+static REAPING: AtomicBool = AtomicBool::new(false);
+
+/// The pids of the plugin processes Cordon started and has not reaped yet: its only children
+/// that are not orphans. Held while spawning, so that a new plugin is never taken for one.
+static LEADERS: Mutex<BTreeSet<i32>> = Mutex::new(BTreeSet::new());
+
+/// One sweep for orphans at a time: a listed orphan stays this process's unreaped child (its
+/// pid cannot be reused) until the sweep that listed it reaps it.
+static SWEEP: Mutex<()> = Mutex::new(());
+
+fn leaders() -> std::sync::MutexGuard<'static, BTreeSet<i32>> {
+    LEADERS.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Make this process the "child subreaper" of every process it starts, and kill, after every
+/// process invocation, each of its children that is not a running plugin: processes that a
+/// plugin left behind outside its process group (a daemon: `fork`, `setsid`, the parent exits)
+/// become Cordon's children when their parent dies, instead of `init`'s, and are killed then.
+///
+/// For a process whose only children are plugins: any other child it has (or starts itself)
+/// would be killed too. The `cordon` binary calls this at start.
+pub fn reap_escaped_processes() -> io::Result<()> {
+    rustix::process::set_child_subreaper(Some(rustix::process::getpid()))?;
+    REAPING.store(true, Ordering::SeqCst);
+    Ok(())
+}
+
+/// The children of this process (of all its threads): `/proc/self/task/*/children`, or where
+/// the kernel lacks those, every process whose parent is this one.
+fn children() -> io::Result<Vec<i32>> {
+    let mut pids = Vec::new();
+    let mut any_children_file = false;
+    for task in std::fs::read_dir("/proc/self/task")? {
+        let path = task?.path().join("children");
+        match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                any_children_file = true;
+                pids.extend(
+                    text.split_whitespace()
+                        .filter_map(|p| p.parse::<i32>().ok()),
+                );
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    if any_children_file {
+        return Ok(pids);
+    }
+    let me = std::process::id() as i32;
+    for entry in std::fs::read_dir("/proc")? {
+        let Ok(pid) = entry?.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        // `pid (comm) state ppid ...`; the command may hold spaces and parentheses.
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue; // Gone meanwhile.
+        };
+        let ppid = stat
+            .rfind(')')
+            .and_then(|end| stat[end + 1..].split_whitespace().nth(1))
+            .and_then(|p| p.parse::<i32>().ok());
+        if ppid == Some(me) {
+            pids.push(pid);
+        }
+    }
+    Ok(pids)
+}
+
+/// Kill and reap every child of this process that is not a running plugin (see
+/// [`reap_escaped_processes`]); blocking. Returns how many were killed.
+fn reap_escapees() -> usize {
+    let _sweep = SWEEP.lock().unwrap_or_else(|p| p.into_inner());
+    // Plugins reaped after their invocation gave up on them (see `REAP_GRACE`) are gone.
+    leaders().retain(|pid| Path::new(&format!("/proc/{pid}")).exists());
+    let mut killed = 0;
+    for _ in 0..REAP_ROUNDS {
+        let orphans: Vec<Pid> = match children() {
+            Ok(pids) => {
+                let leaders = leaders();
+                pids.into_iter()
+                    .filter(|p| !leaders.contains(p))
+                    .filter_map(Pid::from_raw)
+                    .collect()
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list the processes plugins left behind");
+                return killed;
+            }
+        };
+        if orphans.is_empty() {
+            return killed;
+        }
+        for &pid in &orphans {
+            // A zombie is already dead: the kill fails or does nothing, the wait reaps it.
+            let _ = rustix::process::kill_process(pid, Signal::KILL);
+        }
+        let give_up = Instant::now() + REAP_GRACE;
+        let mut waiting = orphans.clone();
+        while !waiting.is_empty() && Instant::now() < give_up {
+            waiting.retain(|&pid| {
+                matches!(
+                    rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::NOHANG),
+                    Ok(None)
+                )
+            });
+            if !waiting.is_empty() {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        killed += orphans.len() - waiting.len();
+        tracing::warn!(
+            pids = ?orphans.iter().map(|p| p.as_raw_pid()).collect::<Vec<_>>(),
+            "killed processes a plugin left running outside its process group"
+        );
+    }
+    tracing::warn!("plugins' leftover processes keep multiplying; killing them again next time");
+    killed
+}
 
 /// Runs native programs.
 pub struct ProcessRuntime {
@@ -198,6 +331,7 @@ impl ProcessRuntime {
                 could_not_start(format!("could not run `{program}`: {e}"))
             }
         };
+
         // Removing a tree the plugin filled can take a while: not on an async worker. It is
         // awaited, so that the directory is gone when the invocation ends.
         let _ = tokio::task::spawn_blocking(move || drop(work)).await;
@@ -209,7 +343,7 @@ impl ProcessRuntime {
 async fn spawn(command: &mut Command, deadline: Instant) -> io::Result<Child> {
     let mut attempt = 1;
     loop {
-        match command.spawn() {
+        match spawn_registered(command) {
             Err(e)
                 if e.raw_os_error() == Some(rustix::io::Errno::TXTBSY.raw_os_error())
                     && attempt < SPAWN_ATTEMPTS
@@ -221,6 +355,20 @@ async fn spawn(command: &mut Command, deadline: Instant) -> io::Result<Child> {
             result => return result,
         }
     }
+}
+
+/// `command.spawn()`; when reaping, the child is listed among the running plugins before
+/// anything could take it for an orphan.
+fn spawn_registered(command: &mut Command) -> io::Result<Child> {
+    if !REAPING.load(Ordering::SeqCst) {
+        return command.spawn();
+    }
+    let mut leaders = leaders();
+    let child = command.spawn()?;
+    if let Some(pid) = child.id() {
+        leaders.insert(pid as i32);
+    }
+    Ok(child)
 }
 
 /// How reading one output stream ended.
@@ -316,6 +464,7 @@ async fn supervise(mut child: Child, limits: &Limits, stdin: &[u8], deadline: In
     let mut stdout = Vec::new();
     let mut stderr = Vec::new();
     let mut status: Option<io::Result<ExitStatus>> = None;
+    let mut sweep: Option<tokio::task::JoinHandle<usize>> = None;
     let mut group = Group {
         pgid,
         killed: false,
@@ -366,6 +515,10 @@ async fn supervise(mut child: Child, limits: &Limits, stdin: &[u8], deadline: In
                     // The plugin is done: what is left of its group are orphans that nobody
                     // will read from. Kill them so that the pipes reach EOF.
                     group.kill();
+                    if REAPING.load(Ordering::SeqCst) {
+                        // And what left the group, which may hold the pipes too.
+                        sweep = Some(tokio::task::spawn_blocking(reap_escapees));
+                    }
                     status = Some(result);
                 }
                 () = &mut limit => {
@@ -386,6 +539,18 @@ async fn supervise(mut child: Child, limits: &Limits, stdin: &[u8], deadline: In
         }
     }
 
+    // What the plugin left outside its group is dead before the invocation ends (a child
+    // never reaped left nothing that a sweep after the next invocation will not find).
+    if let Some(sweep) = sweep {
+        let _ = sweep.await;
+    }
+    if status.is_some()
+        && let Some(pid) = pgid
+    {
+        // Reaped: no longer a running plugin (a child not reaped in time stays listed until
+        // a sweep finds it gone).
+        leaders().remove(&pid.as_raw_pid());
+    }
     let mut outcome = Outcome {
         stdout,
         stderr,
@@ -838,9 +1003,11 @@ mod tests {
     #[tokio::test]
     async fn the_deadline_holds_against_an_escaped_grandchild() {
         let f = Fixture::new();
-        // `setsid` puts the grandchild outside the process group: Cordon cannot kill it, and
-        // it holds stdout open. The invocation must still end at the deadline.
-        // The parent waits until the grandchild has left the group before it exits.
+        // `setsid` puts the grandchild outside the process group: the group kill cannot reach
+        // it (this test process is no subreaper: see `reap_escaped_processes`, tested with the
+        // binary in `host/tests/native_escapes.rs`), and it holds stdout open. The invocation
+        // must still end at the deadline. The parent waits until the grandchild has left the
+        // group before it exits.
         let p = f.plugin(
             r#"setsid sh -c 'echo ready > "$0"; exec sleep 30' ./ready &
                while [ ! -s ready ]; do sleep 0.01; done

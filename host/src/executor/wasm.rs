@@ -1479,20 +1479,23 @@ mod tests {
             .map(|_| ())
             .unwrap_err();
         assert!(
-            e.starts_with("plugin \"t\": its module needs 2.5 MiB (2621440 bytes) of linear memory")
-                && e.contains(&format!("Raise max_memory_bytes to at least {needed},")),
+            e.starts_with(
+                "plugin \"t\": its module needs 2.5 MiB (2621440 bytes) of linear memory"
+            ) && e.contains(&format!("Raise max_memory_bytes to at least {needed},")),
             "{e}"
         );
         let (executor, plugin, _dir) = setup(bytes, limits(needed));
         let plugin = plugin.unwrap();
         let sample = Sample::from_bytes(b"x", "x.txt", _dir.path()).unwrap();
-        let o = tokio::runtime::Runtime::new().unwrap().block_on(executor.invoke(
-            &plugin,
-            Invocation {
-                stdin: b"{}\n",
-                sample: &sample,
-            },
-        ));
+        let o = tokio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(executor.invoke(
+                &plugin,
+                Invocation {
+                    stdin: b"{}\n",
+                    sample: &sample,
+                },
+            ));
         assert_eq!((o.exit, o.failure), (Some(0), None));
     }
 

@@ -690,7 +690,10 @@ mod tests {
         assert_eq!(jobs.recent(&id(0)), None, "not final yet");
         jobs.retire(&id(0), "k1", "{\"n\":0}".into());
         assert!(jobs.snapshot(&id(0)).is_none(), "no longer in flight");
-        assert_eq!(jobs.recent(&id(0)), Some(("k1".to_owned(), "{\"n\":0}".into())));
+        assert_eq!(
+            jobs.recent(&id(0)),
+            Some(("k1".to_owned(), "{\"n\":0}".into()))
+        );
 
         // The bound: the oldest go first.
         for i in 1..=RECENT_RESULTS {
@@ -699,7 +702,11 @@ mod tests {
         assert_eq!(jobs.recent(&id(0)), None, "the oldest is forgotten");
         assert_eq!(jobs.recent(&id(1)).unwrap().1.as_ref(), "{\"n\":1}");
         assert_eq!(jobs.recent(&id(RECENT_RESULTS)).unwrap().0, "k2");
-        let kept = |jobs: &Jobs| (0..=RECENT_RESULTS).filter(|&i| jobs.recent(&id(i)).is_some()).count();
+        let kept = |jobs: &Jobs| {
+            (0..=RECENT_RESULTS)
+                .filter(|&i| jobs.recent(&id(i)).is_some())
+                .count()
+        };
         assert_eq!(kept(&jobs), RECENT_RESULTS);
 
         // Swept from the database, forgotten here; the bound still holds after.
@@ -709,7 +716,10 @@ mod tests {
         for i in RECENT_RESULTS + 1..=RECENT_RESULTS + 2 {
             jobs.retire(&id(i), "k2", "{}".into());
         }
-        assert!(jobs.recent(&id(3)).is_some(), "the swept ones made room first");
+        assert!(
+            jobs.recent(&id(3)).is_some(),
+            "the swept ones made room first"
+        );
         jobs.retire(&id(RECENT_RESULTS + 3), "k2", "{}".into());
         assert_eq!(jobs.recent(&id(3)), None);
         let recent = jobs.recent.lock().unwrap();

@@ -655,11 +655,7 @@ impl Store {
 
     /// Store a job's final result and mark it done, in one transaction. When the job has a
     /// callback URL, its delivery becomes `pending`.
-    pub async fn finish(
-        &self,
-        job: &JobRecord,
-        result_json: Arc<str>,
-    ) -> Result<(), StoreError> {
+    pub async fn finish(&self, job: &JobRecord, result_json: Arc<str>) -> Result<(), StoreError> {
         let job = job.clone();
         self.write(Durability::Machine, move |db| {
             let f = &job.fingerprint;

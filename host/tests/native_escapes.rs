@@ -1,0 +1,119 @@
+//! A native plugin that leaves a daemon behind, outside its process group (`setsid`), does not
+//! outlive its scan when Cordon runs as the `cordon` binary (which makes itself the child
+//! subreaper of its plugins), and the daemon holding stdout open does not hold the scan up.
+//! The real binary: the subreaper is process-wide, so this cannot run inside the test process.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use cordon_tests::artifacts::NATIVE_HOSTILE_DAEMON;
+use serde_json::Value;
+
+/// Whether `pid` is gone or a zombie.
+fn is_dead(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => {
+            stat.rfind(')')
+                .and_then(|end| stat[end + 1..].split_whitespace().next())
+                == Some("Z")
+        }
+    }
+}
+
+/// The command name of `pid`, if it runs.
+fn command_of(pid: i32) -> Option<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .ok()
+        .map(|c| c.trim().to_owned())
+}
+
+/// A well-behaved native scanner still running when the daemon's plugin ends, and so when
+/// Cordon kills what that plugin left behind: it must not be taken for a leftover.
+fn slow_scanner(name: &str) -> String {
+    format!(
+        r#"
+        [[plugin]]
+        name = "{name}"
+        role = "scanner"
+        runtime = "process"
+        command = "/bin/sh -c 'sleep 1; echo \"{{\\\"def_time\\\": 0, \\\"scan_result_i\\\": 0, \\\"threat_found\\\": \\\"\\\"}}\"'"
+        timeout_ms = 30000
+        "#
+    )
+}
+
+#[test]
+fn a_daemon_left_by_a_native_plugin_is_killed_and_does_not_hold_the_scan() {
+    let dir = tempfile::tempdir().unwrap();
+    let pidfile = dir.path().join("daemon.pid");
+    let config = dir.path().join("cordon.toml");
+    // A scan held by the daemon until this deadline would fail instead of being clean.
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+            [[plugin]]
+            name = "Daemon"
+            role = "scanner"
+            runtime = "process"
+            command = "{NATIVE_HOSTILE_DAEMON} {}"
+            timeout_ms = 30000
+
+            {slow}
+
+            [[workflow]]
+            name = "w"
+            scanners = ["Daemon", "Slow 1", "Slow 2"]
+            "#,
+            pidfile.display(),
+            slow = ["Slow 1", "Slow 2"].map(slow_scanner).join("\n"),
+        ),
+    )
+    .unwrap();
+    let sample = dir.path().join("notes.txt");
+    std::fs::write(&sample, "nothing to see here\n").unwrap();
+
+    let out = Command::new(env!("CARGO_BIN_EXE_cordon"))
+        .args(["scan", "--config"])
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .arg(&sample)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("the cordon binary runs");
+    let daemon: i32 = std::fs::read_to_string(&pidfile)
+        .expect("the plugin started its daemon")
+        .trim()
+        .parse()
+        .unwrap();
+    // Killed by now, or soon (a SIGKILL'd process may take a moment to be torn down).
+    let give_up = Instant::now() + Duration::from_secs(10);
+    while !is_dead(daemon) && Instant::now() < give_up {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let dead = is_dead(daemon);
+    if !dead && command_of(daemon).as_deref() == Some("sleep") {
+        let _ = Command::new("kill")
+            .args(["-KILL", &daemon.to_string()])
+            .status();
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        dead,
+        "the daemon {daemon} outlived the scan; cordon said:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("killed processes a plugin left running outside its process group"),
+        "{stderr}"
+    );
+
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let result: Value = serde_json::from_slice(&out.stdout).expect("stdout is the result JSON");
+    assert_eq!(result["process_info"]["result"], "Allowed");
+    for name in ["Daemon", "Slow 1", "Slow 2"] {
+        let engine = &result["scan_results"]["scan_details"][name];
+        assert_eq!(engine["scan_result_i"], 0, "{name}: {engine}");
+    }
+}
