@@ -110,21 +110,25 @@ fn children() -> io::Result<Vec<i32>> {
     let mut any_children_file = false;
     for task in std::fs::read_dir("/proc/self/task")? {
         let path = task?.path().join("children");
-        match std::fs::read_to_string(&path) {
-            Ok(text) => {
-                any_children_file = true;
-                pids.extend(
-                    text.split_whitespace()
-                        .filter_map(|p| p.parse::<i32>().ok()),
-                );
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
+        // A thread that ended meanwhile has no file any more (or one that fails to read): it
+        // has no children either, since they went to another thread when it ended.
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            any_children_file = true;
+            pids.extend(
+                text.split_whitespace()
+                    .filter_map(|p| p.parse::<i32>().ok()),
+            );
         }
     }
     if any_children_file {
         return Ok(pids);
     }
+    children_by_parent()
+}
+
+/// Every process whose parent is this one, from `/proc/<pid>/stat`.
+fn children_by_parent() -> io::Result<Vec<i32>> {
+    let mut pids = Vec::new();
     let me = std::process::id() as i32;
     for entry in std::fs::read_dir("/proc")? {
         let Ok(pid) = entry?.file_name().to_string_lossy().parse::<i32>() else {
@@ -998,6 +1002,21 @@ mod tests {
         assert_eq!(text(&o.stdout), "hi\n");
         let pid: i32 = text(&o.stderr).trim().parse().unwrap();
         assert!(wait_dead(pid).await, "grandchild {pid} is still running");
+    }
+
+    #[test]
+    fn this_processs_children_are_listed_both_ways() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        let (listed, scanned) = (children().unwrap(), children_by_parent().unwrap());
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(listed.contains(&pid), "{pid} not in {listed:?}");
+        assert!(scanned.contains(&pid), "{pid} not in {scanned:?}");
+        assert!(!children().unwrap().contains(&pid), "reaped, yet listed");
     }
 
     #[tokio::test]
