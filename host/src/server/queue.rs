@@ -13,8 +13,9 @@
 //! - the result of a running scan is kept in memory, updated at every step of the pipeline;
 //!   the final result is shown only once it is stored (with the job marked done, in one
 //!   transaction committed with an fsync): until then readers see the scan in progress, then
-//!   they find the final result in the database. A result a client saw as final is never
-//!   replaced by another after a crash;
+//!   they find the final result in the database, the newest [`RECENT_RESULTS`] also in memory
+//!   (the same text: the poll that finds a scan done reads no database). A result a client
+//!   saw as final is never replaced by another after a crash;
 //! - a job cancelled while queued ends as Canceled (19) without running any plugin; a job
 //!   whose scan was interrupted [`MAX_RUNS`] times (the server crashed during each) ends as
 //!   Failed (3) instead of crashing the server forever. A run is counted when a worker takes
@@ -66,7 +67,7 @@ struct Active {
     final_in_memory: bool,
 }
 
-/// How many final results, the newest stored, [`Jobs`] keeps in memory (see [`Recent`]).
+/// How many final results, the newest stored, [`Jobs`] keeps in memory to answer polls.
 pub const RECENT_RESULTS: usize = 2048;
 
 /// Final results stored in the last moments, as their JSON, with their owners: nearly every
