@@ -80,6 +80,14 @@ fn check_accepts_a_wasi_command_and_refuses_a_foreign_import() {
     );
     assert!(stdout.contains("compile "), "{stdout}");
     assert!(stdout.contains("cached load "), "{stdout}");
+    // One page of memory (the module's `(memory 1)`).
+    assert!(
+        stdout.contains(
+            "memory          64.0 KiB (65536 bytes) to start (its initial memory): \
+             max_memory_bytes must be at least 65536"
+        ),
+        "{stdout}"
+    );
     assert!(
         stdout.contains("accepted: the host loads it as a scanner and as a post action"),
         "{stdout}"
@@ -93,6 +101,7 @@ fn check_accepts_a_wasi_command_and_refuses_a_foreign_import() {
     assert_eq!(report["roles"][0]["role"], "post_action");
     assert_eq!(report["roles"].as_array().unwrap().len(), 1);
     assert!(report["compile_ms"].as_f64().unwrap() > 0.0);
+    assert_eq!(report["initial_memory_bytes"], 65536);
 
     let bad = dir.put(
         "bad.wasm",

@@ -113,6 +113,11 @@ pub struct CheckReport {
     pub imports: Vec<Import>,
     /// Its exports; empty when it could not be parsed.
     pub exports: Vec<String>,
+    /// The linear memory it needs just to start (its initial memory), in bytes: a plugin's
+    /// `max_memory_bytes` must be at least this, or the host refuses to load it. Absent when
+    /// not known before instantiation, or when it could not be compiled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub initial_memory_bytes: Option<u64>,
     /// The host's answer for each role checked.
     pub roles: Vec<RoleCheck>,
     /// Time to compile, validate, link and pre-instantiate it, in milliseconds (absent when it
@@ -164,6 +169,14 @@ impl CheckReport {
                 }
                 (None, None) => {}
             }
+        }
+        if let Some(bytes) = self.initial_memory_bytes {
+            let _ = writeln!(
+                out,
+                "  memory          {} to start (its initial memory): max_memory_bytes must be \
+                 at least {bytes}",
+                human_bytes(bytes)
+            );
         }
         if let Some(ms) = self.compile_ms {
             let _ = writeln!(
@@ -323,6 +336,7 @@ pub fn check_bytes(
         })
         .collect();
     let accepted = checks.iter().any(|c| c.accepted);
+    let initial_memory_bytes = info.as_ref().and_then(|i| i.initial_memory_bytes);
     CheckReport {
         file: file.to_path_buf(),
         size_bytes: bytes.len(),
@@ -333,6 +347,7 @@ pub fn check_bytes(
         }),
         imports,
         exports,
+        initial_memory_bytes,
         roles: checks,
         compile_ms,
         cached_load_ms: cached_ms,
