@@ -2,9 +2,9 @@
 //! distinct files of `--size` bytes to a running `cordon serve` over HTTP, `--concurrency` at a
 //! time, polls each one to its final result, and reports files per second, the p50 and p99
 //! time from submission to final result, the server's resident memory (`VmRSS` of `--pid`)
-//! sampled every second, and what the server wrote to storage per file (`write_bytes` of
-//! `/proc/PID/io`). `scripts/bench-server` builds and runs it against a fresh
-//! server; run by hand:
+//! sampled every second, what the server wrote to storage per file (`write_bytes` of
+//! `/proc/PID/io`), and the CPU time the server and the load generator used per file.
+//! `scripts/bench-server` builds and runs it against a fresh server; run by hand:
 //!
 //! ```sh
 //! cargo run --release -p cordon --example loadgen -- --url http://127.0.0.1:8008 \
