@@ -150,12 +150,11 @@ fn children_by_parent() -> io::Result<Vec<i32>> {
 }
 
 /// Kill and reap every child of this process that is not a running plugin (see
-/// [`reap_escaped_processes`]); blocking. Returns how many were killed.
-fn reap_escapees() -> usize {
+/// [`reap_escaped_processes`]); blocking.
+fn reap_escapees() {
     let _sweep = SWEEP.lock().unwrap_or_else(|p| p.into_inner());
     // Plugins reaped after their invocation gave up on them (see `REAP_GRACE`) are gone.
     leaders().retain(|pid| Path::new(&format!("/proc/{pid}")).exists());
-    let mut killed = 0;
     for _ in 0..REAP_ROUNDS {
         let orphans: Vec<Pid> = match children() {
             Ok(pids) => {
@@ -167,11 +166,11 @@ fn reap_escapees() -> usize {
             }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot list the processes plugins left behind");
-                return killed;
+                return;
             }
         };
         if orphans.is_empty() {
-            return killed;
+            return;
         }
         for &pid in &orphans {
             // A zombie is already dead: the kill fails or does nothing, the wait reaps it.
@@ -190,14 +189,12 @@ fn reap_escapees() -> usize {
                 std::thread::sleep(Duration::from_millis(1));
             }
         }
-        killed += orphans.len() - waiting.len();
         tracing::warn!(
             pids = ?orphans.iter().map(|p| p.as_raw_pid()).collect::<Vec<_>>(),
             "killed processes a plugin left running outside its process group"
         );
     }
     tracing::warn!("plugins' leftover processes keep multiplying; killing them again next time");
-    killed
 }
 
 /// Runs native programs.
@@ -468,7 +465,7 @@ async fn supervise(mut child: Child, limits: &Limits, stdin: &[u8], deadline: In
     let mut stdout = Vec::new();
     let mut stderr = Vec::new();
     let mut status: Option<io::Result<ExitStatus>> = None;
-    let mut sweep: Option<tokio::task::JoinHandle<usize>> = None;
+    let mut sweep: Option<tokio::task::JoinHandle<()>> = None;
     let mut group = Group {
         pgid,
         killed: false,

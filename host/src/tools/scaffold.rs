@@ -356,16 +356,8 @@ mod tests {
 }
 "#;
 
-/// The wasm builds' flags, as the example plugins use them (`example-plugins/.cargo/`).
-const CARGO_CONFIG: &str = r#"# WebAssembly SIMD, which wasmtime compiles to the host's vector instructions; and 1 MiB of
-# heap in the module's initial memory, so that a scan's first allocations do not grow memory
-# (each growth is a system call in the host, and is undone before the next scan).
-[target.wasm32-wasip1]
-rustflags = ["-C", "target-feature=+simd128", "-C", "link-arg=--initial-heap=1048576"]
-
-[target.wasm32-wasip2]
-rustflags = ["-C", "target-feature=+simd128", "-C", "link-arg=--initial-heap=1048576"]
-"#;
+/// The wasm builds' flags: the example plugins' own file, so that the two cannot drift apart.
+const CARGO_CONFIG: &str = include_str!("../../../example-plugins/.cargo/config.toml");
 
 const README_MD: &str = r#"# {{name}}
 
