@@ -305,6 +305,20 @@ async fn run_shows_each_example_s_result_as_the_host_records_it() {
             "{who}"
         );
         assert!(report.render().contains("contract  met"), "{who}");
+        // Both runtimes measure the peak, each its own way, and the report says which.
+        let rendered = report.render();
+        let memory = rendered
+            .lines()
+            .find(|l| l.starts_with("memory "))
+            .unwrap_or_default();
+        let measure = match runtime {
+            RuntimeKind::Process => " resident (max_memory_bytes ",
+            _ => " of linear memory (max_memory_bytes ",
+        };
+        assert!(
+            report.peak_memory_bytes.is_some_and(|b| b > 0) && memory.contains(measure),
+            "{who}: {memory:?}"
+        );
     }
 }
 

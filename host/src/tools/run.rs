@@ -151,7 +151,8 @@ pub struct RunReport {
     pub stderr: Vec<u8>,
     /// Wall-clock time, in milliseconds.
     pub duration_ms: f64,
-    /// Peak memory in bytes, where the runtime can tell.
+    /// Peak memory in bytes, where the runtime can tell: a wasm plugin's linear memory, a
+    /// process's resident set (the largest of its own and its waited-for children's).
     pub peak_memory_bytes: Option<u64>,
     /// The limits it ran under.
     pub limits: LimitsReport,
@@ -241,7 +242,16 @@ impl RunReport {
             out,
             "memory    {}",
             self.peak_memory_bytes
-                .map(|b| format!("peak {}", human_bytes(b)))
+                .map(|b| format!(
+                    "peak {}{} (max_memory_bytes {})",
+                    human_bytes(b),
+                    match self.runtime {
+                        RuntimeKind::Wasm => " of linear memory",
+                        RuntimeKind::Process => " resident",
+                        RuntimeKind::Webhook => "",
+                    },
+                    human_bytes(self.limits.max_memory_bytes)
+                ))
                 .unwrap_or_else(|| "unknown".to_owned())
         );
         if let Some(e) = &self.engine_result {
