@@ -312,8 +312,8 @@ async fn run_shows_each_example_s_result_as_the_host_records_it() {
             .find(|l| l.starts_with("memory "))
             .unwrap_or_default();
         let measure = match runtime {
-            RuntimeKind::Process => " resident (max_memory_bytes ",
-            _ => " of linear memory (max_memory_bytes ",
+            RuntimeKind::Process => " bytes) resident",
+            _ => " bytes) of linear memory",
         };
         assert!(
             report.peak_memory_bytes.is_some_and(|b| b > 0) && memory.contains(measure),

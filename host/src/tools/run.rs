@@ -243,14 +243,13 @@ impl RunReport {
             "memory    {}",
             self.peak_memory_bytes
                 .map(|b| format!(
-                    "peak {}{} (max_memory_bytes {})",
+                    "peak {}{}",
                     human_bytes(b),
                     match self.runtime {
                         RuntimeKind::Wasm => " of linear memory",
                         RuntimeKind::Process => " resident",
                         RuntimeKind::Webhook => "",
-                    },
-                    human_bytes(self.limits.max_memory_bytes)
+                    }
                 ))
                 .unwrap_or_else(|| "unknown".to_owned())
         );
