@@ -450,6 +450,12 @@ async fn every_error_path_answers_err_with_the_right_status() {
             json!({"0123456789abcdef0123456789abcdef": "Not Found"})
         )
     );
+    // No converted (sanitized) file is ever served: 404, never a 200 a client would take
+    // for the file's bytes.
+    for id in ["0123456789abcdef0123456789abcdef", "not-an-id"] {
+        let (status, v) = s.get(&format!("/file/converted/{id}"), None).await;
+        assert_eq!((status, v), (404, json!({"err": "Not Found"})), "{id}");
+    }
     let sha = "a".repeat(64);
     let (status, v) = s.get(&format!("/hash/{sha}"), None).await;
     assert_eq!((status, v), (200, json!({ sha: "Not Found" })));
@@ -884,6 +890,16 @@ async fn keys_sessions_and_per_key_visibility() {
         .call(Method::POST, &format!("/file/{id}/cancel"), Some(BOB), None)
         .await;
     assert_eq!(v, json!({ id.as_str(): "Not Found" }));
+    // Its converted file: there is none, said to the owner; to others the id is unknown.
+    let converted = format!("/metascan_rest/file/converted/{id}");
+    let (status, v) = s.get(&converted, Some(ALICE)).await;
+    assert_eq!(status, 404);
+    assert!(
+        v["err"].as_str().unwrap().contains("do not sanitize"),
+        "{v}"
+    );
+    let (status, v) = s.get(&converted, Some(BOB)).await;
+    assert_eq!((status, v), (404, json!({"err": "Not Found"})));
 
     // Sessions: login, use, logout.
     let (status, v) = s

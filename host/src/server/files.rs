@@ -524,6 +524,31 @@ pub async fn webhook_status(
     .into_response())
 }
 
+/// `GET /file/converted/{data_id}`: MetaDefender's download of a file's sanitized copy.
+/// Cordon's workflows do not sanitize (no result lists `Sanitized` among the post actions
+/// that ran, which is what clients check before they ask), so there is never a copy to give:
+/// 404 with an `err` that says so for a file the caller may see, and 404 `Not Found` for any
+/// other id. Never 200, which a client would take for the file's bytes.
+pub async fn converted(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    Path(data_id): Path<String>,
+) -> Result<Response, ApiError> {
+    tracing::Span::current().record("data_id", data_id.as_str());
+    let job = if is_data_id(&data_id) {
+        state.store.job(&data_id).await?
+    } else {
+        None
+    };
+    match job {
+        Some(job) if principal.may_see(&job.owner) => Err(ApiError::not_found(format!(
+            "No converted file for {data_id}: Cordon's workflows do not sanitize files, \
+             the submitted file is the only one"
+        ))),
+        _ => Err(ApiError::not_found("Not Found")),
+    }
+}
+
 /// `GET /hash/{md5|sha1|sha256}`: the most recent final result for that hash among those
 /// the caller may see (of the rule in the optional `rule` header).
 pub async fn by_hash(

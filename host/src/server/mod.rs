@@ -6,7 +6,7 @@
 //!
 //! | route | module |
 //! |---|---|
-//! | `POST /file`, `GET /file/{id}`, `GET /process/{id}`, `POST /file/{id}/cancel`, `GET /file/webhook/{id}`, `GET /hash/{hash}` | [`files`] |
+//! | `POST /file`, `GET /file/{id}`, `GET /process/{id}`, `POST /file/{id}/cancel`, `GET /file/webhook/{id}`, `GET /file/converted/{id}`, `GET /hash/{hash}` | [`files`] |
 //! | `GET /file/rules`, `GET /stat/engines`, `GET /version`, `POST /login`, `POST /logout`, `GET /readyz`, `GET /metrics` | [`info`] |
 //! | `/admin/plugins`, `/admin/workflows`, `/admin/modules` | [`admin`] |
 //!
@@ -145,6 +145,7 @@ fn api() -> Router<Arc<AppState>> {
         .route("/file/{data_id}", get(files::result))
         .route("/file/{data_id}/cancel", post(files::cancel))
         .route("/file/webhook/{data_id}", get(files::webhook_status))
+        .route("/file/converted/{data_id}", get(files::converted))
         .route("/process/{data_id}", get(files::result))
         .route("/hash/{hash}", get(files::by_hash))
         .route("/stat/engines", get(info::engines))
