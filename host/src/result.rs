@@ -144,6 +144,10 @@ pub struct EngineResult {
     /// Cordon's addition: why the engine's result is Failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure: Option<FailureReport>,
+    /// Cordon's addition: the engine's peak memory in bytes, where its runtime measures it
+    /// (wasm: linear memory; process: resident set; webhook: absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_memory_bytes: Option<u64>,
 }
 
 /// Why a plugin's outcome counts as failed, for the plugin's author and the operator.
@@ -194,6 +198,10 @@ pub struct PostActionDetail {
     /// Cordon's addition: why it failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure: Option<FailureReport>,
+    /// Cordon's addition: its peak memory in bytes, where its runtime measures it (as
+    /// [`EngineResult::peak_memory_bytes`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_memory_bytes: Option<u64>,
 }
 
 /// `post_action.details[].verdict` of a post action that succeeded.

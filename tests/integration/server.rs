@@ -101,6 +101,14 @@ async fn submit_and_poll_each_runtime() {
         let details = r["scan_results"]["scan_details"].as_object().unwrap();
         assert_eq!(details.keys().collect::<Vec<_>>(), vec![engine], "{r}");
         assert_eq!(details[engine]["scan_result_i"], 0, "{r}");
+        // Each engine's peak memory where its runtime measures it: wasm and process do, a
+        // webhook does not (no field).
+        let peak = &details[engine]["peak_memory_bytes"];
+        if rule == "webhook" {
+            assert!(peak.is_null(), "{r}");
+        } else {
+            assert!(peak.as_u64().is_some_and(|b| b > 0), "{rule}: {r}");
+        }
         assert_eq!(r["file_info"]["display_name"], "hello.txt");
         // The same result under every path clients use.
         for path in [
@@ -138,6 +146,12 @@ async fn submit_and_poll_each_runtime() {
     );
     assert_eq!(
         r["process_info"]["post_processing"]["actions_ran"], "Notify",
+        "{r}"
+    );
+    assert!(
+        r["post_action"]["details"][0]["peak_memory_bytes"]
+            .as_u64()
+            .is_some_and(|b| b > 0),
         "{r}"
     );
     // /hash finds the most recent result of a file by any of its hashes.
@@ -1360,6 +1374,8 @@ async fn metrics_count_results_durations_and_failures() {
         "cordon_results_total{result=\"Blocked\",verdict=\"Failed\"} 1",
         "cordon_plugin_duration_seconds_count{plugin=\"Script\",role=\"scanner\"} 1",
         "cordon_plugin_duration_seconds_bucket{le=",
+        "cordon_plugin_peak_memory_bytes_count{plugin=\"Script\",role=\"scanner\"} 1",
+        "cordon_plugin_peak_memory_bytes_count{plugin=\"Broken\",role=\"scanner\"} 1",
         "cordon_plugin_failures_total{plugin=\"Broken\",kind=\"exit_code\"} 1",
         "cordon_queue_depth 0",
         "cordon_scans_running 0",

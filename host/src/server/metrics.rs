@@ -6,13 +6,14 @@
 //! | `cordon_submissions_rejected_total` | `reason` | files refused: `queue_full`, `too_large`, `unknown_rule`, `bad_request`, `empty`, `no_length`, `shutting_down` |
 //! | `cordon_results_total` | `result`, `verdict` | final results: `Allowed`/`Blocked` and `scan_all_result_a` |
 //! | `cordon_plugin_duration_seconds` | `plugin`, `role` | histogram of plugin run times |
+//! | `cordon_plugin_peak_memory_bytes` | `plugin`, `role` | histogram of plugin peak memory, where the runtime measures it (wasm: linear memory; process: resident set) |
 //! | `cordon_plugin_failures_total` | `plugin`, `kind` | plugin failures by kind: `timeout`, `memory_limit`, `trap`, `signal`, `output_too_large`, `transport`, `could_not_start`, `exit_code`, `http_status`, `invalid_output` |
 //! | `cordon_callbacks_total` | `outcome` | callback attempts: `delivered`, `retried`, `failed` |
 //! | `cordon_queue_depth` | | accepted files waiting for a worker |
 //! | `cordon_scans_running` | | files being scanned |
 //!
-//! Per-plugin figures are read from each final result (`scan_details[].scan_time` and
-//! `.failure.kind`, `post_action.details[]`): the result holds every plugin outcome. Label
+//! Per-plugin figures are read from each final result (`scan_details[].scan_time`,
+//! `.peak_memory_bytes` and `.failure.kind`, `post_action.details[]`): the result holds every plugin outcome. Label
 //! values are plugin and workflow names, which only the configuration and admins choose, so
 //! the number of series stays bounded.
 
@@ -33,6 +34,11 @@ fn duration_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.001, 2.0, 18))
 }
 
+/// Buckets of `cordon_plugin_peak_memory_bytes`: 1 MiB to 16 GiB, doubling.
+fn memory_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(f64::from(1u32 << 20), 2.0, 15))
+}
+
 /// Every metric of the server.
 pub struct Metrics {
     registry: Registry,
@@ -40,6 +46,7 @@ pub struct Metrics {
     rejected: Family<Labels, Counter>,
     results: Family<Labels, Counter>,
     plugin_duration: Family<Labels, Histogram, fn() -> Histogram>,
+    plugin_memory: Family<Labels, Histogram, fn() -> Histogram>,
     plugin_failures: Family<Labels, Counter>,
     callbacks: Family<Labels, Counter>,
     /// Accepted files waiting for a worker.
@@ -63,6 +70,7 @@ impl Metrics {
             rejected: Family::default(),
             results: Family::default(),
             plugin_duration: Family::new_with_constructor(duration_histogram as fn() -> Histogram),
+            plugin_memory: Family::new_with_constructor(memory_histogram as fn() -> Histogram),
             plugin_failures: Family::default(),
             callbacks: Family::default(),
             queue_depth: Gauge::default(),
@@ -88,6 +96,11 @@ impl Metrics {
             "cordon_plugin_duration_seconds",
             "How long plugins ran",
             m.plugin_duration.clone(),
+        );
+        registry.register(
+            "cordon_plugin_peak_memory_bytes",
+            "Plugins' peak memory, where the runtime measures it",
+            m.plugin_memory.clone(),
         );
         registry.register(
             "cordon_plugin_failures",
@@ -146,9 +159,15 @@ impl Metrics {
             if engine.scan_result_i == ResultCode::CANCELED && engine.failure.is_none() {
                 continue;
             }
+            let labels = vec![("plugin", name.clone()), ("role", "scanner".into())];
             self.plugin_duration
-                .get_or_create(&vec![("plugin", name.clone()), ("role", "scanner".into())])
+                .get_or_create(&labels)
                 .observe(engine.scan_time as f64 / 1000.0);
+            if let Some(bytes) = engine.peak_memory_bytes {
+                self.plugin_memory
+                    .get_or_create(&labels)
+                    .observe(bytes as f64);
+            }
             if let Some(f) = &engine.failure {
                 self.plugin_failures
                     .get_or_create(&vec![("plugin", name.clone()), ("kind", f.kind.clone())])
@@ -157,12 +176,15 @@ impl Metrics {
         }
         if let Some(pa) = &result.post_action {
             for d in &pa.details {
+                let labels = vec![("plugin", d.name.clone()), ("role", "post_action".into())];
                 self.plugin_duration
-                    .get_or_create(&vec![
-                        ("plugin", d.name.clone()),
-                        ("role", "post_action".into()),
-                    ])
+                    .get_or_create(&labels)
                     .observe(d.duration as f64 / 1000.0);
+                if let Some(bytes) = d.peak_memory_bytes {
+                    self.plugin_memory
+                        .get_or_create(&labels)
+                        .observe(bytes as f64);
+                }
                 if let Some(f) = &d.failure {
                     self.plugin_failures
                         .get_or_create(&vec![("plugin", d.name.clone()), ("kind", f.kind.clone())])

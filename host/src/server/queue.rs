@@ -575,6 +575,7 @@ fn final_without_run(
                     threat_found: String::new(),
                     wait_time: 0,
                     failure: None,
+                    peak_memory_bytes: None,
                 },
             );
         }

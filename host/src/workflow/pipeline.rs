@@ -161,6 +161,7 @@ pub async fn run(
             threat_found: verdict.threat_found,
             wait_time: (finished_at.as_millis() as u64).saturating_sub(scan_time),
             failure: verdict.failure,
+            peak_memory_bytes: outcome.peak_memory_bytes,
         };
         result
             .scan_results
@@ -186,6 +187,7 @@ pub async fn run(
                     threat_found: String::new(),
                     wait_time: clock.elapsed().as_millis() as u64,
                     failure: None,
+                    peak_memory_bytes: None,
                 });
         }
     }
@@ -268,6 +270,7 @@ pub async fn run(
                 POST_ACTION_FAILURE
             },
             failure: verdict.failure,
+            peak_memory_bytes: outcome.peak_memory_bytes,
         });
         summary.total_executed += 1;
         if verdict.success {
