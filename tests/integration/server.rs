@@ -1361,6 +1361,10 @@ async fn metrics_count_results_durations_and_failures() {
         r["scan_results"]["scan_details"]["Broken"]["failure"]["kind"], "exit_code",
         "{r}"
     );
+    // Requests no route takes, or with a method of a client's own: bounded labels.
+    assert_eq!(s.get("/no/such/route", None).await.0, 404);
+    let brew = Method::from_bytes(b"BREW").unwrap();
+    assert_eq!(s.call(brew, "/file/rules", None, None).await.0, 405);
     let resp = s.client.get(s.url("/metrics")).send().await.unwrap();
     assert!(
         resp.headers()["content-type"]
@@ -1379,6 +1383,12 @@ async fn metrics_count_results_durations_and_failures() {
         "cordon_plugin_failures_total{plugin=\"Broken\",kind=\"exit_code\"} 1",
         "cordon_queue_depth 0",
         "cordon_scans_running 0",
+        // Every answer's time, by the route's pattern rather than the path asked for.
+        "cordon_http_request_duration_seconds_count{method=\"POST\",route=\"/file\",status=\"200\"} 1",
+        "cordon_http_request_duration_seconds_count{method=\"GET\",route=\"/file/{data_id}\",status=\"200\"} ",
+        "cordon_http_request_duration_seconds_count{method=\"GET\",route=\"unmatched\",status=\"404\"} 1",
+        "cordon_http_request_duration_seconds_count{method=\"other\",route=\"/file/rules\",status=\"405\"} 1",
+        "cordon_http_request_duration_seconds_bucket{le=\"0.0001\",method=",
     ] {
         assert!(m.contains(needle), "{needle} missing from:\n{m}");
     }

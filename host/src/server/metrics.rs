@@ -8,6 +8,7 @@
 //! | `cordon_plugin_duration_seconds` | `plugin`, `role` | histogram of plugin run times |
 //! | `cordon_plugin_peak_memory_bytes` | `plugin`, `role` | histogram of plugin peak memory, where the runtime measures it (wasm: linear memory; process: resident set) |
 //! | `cordon_plugin_failures_total` | `plugin`, `kind` | plugin failures by kind: `timeout`, `memory_limit`, `trap`, `signal`, `output_too_large`, `transport`, `could_not_start`, `exit_code`, `http_status`, `invalid_output` |
+//! | `cordon_http_request_duration_seconds` | `method`, `route`, `status` | histogram of the time to answer each request: `route` is the route's pattern (`/file/{data_id}`), `unmatched` when none matched |
 //! | `cordon_callbacks_total` | `outcome` | callback attempts: `delivered`, `retried`, `failed` |
 //! | `cordon_queue_depth` | | accepted files waiting for a worker |
 //! | `cordon_scans_running` | | files being scanned |
@@ -24,6 +25,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use axum::http::Method;
+
 use crate::result::ScanResult;
 use crate::verdict::ResultCode;
 
@@ -39,6 +42,11 @@ fn memory_histogram() -> Histogram {
     Histogram::new(exponential_buckets(f64::from(1u32 << 20), 2.0, 15))
 }
 
+/// Buckets of `cordon_http_request_duration_seconds`: 0.1 ms to about 3.3 s, doubling.
+fn request_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.0001, 2.0, 16))
+}
+
 /// Every metric of the server.
 pub struct Metrics {
     registry: Registry,
@@ -49,6 +57,7 @@ pub struct Metrics {
     plugin_memory: Family<Labels, Histogram, fn() -> Histogram>,
     plugin_failures: Family<Labels, Counter>,
     callbacks: Family<Labels, Counter>,
+    requests: Family<Labels, Histogram, fn() -> Histogram>,
     /// Accepted files waiting for a worker.
     pub queue_depth: Gauge,
     /// Files being scanned.
@@ -73,6 +82,7 @@ impl Metrics {
             plugin_memory: Family::new_with_constructor(memory_histogram as fn() -> Histogram),
             plugin_failures: Family::default(),
             callbacks: Family::default(),
+            requests: Family::new_with_constructor(request_histogram as fn() -> Histogram),
             queue_depth: Gauge::default(),
             running: Gauge::default(),
             registry: Registry::default(),
@@ -106,6 +116,11 @@ impl Metrics {
             "cordon_plugin_failures",
             "Plugin failures, by kind",
             m.plugin_failures.clone(),
+        );
+        registry.register(
+            "cordon_http_request_duration_seconds",
+            "Time to answer HTTP requests, by method, route and status",
+            m.requests.clone(),
         );
         registry.register(
             "cordon_callbacks",
@@ -144,6 +159,29 @@ impl Metrics {
         self.callbacks
             .get_or_create(&vec![("outcome", outcome.to_owned())])
             .inc();
+    }
+
+    /// Record the time to answer one request. `route` is the matched route's pattern (`None`
+    /// when no route matched); a method outside HTTP's standard ones counts as `other`, so
+    /// that what clients send cannot add series without bound.
+    pub fn answered(&self, method: &Method, route: Option<String>, status: u16, seconds: f64) {
+        let method = match *method {
+            Method::GET => "GET",
+            Method::POST => "POST",
+            Method::PUT => "PUT",
+            Method::DELETE => "DELETE",
+            Method::HEAD => "HEAD",
+            Method::OPTIONS => "OPTIONS",
+            Method::PATCH => "PATCH",
+            _ => "other",
+        };
+        self.requests
+            .get_or_create(&vec![
+                ("method", method.to_owned()),
+                ("route", route.unwrap_or_else(|| "unmatched".to_owned())),
+                ("status", status.to_string()),
+            ])
+            .observe(seconds);
     }
 
     /// Count a final result and every plugin outcome it holds.

@@ -47,7 +47,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::Method;
 use axum::middleware::{self, Next};
 use axum::response::Response;
@@ -184,15 +184,25 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/metrics", get(info::metrics))
         .fallback(error::no_route)
         .method_not_allowed_fallback(error::wrong_method)
-        .layer(middleware::from_fn(trace_request))
+        .layer(middleware::from_fn_with_state(state.clone(), trace_request))
         .with_state(state)
 }
 
 /// One span per request; one log line per answer. Successful reads (`GET`, `HEAD`: clients
 /// poll a result many times per file) are logged at DEBUG, everything else at INFO, so that
-/// the default log has a line per submission, change and error rather than per poll.
-async fn trace_request(request: Request, next: Next) -> Response {
+/// the default log has a line per submission, change and error rather than per poll. Every
+/// answer's time goes to `cordon_http_request_duration_seconds`, by method, route and status.
+async fn trace_request(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response {
     let read = matches!(*request.method(), Method::GET | Method::HEAD);
+    let method = request.method().clone();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|path| path.as_str().to_owned());
     let span = tracing::info_span!(
         "request",
         method = %request.method(),
@@ -203,7 +213,11 @@ async fn trace_request(request: Request, next: Next) -> Response {
     let started = Instant::now();
     let response = next.run(request).instrument(span.clone()).await;
     let status = response.status().as_u16();
-    let ms = started.elapsed().as_millis() as u64;
+    let elapsed = started.elapsed();
+    state
+        .metrics
+        .answered(&method, route, status, elapsed.as_secs_f64());
+    let ms = elapsed.as_millis() as u64;
     span.in_scope(|| {
         if read && status < 400 {
             tracing::debug!(status, ms, "answered");
