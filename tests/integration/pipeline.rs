@@ -430,3 +430,70 @@ async fn plugins_get_the_result_so_far_on_one_line_without_extracted_files() {
         "scan_results"
     ])));
 }
+
+#[tokio::test]
+async fn a_file_cancelled_before_its_scan_starts_runs_no_plugin() {
+    // The server cancels a file that waited for a scan slot by handing the pipeline a token
+    // already cancelled: no scanner may start, and the file ends Canceled.
+    let rig = Rig::new();
+    let sample = rig.sample(b"x", "x.bin");
+    let ran = rig.dir.path().join("ran");
+    let script = rig.dir.path().join("marker.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho >> '{}'\necho '{{\"def_time\": 0, \"scan_result_i\": 0, \"threat_found\": \"\"}}'\n",
+            ran.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let marker = || {
+        rig.plugin(
+            "Marker",
+            Role::Scanner,
+            process(script.to_str().unwrap()),
+            limits(20_000),
+        )
+    };
+    // Control: not cancelled, it runs.
+    let wf = workflow(vec![marker()], vec![]);
+    let (result, _) = process_file(&rig, &wf, &sample, None).await;
+    assert_eq!(result.scan_results.scan_all_result_i, ResultCode::CLEAN);
+    assert!(ran.exists(), "the control scan did not run its plugin");
+    std::fs::remove_file(&ran).unwrap();
+
+    let file = fileinfo::fingerprint(&sample.path()).unwrap();
+    let cancelled = CancelToken::new();
+    cancelled.cancel();
+    // What this cannot show: with the cancel not checked first, half of these runs would
+    // spawn the plugin and kill it at once, too soon for it to write its marker unless the
+    // host is descheduled in between (which is how a loaded machine once caught it).
+    for _ in 0..16 {
+        let submission = Submission {
+            data_id: Submission::new_data_id(),
+            display_name: "x.bin".into(),
+            user_agent: String::new(),
+            username: String::new(),
+            metadata: None,
+            received: Utc::now(),
+        };
+        let result = workflow::run(
+            &rig.executor,
+            &wf,
+            &sample,
+            &file,
+            &submission,
+            &cancelled,
+            &|_| {},
+        )
+        .await;
+        assert_eq!(result.scan_results.scan_all_result_i, ResultCode::CANCELED);
+        assert_eq!(
+            result.scan_results.scan_details["Marker"].scan_result_i,
+            ResultCode::CANCELED
+        );
+    }
+    assert!(!ran.exists(), "a cancelled file started its plugin");
+}

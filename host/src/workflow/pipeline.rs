@@ -139,11 +139,14 @@ pub async fn run(
     let mut cancelled = false;
     loop {
         let next = tokio::select! {
-            next = running.next() => next,
+            // The cancel first: a file cancelled before its scan began starts no plugin (the
+            // scanners' processes and instances start at their first poll).
+            biased;
             () = cancel.cancelled(), if !cancelled => {
                 cancelled = true;
                 break;
             }
+            next = running.next() => next,
         };
         let Some((plugin, outcome, finished_at)) = next else {
             break;
