@@ -449,16 +449,14 @@ async fn a_file_cancelled_before_its_scan_starts_runs_no_plugin() {
     .unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let marker = || {
-        rig.plugin(
-            "Marker",
-            Role::Scanner,
-            process(script.to_str().unwrap()),
-            limits(20_000),
-        )
-    };
+    let marker = rig.plugin(
+        "Marker",
+        Role::Scanner,
+        process(script.to_str().unwrap()),
+        limits(20_000),
+    );
     // Control: not cancelled, it runs.
-    let wf = workflow(vec![marker()], vec![]);
+    let wf = workflow(vec![marker], vec![]);
     let (result, _) = process_file(&rig, &wf, &sample, None).await;
     assert_eq!(result.scan_results.scan_all_result_i, ResultCode::CLEAN);
     assert!(ran.exists(), "the control scan did not run its plugin");
