@@ -379,23 +379,26 @@ impl Store {
             path: path.clone(),
             source,
         };
-        let open = || -> Result<Connection, rusqlite::Error> {
+        // `first`: the connection that creates the database when there is none yet.
+        let open = |first: bool| -> Result<Connection, rusqlite::Error> {
             let conn = Connection::open(&path)?;
-            // Only takes effect on a new, empty database (before the WAL mode is set).
-            conn.pragma_update(None, "page_size", PAGE_SIZE)?;
+            if first {
+                // Only takes effect on a new, empty database (before the WAL mode is set).
+                conn.pragma_update(None, "page_size", PAGE_SIZE)?;
+            }
             conn.pragma_update(None, "journal_mode", "WAL")?;
             conn.pragma_update(None, "synchronous", "FULL")?;
             conn.busy_timeout(std::time::Duration::from_secs(10))?;
             conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
             Ok(conn)
         };
-        let mut conn = open().map_err(sql)?;
+        let mut conn = open(true).map_err(sql)?;
         conn.execute_batch(SCHEMA).map_err(sql)?;
         let page_size: i64 = conn
             .query_row("PRAGMA page_size", [], |r| r.get(0))
             .map_err(sql)?;
         let wal_restart_frames = WAL_RESTART_BYTES / page_size.max(512);
-        let reader = open().map_err(sql)?;
+        let reader = open(false).map_err(sql)?;
         reader
             .pragma_update(None, "query_only", true)
             .map_err(sql)?;
@@ -423,7 +426,7 @@ impl Store {
             Ok(())
         }))
         .map_err(sql)?;
-        let checkpointer = open().map_err(sql)?;
+        let checkpointer = open(false).map_err(sql)?;
         let (wal_grew, grown) = mpsc::sync_channel(1);
         std::thread::Builder::new()
             .name("cordon-db-checkpoint".into())
