@@ -305,8 +305,13 @@ async fn run_shows_each_example_s_result_as_the_host_records_it() {
             "{who}"
         );
         assert!(report.render().contains("contract  met"), "{who}");
-        // Both runtimes measure the peak, each its own way, and the report says which.
+        // Both runtimes measure the peak, each its own way, and the report says which; far
+        // from the limit, there is no hint about it.
         let rendered = report.render();
+        assert!(
+            !rendered.contains("of max_memory_bytes"),
+            "{who}: {rendered}"
+        );
         let memory = rendered
             .lines()
             .find(|l| l.starts_with("memory "))
@@ -413,6 +418,25 @@ async fn run_reports_what_hostile_plugins_do() {
     let report = run(WASM_HOSTILE_MEMBOMB, &sample, with_timeout(5000)).await;
     assert_eq!(report.violation.as_ref().unwrap().kind, "memory_limit");
     assert!(report.peak_memory_bytes.unwrap() <= 64 << 20);
+    assert!(
+        report
+            .render()
+            .contains("% of max_memory_bytes: near its memory limit"),
+        "{}",
+        report.render()
+    );
+    // A process that runs out of memory dies however its program handles a failed
+    // allocation; the report points at the memory its peak reached.
+    let report = run(NATIVE_HOSTILE_MEMBOMB, &sample, with_timeout(5000)).await;
+    let kind = &report.violation.as_ref().unwrap().kind;
+    assert!(kind == "signal" || kind == "exit_code", "{kind}");
+    assert!(
+        report
+            .render()
+            .contains("% of max_memory_bytes: it failed at its memory limit, the likely cause"),
+        "{}",
+        report.render()
+    );
 
     let report = run(WASM_HOSTILE_FLOOD_STDOUT, &sample, with_timeout(5000)).await;
     assert_eq!(report.violation.as_ref().unwrap().kind, "output_too_large");

@@ -174,6 +174,31 @@ fn as_lossy_text<S: serde::Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::E
 }
 
 impl RunReport {
+    /// A line under the peak memory when it came within a tenth of `max_memory_bytes`. A
+    /// process that runs out of memory fails however its program handles a failed allocation
+    /// (an exit code, `SIGABRT`), which the host cannot tell from other failures; this says
+    /// what the numbers suggest.
+    fn memory_hint(&self) -> Option<String> {
+        let peak = self.peak_memory_bytes?;
+        let limit = self.limits.max_memory_bytes;
+        if limit == 0 || peak.saturating_mul(10) < limit.saturating_mul(9) {
+            return None;
+        }
+        let percent = peak.saturating_mul(100) / limit;
+        let failed = self
+            .violation
+            .as_ref()
+            .is_some_and(|v| v.kind != "memory_limit");
+        Some(if failed {
+            format!(
+                "{percent} % of max_memory_bytes: it failed at its memory limit, the likely \
+                 cause; run it with a larger --max-memory-bytes to tell"
+            )
+        } else {
+            format!("{percent} % of max_memory_bytes: near its memory limit")
+        })
+    }
+
     /// A report for people: stdout and stderr escaped and cut at 4 KiB each.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -253,6 +278,9 @@ impl RunReport {
                 ))
                 .unwrap_or_else(|| "unknown".to_owned())
         );
+        if let Some(hint) = self.memory_hint() {
+            let _ = writeln!(out, "          {hint}");
+        }
         if let Some(e) = &self.engine_result {
             if self.violation.is_some() {
                 let _ = writeln!(out, "result    {} {}", e.scan_result_i, e.scan_result_a);
