@@ -145,7 +145,7 @@ pub struct EngineResult {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure: Option<FailureReport>,
     /// Cordon's addition: the engine's peak memory in bytes, where its runtime measures it
-    /// (wasm: linear memory; process: resident set; webhook: absent).
+    /// (wasm: linear memory; absent for processes and webhooks).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peak_memory_bytes: Option<u64>,
 }

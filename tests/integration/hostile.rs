@@ -198,18 +198,11 @@ async fn the_memory_bomb_never_gets_past_its_limit() {
             last < 64,
             "{runtime}: it held {last} MiB under a 64 MiB limit"
         );
-        // The host's own measure of the peak agrees: wasm linear memory never passed the cap;
-        // the process's peak resident set (from the kernel, at its exit) holds every MiB the
-        // bomb reported, and the cap bounds it, give or take its program's own pages.
-        let peak = outcome
-            .peak_memory_bytes
-            .unwrap_or_else(|| panic!("{runtime}: no peak memory"));
+        // The host's own measure agrees for wasm: linear memory never passed the cap. A
+        // process's peak is not measured (the kernel's includes the forked copy of Cordon).
         match runtime {
-            RuntimeKind::Wasm => assert!(peak <= 64 << 20, "{runtime}: peak {peak}"),
-            _ => assert!(
-                peak >= last << 20 && peak <= (64 + 16) << 20,
-                "{runtime}: peak {peak} bytes, {last} MiB reported"
-            ),
+            RuntimeKind::Wasm => assert!(outcome.peak_memory_bytes.unwrap() <= 64 << 20),
+            _ => assert_eq!(outcome.peak_memory_bytes, None, "{runtime}"),
         }
     }
 }

@@ -46,8 +46,8 @@ pub struct Outcome {
     pub duration: Duration,
     /// Why the plugin did not finish normally, when it did not.
     pub failure: Option<Failure>,
-    /// Peak memory, where the runtime can tell: wasm linear memory; process maximum
-    /// resident set size.
+    /// Peak memory, where the runtime can tell: a wasm plugin's linear memory. `None` for
+    /// processes (see the process runtime for why) and webhooks.
     pub peak_memory_bytes: Option<u64>,
 }
 

@@ -269,9 +269,10 @@ impl ProcessRuntime {
     /// failed allocation (usually a non-zero exit or `SIGABRT`/`SIGSEGV`), never as
     /// `memory_limit`, which cannot be told apart reliably. `duration` is the wall time from
     /// before the work directory is created to after the child is reaped;
-    /// `peak_memory_bytes` is the child's peak resident set size, or the largest of the
-    /// processes it waited for itself (`ru_maxrss`), where the kernel has pidfds (`None`
-    /// otherwise, and when the child was not reaped in time).
+    /// `peak_memory_bytes` is not measured (`None`): the kernel's figure for a child,
+    /// `ru_maxrss`, includes the resident set of the copy of Cordon that was forked to exec
+    /// it (Linux records the old image's high-water mark at `exec`), so it is not the
+    /// plugin's.
     pub(super) async fn invoke(
         &self,
         plugin: &ProcessPlugin,
@@ -374,74 +375,6 @@ fn spawn_registered(command: &mut Command) -> io::Result<Child> {
     Ok(child)
 }
 
-/// Tells when a plugin's direct child has exited, before anything reaps it: a pidfd
-/// (Linux 5.3 and later) becomes readable then, and the exited child stays a zombie, whose
-/// resource usage the kernel still keeps, until [`Child::wait`] reaps it.
-struct ExitWatch {
-    pid: Pid,
-    pidfd: tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>,
-}
-
-impl ExitWatch {
-    /// `None` where pidfds are not available (an old kernel, a seccomp filter): the child is
-    /// then only waited for, and its peak memory is not known.
-    fn new(pid: Pid) -> Option<ExitWatch> {
-        let fd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::NONBLOCK).ok()?;
-        // SAFETY: `fd` is an open descriptor owned by the `OwnedFd`, which the `AsyncFd` owns
-        // and never replaces or closes before it is dropped.
-        let pidfd = unsafe {
-            tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE)
-        }
-        .ok()?;
-        Some(ExitWatch { pid, pidfd })
-    }
-}
-
-/// Wait for `child` to exit and reap it. With a `watch`, first read the exited child's peak
-/// resident set size (`ru_maxrss`, which also covers the processes it waited for itself)
-/// while it is a zombie. Cancel safe: nothing is reaped until the child has exited, and
-/// [`Child::wait`] is cancel safe.
-async fn wait_exit(
-    child: &mut Child,
-    watch: Option<&ExitWatch>,
-) -> (io::Result<ExitStatus>, Option<u64>) {
-    let mut peak = None;
-    if let Some(watch) = watch
-        && watch.pidfd.readable().await.is_ok()
-    {
-        peak = zombie_peak_memory(watch.pid);
-    }
-    (child.wait().await, peak)
-}
-
-/// The peak resident set size, in bytes, of the exited and not yet reaped child `pid`:
-/// `waitid(P_PID, pid, WEXITED | WNOWAIT | WNOHANG)` with the `rusage` argument of the
-/// system call, which leaves the child to be reaped. `None` if it is not an exited child.
-fn zombie_peak_memory(pid: Pid) -> Option<u64> {
-    // SAFETY: all-zero bytes are valid values of these plain C structs.
-    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: the system call writes only into `info` and `usage`, which are valid, exclusive
-    // and of the types the kernel expects. `WNOWAIT` leaves the child unreaped.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_waitid,
-            libc::P_PID,
-            pid.as_raw_pid(),
-            &mut info as *mut libc::siginfo_t,
-            libc::WEXITED | libc::WNOWAIT | libc::WNOHANG,
-            &mut usage as *mut libc::rusage,
-        )
-    };
-    // SAFETY: `si_pid` is valid in the siginfo that `waitid` fills for a child that changed
-    // state, and zero (as zeroed above) when none did.
-    if rc != 0 || unsafe { info.si_pid() } != pid.as_raw_pid() {
-        return None;
-    }
-    // `ru_maxrss` is in KiB.
-    u64::try_from(usage.ru_maxrss).ok().map(|kib| kib * 1024)
-}
-
 /// How reading one output stream ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ReadEnd {
@@ -541,8 +474,6 @@ async fn supervise(mut child: Child, limits: &Limits, stdin: &[u8], deadline: In
         killed: false,
         failure: None,
     };
-    let exit_watch = pgid.and_then(ExitWatch::new);
-    let mut peak_memory = None;
     {
         let feed = async move {
             if let Some(mut pipe) = child_stdin {
@@ -584,8 +515,7 @@ async fn supervise(mut child: Child, limits: &Limits, stdin: &[u8], deadline: In
                         });
                     }
                 }
-                (result, peak) = wait_exit(&mut child, exit_watch.as_ref()), if status.is_none() => {
-                    peak_memory = peak;
+                result = child.wait(), if status.is_none() => {
                     // The plugin is done: what is left of its group are orphans that nobody
                     // will read from. Kill them so that the pipes reach EOF.
                     group.kill();
@@ -628,7 +558,6 @@ async fn supervise(mut child: Child, limits: &Limits, stdin: &[u8], deadline: In
     let mut outcome = Outcome {
         stdout,
         stderr,
-        peak_memory_bytes: peak_memory,
         ..Outcome::default()
     };
     let mut failure = group.failure.take();
@@ -1168,34 +1097,6 @@ mod tests {
         assert_eq!(o.failure, None);
         assert_eq!(o.exit, Some(0));
         assert_eq!(o.stdout.len(), 4096);
-    }
-
-    #[tokio::test]
-    async fn a_process_s_peak_memory_is_measured() {
-        let f = Fixture::new();
-        let roomy = limits(Duration::from_secs(20));
-        // A shell that exits at once: its own few pages.
-        let o = f.run(&f.plugin("exit 3"), &roomy, b"{}\n").await;
-        assert_eq!(o.exit, Some(3));
-        let small = o.peak_memory_bytes.expect("the peak of an exited process");
-        assert!((1..16 * MIB).contains(&small), "{small}");
-        // A shell that holds 48 MB in a variable, then exits.
-        let big = f.plugin("x=$(head -c 48000000 /dev/zero | tr '\\0' a); exit 0");
-        let o = f.run(&big, &roomy, b"{}\n").await;
-        assert_eq!(o.exit, Some(0), "{}", text(&o.stderr));
-        let peak = o.peak_memory_bytes.expect("the peak of an exited process");
-        assert!((48_000_000..512 * MIB).contains(&peak), "{peak}");
-        // One killed at its deadline is measured too.
-        let o = f
-            .run(
-                &f.plugin("x=$(head -c 48000000 /dev/zero | tr '\\0' a); sleep 30"),
-                &limits(Duration::from_secs(5)),
-                b"{}\n",
-            )
-            .await;
-        assert!(matches!(o.failure, Some(Failure::Timeout { .. })), "{o:?}");
-        let peak = o.peak_memory_bytes.expect("the peak of a killed process");
-        assert!(peak >= 48_000_000, "{peak}");
     }
 
     #[tokio::test]

@@ -151,8 +151,7 @@ pub struct RunReport {
     pub stderr: Vec<u8>,
     /// Wall-clock time, in milliseconds.
     pub duration_ms: f64,
-    /// Peak memory in bytes, where the runtime can tell: a wasm plugin's linear memory, a
-    /// process's resident set (the largest of its own and its waited-for children's).
+    /// Peak memory in bytes, where the runtime can tell: a wasm plugin's linear memory.
     pub peak_memory_bytes: Option<u64>,
     /// The limits it ran under.
     pub limits: LimitsReport,
@@ -175,9 +174,9 @@ fn as_lossy_text<S: serde::Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::E
 
 impl RunReport {
     /// A line under the peak memory when it came within a tenth of `max_memory_bytes`. A
-    /// process that runs out of memory fails however its program handles a failed allocation
-    /// (an exit code, `SIGABRT`), which the host cannot tell from other failures; this says
-    /// what the numbers suggest.
+    /// plugin that runs out of memory may fail however its code handles a failed allocation
+    /// (a trap, a typed error), not only as the host's `memory_limit`; for such a failure this
+    /// says what the numbers suggest.
     fn memory_hint(&self) -> Option<String> {
         let peak = self.peak_memory_bytes?;
         let limit = self.limits.max_memory_bytes;
@@ -185,10 +184,14 @@ impl RunReport {
             return None;
         }
         let percent = peak.saturating_mul(100) / limit;
-        let failed = self
-            .violation
-            .as_ref()
-            .is_some_and(|v| v.kind != "memory_limit");
+        // How a failed allocation shows (the host reports its own memory-limit stops as
+        // `memory_limit` already).
+        let failed = self.violation.as_ref().is_some_and(|v| {
+            matches!(
+                v.kind.as_str(),
+                "signal" | "exit_code" | "trap" | "plugin_error"
+            )
+        });
         Some(if failed {
             format!(
                 "{percent} % of max_memory_bytes: it failed at its memory limit, the likely \
@@ -267,16 +270,11 @@ impl RunReport {
             out,
             "memory    {}",
             self.peak_memory_bytes
-                .map(|b| format!(
-                    "peak {}{}",
-                    human_bytes(b),
-                    match self.runtime {
-                        RuntimeKind::Wasm => " of linear memory",
-                        RuntimeKind::Process => " resident",
-                        RuntimeKind::Webhook => "",
-                    }
-                ))
-                .unwrap_or_else(|| "unknown".to_owned())
+                .map(|b| format!("peak {} of linear memory", human_bytes(b)))
+                .unwrap_or_else(|| match self.runtime {
+                    RuntimeKind::Process => "not measured for a process".to_owned(),
+                    _ => "unknown".to_owned(),
+                })
         );
         if let Some(hint) = self.memory_hint() {
             let _ = writeln!(out, "          {hint}");
