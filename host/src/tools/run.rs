@@ -184,14 +184,12 @@ impl RunReport {
             return None;
         }
         let percent = peak.saturating_mul(100) / limit;
-        // How a failed allocation shows (the host reports its own memory-limit stops as
-        // `memory_limit` already).
-        let failed = self.violation.as_ref().is_some_and(|v| {
-            matches!(
-                v.kind.as_str(),
-                "signal" | "exit_code" | "trap" | "plugin_error"
-            )
-        });
+        // How a failed allocation shows in a wasm plugin, the only runtime with a peak (the
+        // host reports its own memory-limit stops as `memory_limit` already).
+        let failed = self
+            .violation
+            .as_ref()
+            .is_some_and(|v| matches!(v.kind.as_str(), "exit_code" | "trap" | "plugin_error"));
         Some(if failed {
             format!(
                 "{percent} % of max_memory_bytes: it failed at its memory limit, the likely \
