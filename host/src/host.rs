@@ -145,11 +145,13 @@ impl Host {
             path: path.to_owned(),
             source,
         };
-        let size = std::fs::metadata(path).map_err(io)?.len();
-        if size > workflow.spec.max_file_size_bytes {
+        let source = crate::sample::open_regular_file(path).map_err(io)?;
+        let size = source.metadata().map_err(io)?.len();
+        let max = workflow.spec.max_file_size_bytes;
+        if size > max {
             return Err(ScanError::TooLarge {
                 size,
-                max: workflow.spec.max_file_size_bytes,
+                max,
                 workflow: workflow.spec.name.clone(),
             });
         }
@@ -159,10 +161,9 @@ impl Host {
             .unwrap_or_else(|| "sample".to_owned());
         let work = self.data_dir.join("work");
         let (sample, file) = {
-            let path = path.to_owned();
             let name = display_name.clone();
             tokio::task::spawn_blocking(move || {
-                let sample = Sample::copy_from(&path, &name, &work)?;
+                let sample = Sample::copy_from(&source, &name, &work, max)?;
                 let file = fileinfo::fingerprint(&sample.path())?;
                 Ok::<_, std::io::Error>((sample, file))
             })

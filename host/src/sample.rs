@@ -8,7 +8,7 @@
 //! slots ([`SlotPool`]), where the next file may take the same path afterwards.
 
 use std::fs::File;
-use std::io;
+use std::io::{self, Read};
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -38,17 +38,33 @@ enum Guard {
 }
 
 impl Sample {
-    /// Copy `source` into a fresh temporary directory under `work_root`, named after
-    /// `display_name`. The copy is made read-only. Used by `cordon scan`, which must not hand
-    /// the user's own file to plugins.
-    pub fn copy_from(source: &Path, display_name: &str, work_root: &Path) -> io::Result<Sample> {
+    /// Copy the file `source` (opened with [`open_regular_file`]) into a fresh temporary
+    /// directory under `work_root`, named after `display_name`. The copy is made read-only.
+    /// Used by `cordon scan`, which must not hand the user's own file to plugins. A file that
+    /// grows past `max_bytes` while it is copied is refused (error kind `FileTooLarge`): the
+    /// caller checked its size before, and plugins get no more than was allowed.
+    pub fn copy_from(
+        source: &File,
+        display_name: &str,
+        work_root: &Path,
+        max_bytes: u64,
+    ) -> io::Result<Sample> {
         std::fs::create_dir_all(work_root)?;
         let temp = tempfile::Builder::new()
             .prefix("sample-")
             .tempdir_in(work_root)?;
         let file_name = sanitize_file_name(display_name);
         let path = temp.path().join(&file_name);
-        std::fs::copy(source, &path)?;
+        let copied = {
+            let mut copy = std::fs::File::create_new(&path)?;
+            io::copy(&mut source.take(max_bytes.saturating_add(1)), &mut copy)?
+        };
+        if copied > max_bytes {
+            return Err(io::Error::new(
+                io::ErrorKind::FileTooLarge,
+                format!("it grew past the limit of {max_bytes} bytes while it was copied"),
+            ));
+        }
         set_read_only(&path)?;
         Ok(Sample {
             dir: std::path::absolute(temp.path())?,
@@ -264,6 +280,56 @@ impl Drop for SlotLease {
     }
 }
 
+/// Open `path` (following symlinks) for reading, if it is a regular file. A directory, FIFO,
+/// socket or device is refused with an error that says which it is, and never waited on: the
+/// type is checked before the open, and the open itself does not block (`O_NONBLOCK`, which
+/// does nothing to a regular file's reads), so a FIFO put in the file's place between the two
+/// is refused too instead of holding the caller until something writes to it.
+pub fn open_regular_file(path: &Path) -> io::Result<File> {
+    let kind = std::fs::metadata(path)?.file_type();
+    if !kind.is_file() {
+        return Err(not_regular(kind));
+    }
+    open_without_waiting(path)
+}
+
+/// The open of [`open_regular_file`], after its check of the type: without blocking, then the
+/// type checked again on what was opened.
+fn open_without_waiting(path: &Path) -> io::Result<File> {
+    use rustix::fs::OFlags;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags((OFlags::NONBLOCK | OFlags::NOCTTY).bits() as i32)
+        .open(path)?;
+    let kind = file.metadata()?.file_type();
+    if !kind.is_file() {
+        return Err(not_regular(kind));
+    }
+    Ok(file)
+}
+
+/// Why a file of type `kind` is not scanned.
+fn not_regular(kind: std::fs::FileType) -> io::Error {
+    use std::os::unix::fs::FileTypeExt;
+    let what = if kind.is_dir() {
+        "a directory"
+    } else if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_socket() {
+        "a socket"
+    } else if kind.is_char_device() {
+        "a character device"
+    } else if kind.is_block_device() {
+        "a block device"
+    } else {
+        "of an unknown kind"
+    };
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!("it is {what}, not a regular file"),
+    )
+}
+
 fn set_read_only(path: &Path) -> io::Result<()> {
     let mut perms = std::fs::metadata(path)?.permissions();
     perms.set_readonly(true);
@@ -327,6 +393,109 @@ mod tests {
         let s = sanitize_file_name(&long);
         assert_eq!(s.len(), MAX_FILE_NAME);
         assert!(s.ends_with(".docx"));
+    }
+
+    /// Runs `f` on another thread and fails if it has not returned within a minute: a
+    /// regression that blocks fails the test instead of hanging the suite.
+    fn without_hanging<R: Send + 'static>(what: &str, f: impl FnOnce() -> R + Send + 'static) -> R {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(f());
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("{what} blocked"))
+    }
+
+    fn fifo_in(dir: &Path) -> PathBuf {
+        let fifo = dir.join("fifo");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::RUSR | rustix::fs::Mode::WUSR,
+            0,
+        )
+        .unwrap();
+        fifo
+    }
+
+    #[test]
+    fn only_regular_files_are_opened_and_a_fifo_is_refused_without_waiting() {
+        let dir = tempfile::tempdir().unwrap();
+        let regular = dir.path().join("file.txt");
+        std::fs::write(&regular, b"abc").unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&regular, &link).unwrap();
+        for path in [&regular, &link] {
+            let mut bytes = String::new();
+            open_regular_file(path)
+                .unwrap()
+                .read_to_string(&mut bytes)
+                .unwrap();
+            assert_eq!(bytes, "abc", "{}", path.display());
+        }
+
+        let fifo = fifo_in(dir.path());
+        let fifo_link = dir.path().join("fifo-link");
+        std::os::unix::fs::symlink(&fifo, &fifo_link).unwrap();
+        for (path, what) in [
+            (dir.path().to_owned(), "a directory"),
+            (PathBuf::from("/dev/null"), "a character device"),
+            (fifo.clone(), "a FIFO"),
+            (fifo_link, "a FIFO"),
+        ] {
+            let shown = path.display().to_string();
+            let e = without_hanging(&shown, move || open_regular_file(&path)).unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{shown}");
+            assert_eq!(
+                e.to_string(),
+                format!("it is {what}, not a regular file"),
+                "{shown}"
+            );
+        }
+        assert_eq!(
+            open_regular_file(&dir.path().join("missing"))
+                .unwrap_err()
+                .kind(),
+            io::ErrorKind::NotFound
+        );
+    }
+
+    /// The open after the check of the type, alone, as when a FIFO takes the file's place
+    /// between the two: it does not wait for a writer, and refuses what it opened.
+    #[test]
+    fn a_fifo_that_replaces_the_file_after_the_check_is_refused_without_waiting() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = fifo_in(dir.path());
+        let e =
+            without_hanging("the open of a FIFO", move || open_without_waiting(&fifo)).unwrap_err();
+        assert_eq!(e.to_string(), "it is a FIFO, not a regular file");
+    }
+
+    #[test]
+    fn a_copy_stops_at_its_limit() {
+        let root = tempfile::tempdir().unwrap();
+        let source = root.path().join("source.bin");
+        std::fs::write(&source, b"0123456789").unwrap();
+        let work = root.path().join("work");
+        let open = || open_regular_file(&source).unwrap();
+
+        let exact = Sample::copy_from(&open(), "s.bin", &work, 10).unwrap();
+        assert_eq!(std::fs::read(exact.path()).unwrap(), b"0123456789");
+        assert!(
+            std::fs::metadata(exact.path())
+                .unwrap()
+                .permissions()
+                .readonly()
+        );
+
+        // As when the file grew after its size was checked.
+        let e = Sample::copy_from(&open(), "s.bin", &work, 9).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::FileTooLarge);
+        assert!(e.to_string().contains("limit of 9 bytes"), "{e}");
+        drop(exact);
+        // Nothing is left behind by the copy refused or by the sample dropped.
+        assert_eq!(std::fs::read_dir(&work).unwrap().count(), 0);
     }
 
     #[test]

@@ -1,8 +1,8 @@
-//! Loading a configuration: the built-in default works on a fresh data directory, and bad
-//! configuration is refused at load with a message naming the plugin, the field and the
-//! problem, for every problem at once.
+//! Loading a configuration: the built-in default works on a fresh data directory (and refuses
+//! to scan what is not a regular file), and bad configuration is refused at load with a
+//! message naming the plugin, the field and the problem, for every problem at once.
 
-use cordon::host::{Host, HostError};
+use cordon::host::{Host, HostError, ScanError};
 use cordon_tests::artifacts::{NATIVE_QUARANTINE, WASM_EICAR, WASM_HOSTILE_LOOP, WASM_P2_EICAR};
 
 fn load(toml: &str) -> Result<Host, HostError> {
@@ -72,6 +72,52 @@ async fn the_built_in_default_scans_on_a_fresh_data_directory() {
     // A second host on the same data directory loads the modules from the cache.
     let again = Host::load(None, &dir.path().join("data")).unwrap();
     assert!(again.inventory.plugin("EICAR").unwrap().info().from_cache);
+}
+
+/// `cordon scan` on something that is not a regular file says what it is and does not wait:
+/// a FIFO with no writer used to hold it forever.
+#[test]
+fn scanning_what_is_not_a_regular_file_is_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let host =
+        std::sync::Arc::new(Host::load(None, &dir.path().join("data")).expect("the default loads"));
+    let fifo = dir.path().join("fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    for (path, what) in [
+        (fifo.clone(), "a FIFO"),
+        (std::path::PathBuf::from("/dev/zero"), "a character device"),
+        (dir.path().to_owned(), "a directory"),
+    ] {
+        // On a thread and runtime of its own, so that a scan that blocks fails the test (the
+        // thread is left behind) instead of hanging it.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn({
+            let (host, path) = (host.clone(), path.clone());
+            move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                let _ = tx.send(runtime.block_on(host.scan_path(&path, None, "tester")));
+            }
+        });
+        let scanned = rx
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("scanning {} blocked", path.display()));
+        let e = scanned.expect_err("refused");
+        assert!(matches!(e, ScanError::Io { .. }), "{e:?}");
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "cannot read {}: it is {what}, not a regular file",
+                path.display()
+            )
+        );
+    }
 }
 
 #[test]

@@ -446,7 +446,15 @@ pub async fn run_plugin(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "sample".to_owned());
-    let sample = Sample::copy_from(sample_file, &display_name, &host.data_dir.join("samples"))
+    let sample = crate::sample::open_regular_file(sample_file)
+        .and_then(|source| {
+            Sample::copy_from(
+                &source,
+                &display_name,
+                &host.data_dir.join("samples"),
+                u64::MAX,
+            )
+        })
         .map_err(|source| ToolError::Read {
             path: sample_file.to_path_buf(),
             source,
