@@ -414,6 +414,12 @@ async fn every_error_path_answers_err_with_the_right_status() {
         ("filepath", "/etc/passwd", "not supported"),
         ("downloadfrom", "http://example.com/x", "not supported"),
         ("callbackurl", "ftp://127.0.0.1/x", "callbackurl"),
+        (
+            "content-type",
+            "multipart/form-data; boundary=X",
+            "Multipart",
+        ),
+        ("content-type", "Multipart/Mixed", "Multipart"),
     ] {
         let resp = s.submit(b"x", &[(name, value)]).await;
         assert_eq!(resp.status(), 400, "{name}: {value}");
@@ -487,6 +493,16 @@ async fn every_error_path_answers_err_with_the_right_status() {
         .count();
     assert_eq!(in_files, 1, "only .incoming: nothing refused was stored");
     assert_eq!(stored(&s), (0, 0), "a refused submission left a job");
+
+    // Any other content type is taken as the file's bytes: curl's --data-binary labels them
+    // as a URL-encoded form.
+    for content_type in [
+        "application/x-www-form-urlencoded",
+        "application/octet-stream",
+    ] {
+        let resp = s.submit(b"x", &[("content-type", content_type)]).await;
+        assert_eq!(resp.status(), 200, "{content_type}");
+    }
 
     // The refusals are counted.
     let metrics = s

@@ -100,6 +100,20 @@ impl SubmitHeaders {
                 )));
             }
         }
+        // A form upload's body is the file wrapped in the form's parts: scanned as it is, its
+        // hashes and type would be the envelope's, and a hash blocklist would never match.
+        // MetaDefender Core v4 does not take forms either; say what to send instead.
+        let multipart = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|t| t.trim().to_ascii_lowercase().starts_with("multipart/"));
+        if multipart {
+            return Err(ApiError::bad_request(
+                "Multipart form uploads are not supported: send the file itself as the request \
+                 body (curl --data-binary @file -H 'filename: <name>'), not as a form field",
+            ));
+        }
         let filename = decoded(headers, "filename")?;
         if let Some(f) = &filename
             && f.chars().count() > MAX_FILENAME_CHARS
