@@ -480,6 +480,18 @@ async fn run_refuses_what_the_host_refuses_and_runs_post_actions() {
     );
     assert!(report.render().contains("REFUSED"));
 
+    // A sample that is not a regular file is refused before anything runs, with what it is.
+    let e = run_plugin(Path::new(WASM_EICAR), files.0.path(), &with_timeout(5000))
+        .await
+        .expect_err("a directory is no sample");
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "{} is not a file to scan: it is a directory, not a regular file",
+            files.0.path().display()
+        )
+    );
+
     // A post action: success is exit 0, whatever it prints.
     let options = RunOptions {
         role: Role::PostAction,

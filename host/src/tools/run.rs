@@ -375,12 +375,12 @@ pub async fn run_plugin(
         }
         None => None,
     };
-    if !sample_file.is_file() {
-        return Err(ToolError::Invalid(format!(
-            "{} is not a file to scan",
+    let source = crate::sample::open_regular_file(sample_file).map_err(|e| {
+        ToolError::Invalid(format!(
+            "{} is not a file to scan: {e}",
             sample_file.display()
-        )));
-    }
+        ))
+    })?;
 
     let head = read_head(plugin)?;
     let runtime = if detect_binary(&head).is_some()
@@ -446,19 +446,16 @@ pub async fn run_plugin(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "sample".to_owned());
-    let sample = crate::sample::open_regular_file(sample_file)
-        .and_then(|source| {
-            Sample::copy_from(
-                &source,
-                &display_name,
-                &host.data_dir.join("samples"),
-                u64::MAX,
-            )
-        })
-        .map_err(|source| ToolError::Read {
-            path: sample_file.to_path_buf(),
-            source,
-        })?;
+    let sample = Sample::copy_from(
+        &source,
+        &display_name,
+        &host.data_dir.join("samples"),
+        u64::MAX,
+    )
+    .map_err(|source| ToolError::Read {
+        path: sample_file.to_path_buf(),
+        source,
+    })?;
     report.sample_argument = match runtime_kind {
         RuntimeKind::Wasm => sample.guest_path(),
         _ => sample.path().display().to_string(),
