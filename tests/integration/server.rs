@@ -1074,6 +1074,59 @@ async fn callbacks_give_up_after_the_last_attempt() {
     assert_eq!(received.count(), 2);
 }
 
+/// A client that announces a body and stops sending it is answered 408 once
+/// `upload_idle_timeout_ms` passes without data, and gives back the queue place it held: with a
+/// queue of one, the next file is accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_upload_is_refused_and_gives_its_queue_place_back() {
+    let s = TestServer::start_in(
+        tempfile::tempdir().unwrap(),
+        r#"
+        [server]
+        max_queue = 1
+        upload_idle_timeout_ms = 1000
+        [[plugin]]
+        name = "EICAR"
+        role = "scanner"
+        runtime = "wasm"
+        module = "builtin:eicar"
+        [[workflow]]
+        name = "w"
+        scanners = ["EICAR"]
+        "#,
+    )
+    .await;
+    let answer = raw_http(
+        &s.base,
+        "POST /file HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\nConnection: close\r\n\r\npartial",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(
+        answer.contains(
+            "The upload stalled: no data for 1000 ms (the server's upload_idle_timeout_ms) after 7 of 1000 bytes"
+        ),
+        "{answer}"
+    );
+    let id = s.submit_ok(b"the next file", &[]).await;
+    let r = s.wait_final(&id, None).await;
+    assert_eq!(r["process_info"]["result"], "Allowed", "{r}");
+    assert_eq!(stored(&s), (1, 1), "the stalled upload left nothing");
+    let metrics = s
+        .client
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("cordon_submissions_rejected_total{reason=\"stalled\"} 1"),
+        "{metrics}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_stops_queued_and_running_scans() {
     let dir = tempfile::tempdir().unwrap();

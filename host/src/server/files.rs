@@ -329,6 +329,7 @@ pub async fn submit(
 /// in this task, a larger one on a blocking thread with a bounded number of chunks in flight.
 async fn receive(state: &AppState, body: Body, length: u64) -> Result<Received, ApiError> {
     let files = state.store.files.clone();
+    let idle = state.settings.upload_idle_timeout;
     let mut stream = body.into_data_stream();
     let mut total = 0u64;
     let (failure, written) = if length <= RECEIVE_IN_TASK_MAX {
@@ -338,7 +339,7 @@ async fn receive(state: &AppState, body: Body, length: u64) -> Result<Received, 
             .map_err(|e| ApiError::internal("cannot receive the file", &e))?;
         let mut written = Ok(());
         let failure = loop {
-            match next_chunk(&mut stream, &mut total, length).await {
+            match next_chunk(&mut stream, &mut total, length, idle).await {
                 Ok(Some(chunk)) => {
                     written = upload.write(&chunk);
                     if written.is_err() {
@@ -360,7 +361,7 @@ async fn receive(state: &AppState, body: Body, length: u64) -> Result<Received, 
             upload.finish()
         });
         let failure = loop {
-            match next_chunk(&mut stream, &mut total, length).await {
+            match next_chunk(&mut stream, &mut total, length, idle).await {
                 Ok(Some(chunk)) => {
                     if tx.send(chunk).await.is_err() {
                         break None; // The writer failed; its error is reported below.
@@ -375,7 +376,13 @@ async fn receive(state: &AppState, body: Body, length: u64) -> Result<Received, 
         (failure, written)
     };
     if let Some(f) = failure {
-        state.metrics.rejected("bad_request");
+        state
+            .metrics
+            .rejected(if f.status == StatusCode::REQUEST_TIMEOUT {
+                "stalled"
+            } else {
+                "bad_request"
+            });
         return Err(f);
     }
     let received = written.map_err(|e| ApiError::internal("cannot write the file", &e))?;
@@ -395,8 +402,19 @@ async fn next_chunk(
     stream: &mut axum::body::BodyDataStream,
     total: &mut u64,
     length: u64,
+    idle: std::time::Duration,
 ) -> Result<Option<Bytes>, ApiError> {
-    match stream.next().await {
+    let Ok(next) = tokio::time::timeout(idle, stream.next()).await else {
+        return Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "The upload stalled: no data for {} ms (the server's upload_idle_timeout_ms) \
+                 after {total} of {length} bytes",
+                idle.as_millis()
+            ),
+        ));
+    };
+    match next {
         None => Ok(None),
         Some(Ok(chunk)) => {
             *total += chunk.len() as u64;

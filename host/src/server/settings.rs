@@ -11,6 +11,7 @@
 //! retention_hours = 24                 # results and files older than this are deleted; 0 keeps them
 //! session_ttl_minutes = 60             # lifetime of a /login session
 //! shutdown_grace_seconds = 30          # SIGTERM: how long scans in flight may take to finish
+//! upload_idle_timeout_ms = 60000       # an upload that sends nothing for this long is dropped
 //! callback_allowlist = ["http://127.0.0.1:*", "https://hooks.example.com/cordon/"]
 //! callback_timeout_ms = 10000          # one delivery attempt, connect to last byte
 //! callback_attempts = 3                # attempts in all
@@ -53,6 +54,8 @@ pub const DEFAULT_RETENTION_HOURS: u64 = 24;
 pub const DEFAULT_SESSION_TTL_MINUTES: u64 = 60;
 /// Default `shutdown_grace_seconds`.
 pub const DEFAULT_SHUTDOWN_GRACE_SECONDS: u64 = 30;
+/// Default `upload_idle_timeout_ms`.
+pub const DEFAULT_UPLOAD_IDLE_TIMEOUT_MS: u64 = 60_000;
 /// Default `callback_timeout_ms`.
 pub const DEFAULT_CALLBACK_TIMEOUT_MS: u64 = 10_000;
 /// Default `callback_attempts`.
@@ -80,6 +83,10 @@ pub struct ServerSettings {
     /// On SIGTERM, how long scans in flight may take to finish before Cordon exits anyway
     /// (they are re-run at the next start). Default [`DEFAULT_SHUTDOWN_GRACE_SECONDS`].
     pub shutdown_grace: Duration,
+    /// An upload whose body sends no bytes for this long is refused (408) and its place in the
+    /// queue given back, so that stalled clients cannot hold the queue. Default
+    /// [`DEFAULT_UPLOAD_IDLE_TIMEOUT_MS`].
+    pub upload_idle_timeout: Duration,
     /// API keys. Empty with `users` empty: open mode.
     pub api_keys: Vec<ApiKey>,
     /// Users for `POST /login`.
@@ -104,6 +111,7 @@ impl Default for ServerSettings {
             retention: Some(Duration::from_secs(DEFAULT_RETENTION_HOURS * 3600)),
             session_ttl: Duration::from_secs(DEFAULT_SESSION_TTL_MINUTES * 60),
             shutdown_grace: Duration::from_secs(DEFAULT_SHUTDOWN_GRACE_SECONDS),
+            upload_idle_timeout: Duration::from_millis(DEFAULT_UPLOAD_IDLE_TIMEOUT_MS),
             api_keys: Vec::new(),
             users: Vec::new(),
             callback_allowlist: Vec::new(),
@@ -240,6 +248,7 @@ struct RawServer {
     retention_hours: Option<u64>,
     session_ttl_minutes: Option<u64>,
     shutdown_grace_seconds: Option<u64>,
+    upload_idle_timeout_ms: Option<u64>,
     #[serde(default)]
     api_keys: Vec<RawKey>,
     #[serde(default)]
@@ -364,6 +373,13 @@ impl ServerSettings {
             3600,
             DEFAULT_SHUTDOWN_GRACE_SECONDS,
         );
+        let upload_idle = range(
+            "upload_idle_timeout_ms",
+            raw.upload_idle_timeout_ms,
+            1,
+            3_600_000,
+            DEFAULT_UPLOAD_IDLE_TIMEOUT_MS,
+        );
         let cb_timeout = range(
             "callback_timeout_ms",
             raw.callback_timeout_ms,
@@ -443,6 +459,7 @@ impl ServerSettings {
             retention: (retention_hours > 0).then(|| Duration::from_secs(retention_hours * 3600)),
             session_ttl: Duration::from_secs(ttl * 60),
             shutdown_grace: Duration::from_secs(grace),
+            upload_idle_timeout: Duration::from_millis(upload_idle),
             api_keys,
             users,
             callback_allowlist,
@@ -502,6 +519,10 @@ mod tests {
         let s = ServerSettings::from_table(toml::Table::new()).unwrap();
         assert_eq!(s.listen, DEFAULT_LISTEN);
         assert_eq!(s.max_queue, DEFAULT_MAX_QUEUE);
+        assert_eq!(
+            s.upload_idle_timeout,
+            Duration::from_millis(DEFAULT_UPLOAD_IDLE_TIMEOUT_MS)
+        );
         assert!(s.is_open());
         assert!(s.workers >= 1);
     }
@@ -512,6 +533,7 @@ mod tests {
             r#"
             listen = "nowhere"
             workers = 0
+            upload_idle_timeout_ms = 0
             callback_allowlist = ["ftp://x", "nonsense"]
             [[api_keys]]
             name = "a"
@@ -524,6 +546,7 @@ mod tests {
         .join("\n");
         assert!(p.contains("field `listen`"), "{p}");
         assert!(p.contains("field `workers`"), "{p}");
+        assert!(p.contains("field `upload_idle_timeout_ms`"), "{p}");
         assert!(p.contains("only http and https"), "{p}");
         assert!(p.contains("write scheme://host"), "{p}");
         assert!(p.contains("at least 16 characters"), "{p}");
