@@ -505,15 +505,7 @@ async fn every_error_path_answers_err_with_the_right_status() {
     }
 
     // The refusals are counted.
-    let metrics = s
-        .client
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = s.metrics().await;
     for reason in [
         "no_length",
         "empty",
@@ -1081,19 +1073,10 @@ async fn callbacks_give_up_after_the_last_attempt() {
 async fn a_stalled_upload_is_refused_and_gives_its_queue_place_back() {
     let s = TestServer::start_in(
         tempfile::tempdir().unwrap(),
-        r#"
-        [server]
-        max_queue = 1
-        upload_idle_timeout_ms = 1000
-        [[plugin]]
-        name = "EICAR"
-        role = "scanner"
-        runtime = "wasm"
-        module = "builtin:eicar"
-        [[workflow]]
-        name = "w"
-        scanners = ["EICAR"]
-        "#,
+        &EICAR_CONFIG.replace(
+            "workers = 2",
+            "workers = 2\nmax_queue = 1\nupload_idle_timeout_ms = 1000",
+        ),
     )
     .await;
     let answer = raw_http(
@@ -1112,15 +1095,7 @@ async fn a_stalled_upload_is_refused_and_gives_its_queue_place_back() {
     let r = s.wait_final(&id, None).await;
     assert_eq!(r["process_info"]["result"], "Allowed", "{r}");
     assert_eq!(stored(&s), (1, 1), "the stalled upload left nothing");
-    let metrics = s
-        .client
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = s.metrics().await;
     assert!(
         metrics.contains("cordon_submissions_rejected_total{reason=\"stalled\"} 1"),
         "{metrics}"

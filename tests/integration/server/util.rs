@@ -71,6 +71,13 @@ impl TestServer {
         self.dir.path().join("data")
     }
 
+    /// The text of `GET /metrics`.
+    pub async fn metrics(&self) -> String {
+        let resp = self.client.get(self.url("/metrics")).send().await.unwrap();
+        assert_eq!(resp.status(), 200, "GET /metrics");
+        resp.text().await.unwrap()
+    }
+
     /// `POST /file` with `body` and `headers`.
     pub async fn submit(&self, body: &[u8], headers: &[(&str, &str)]) -> reqwest::Response {
         let mut req = self.client.post(self.url("/file")).body(body.to_vec());
