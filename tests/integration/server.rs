@@ -1079,25 +1079,34 @@ async fn a_stalled_upload_is_refused_and_gives_its_queue_place_back() {
         ),
     )
     .await;
-    let answer = raw_http(
-        &s.base,
-        "POST /file HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\nConnection: close\r\n\r\npartial",
-    )
-    .await;
-    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
-    assert!(
-        answer.contains(
-            "The upload stalled: no data for 1000 ms (the server's upload_idle_timeout_ms) after 7 of 1000 bytes"
-        ),
-        "{answer}"
-    );
+    // A small upload (received in memory) and a large one (streamed to a file).
+    for length in [1000, 1 << 20] {
+        let answer = raw_http(
+            &s.base,
+            &format!(
+                "POST /file HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n\
+                 Connection: close\r\n\r\npartial"
+            ),
+        )
+        .await;
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        assert!(
+            answer.contains(&format!(
+                "The upload stalled: no data for 1000 ms (the server's upload_idle_timeout_ms) \
+                 after 7 of {length} bytes"
+            )),
+            "{answer}"
+        );
+    }
+    let incoming = s.data_dir().join("files/.incoming");
+    assert_eq!(std::fs::read_dir(incoming).unwrap().count(), 0);
     let id = s.submit_ok(b"the next file", &[]).await;
     let r = s.wait_final(&id, None).await;
     assert_eq!(r["process_info"]["result"], "Allowed", "{r}");
-    assert_eq!(stored(&s), (1, 1), "the stalled upload left nothing");
+    assert_eq!(stored(&s), (1, 1), "the stalled uploads left nothing");
     let metrics = s.metrics().await;
     assert!(
-        metrics.contains("cordon_submissions_rejected_total{reason=\"stalled\"} 1"),
+        metrics.contains("cordon_submissions_rejected_total{reason=\"stalled\"} 2"),
         "{metrics}"
     );
 }
