@@ -1111,6 +1111,43 @@ async fn a_stalled_upload_is_refused_and_gives_its_queue_place_back() {
     );
 }
 
+/// A connection that never completes a request's headers is closed after
+/// `header_read_timeout_ms`, and the server goes on serving others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_never_finishes_its_headers_is_closed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = TestServer::start_in(
+        tempfile::tempdir().unwrap(),
+        &EICAR_CONFIG.replace("workers = 2", "workers = 2\nheader_read_timeout_ms = 1000"),
+    )
+    .await;
+    let mut idle = Vec::new();
+    for head in ["", "POST /file HTTP/1.1\r\nHost: x\r\nContent-Le"] {
+        let mut stream = tokio::net::TcpStream::connect(s.base.trim_start_matches("http://"))
+            .await
+            .unwrap();
+        stream.write_all(head.as_bytes()).await.unwrap();
+        idle.push(stream);
+    }
+    for mut stream in idle {
+        let mut answer = Vec::new();
+        tokio::time::timeout(
+            std::time::Duration::from_secs(60),
+            stream.read_to_end(&mut answer),
+        )
+        .await
+        .expect("the server closes the connection")
+        .ok();
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(!answer.contains("data_id"), "{answer}");
+    }
+    let id = s.submit_ok(b"a file", &[]).await;
+    assert_eq!(
+        s.wait_final(&id, None).await["process_info"]["result"],
+        "Allowed"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_stops_queued_and_running_scans() {
     let dir = tempfile::tempdir().unwrap();

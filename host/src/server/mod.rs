@@ -467,6 +467,62 @@ impl RunningServer {
     }
 }
 
+/// Serve `app` over HTTP/1.1 on `listener` until `stop` fires, then let each open connection
+/// finish the request it is in and return once all are closed. What `axum::serve` does, plus
+/// hyper's header read timeout, which `axum::serve` leaves off: a client that does not send a
+/// request's headers within `header_timeout` (an idle keep-alive connection included) is
+/// disconnected, so connections that never finish a request cannot pile up.
+async fn serve_http(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    header_timeout: Duration,
+    stop: oneshot::Receiver<()>,
+) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::service::TowerToHyperService;
+    // `closing` tells the connections to finish; each holds a clone of `open` until it ends.
+    let (closing, closing_rx) = watch::channel(());
+    let (open, open_rx) = watch::channel(());
+    let mut stop = std::pin::pin!(stop);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors, say: wait rather than spin.
+                    tracing::warn!(error = %e, "cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = &mut stop => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let service = TowerToHyperService::new(app.clone());
+        let (mut closing, open) = (closing_rx.clone(), open_rx.clone());
+        tokio::spawn(async move {
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout);
+            let conn = builder.serve_connection(TokioIo::new(stream), service);
+            let mut conn = std::pin::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = closing.changed() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+            drop(open);
+        });
+    }
+    drop(listener);
+    let _ = closing.send(());
+    drop(open_rx);
+    open.closed().await;
+}
+
 /// Start a server (see [`Server::start`]) and listen on `[server] listen` (or
 /// `options.listen`), in the background.
 pub async fn spawn(options: ServeOptions) -> Result<RunningServer, ServeError> {
@@ -484,12 +540,10 @@ pub async fn spawn(options: ServeOptions) -> Result<RunningServer, ServeError> {
         .map_err(|source| ServeError::Listen { addr, source })?;
     let (stop_http, stopped) = oneshot::channel::<()>();
     let app = server.router();
+    let header_timeout = server.state.settings.header_read_timeout;
     let http = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = stopped.await;
-            })
-            .await
+        serve_http(listener, app, header_timeout, stopped).await;
+        Ok(())
     });
     tracing::info!(%addr, "listening");
     Ok(RunningServer {

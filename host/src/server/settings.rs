@@ -12,6 +12,7 @@
 //! session_ttl_minutes = 60             # lifetime of a /login session
 //! shutdown_grace_seconds = 30          # SIGTERM: how long scans in flight may take to finish
 //! upload_idle_timeout_ms = 60000       # an upload that sends nothing for this long is dropped
+//! header_read_timeout_ms = 30000       # a connection with no complete request head for this long is closed
 //! callback_allowlist = ["http://127.0.0.1:*", "https://hooks.example.com/cordon/"]
 //! callback_timeout_ms = 10000          # one delivery attempt, connect to last byte
 //! callback_attempts = 3                # attempts in all
@@ -56,6 +57,8 @@ pub const DEFAULT_SESSION_TTL_MINUTES: u64 = 60;
 pub const DEFAULT_SHUTDOWN_GRACE_SECONDS: u64 = 30;
 /// Default `upload_idle_timeout_ms`.
 pub const DEFAULT_UPLOAD_IDLE_TIMEOUT_MS: u64 = 60_000;
+/// Default `header_read_timeout_ms`.
+pub const DEFAULT_HEADER_READ_TIMEOUT_MS: u64 = 30_000;
 /// Default `callback_timeout_ms`.
 pub const DEFAULT_CALLBACK_TIMEOUT_MS: u64 = 10_000;
 /// Default `callback_attempts`.
@@ -87,6 +90,10 @@ pub struct ServerSettings {
     /// queue given back, so that stalled clients cannot hold the queue. Default
     /// [`DEFAULT_UPLOAD_IDLE_TIMEOUT_MS`].
     pub upload_idle_timeout: Duration,
+    /// A connection that does not send a complete request head (request line and headers)
+    /// within this long is closed; so is a keep-alive connection idle this long between two
+    /// requests. Default [`DEFAULT_HEADER_READ_TIMEOUT_MS`].
+    pub header_read_timeout: Duration,
     /// API keys. Empty with `users` empty: open mode.
     pub api_keys: Vec<ApiKey>,
     /// Users for `POST /login`.
@@ -112,6 +119,7 @@ impl Default for ServerSettings {
             session_ttl: Duration::from_secs(DEFAULT_SESSION_TTL_MINUTES * 60),
             shutdown_grace: Duration::from_secs(DEFAULT_SHUTDOWN_GRACE_SECONDS),
             upload_idle_timeout: Duration::from_millis(DEFAULT_UPLOAD_IDLE_TIMEOUT_MS),
+            header_read_timeout: Duration::from_millis(DEFAULT_HEADER_READ_TIMEOUT_MS),
             api_keys: Vec::new(),
             users: Vec::new(),
             callback_allowlist: Vec::new(),
@@ -249,6 +257,7 @@ struct RawServer {
     session_ttl_minutes: Option<u64>,
     shutdown_grace_seconds: Option<u64>,
     upload_idle_timeout_ms: Option<u64>,
+    header_read_timeout_ms: Option<u64>,
     #[serde(default)]
     api_keys: Vec<RawKey>,
     #[serde(default)]
@@ -380,6 +389,13 @@ impl ServerSettings {
             3_600_000,
             DEFAULT_UPLOAD_IDLE_TIMEOUT_MS,
         );
+        let header_read = range(
+            "header_read_timeout_ms",
+            raw.header_read_timeout_ms,
+            1,
+            3_600_000,
+            DEFAULT_HEADER_READ_TIMEOUT_MS,
+        );
         let cb_timeout = range(
             "callback_timeout_ms",
             raw.callback_timeout_ms,
@@ -460,6 +476,7 @@ impl ServerSettings {
             session_ttl: Duration::from_secs(ttl * 60),
             shutdown_grace: Duration::from_secs(grace),
             upload_idle_timeout: Duration::from_millis(upload_idle),
+            header_read_timeout: Duration::from_millis(header_read),
             api_keys,
             users,
             callback_allowlist,
@@ -523,6 +540,10 @@ mod tests {
             s.upload_idle_timeout,
             Duration::from_millis(DEFAULT_UPLOAD_IDLE_TIMEOUT_MS)
         );
+        assert_eq!(
+            s.header_read_timeout,
+            Duration::from_millis(DEFAULT_HEADER_READ_TIMEOUT_MS)
+        );
         assert!(s.is_open());
         assert!(s.workers >= 1);
     }
@@ -534,6 +555,7 @@ mod tests {
             listen = "nowhere"
             workers = 0
             upload_idle_timeout_ms = 0
+            header_read_timeout_ms = 0
             callback_allowlist = ["ftp://x", "nonsense"]
             [[api_keys]]
             name = "a"
@@ -547,6 +569,7 @@ mod tests {
         assert!(p.contains("field `listen`"), "{p}");
         assert!(p.contains("field `workers`"), "{p}");
         assert!(p.contains("field `upload_idle_timeout_ms`"), "{p}");
+        assert!(p.contains("field `header_read_timeout_ms`"), "{p}");
         assert!(p.contains("only http and https"), "{p}");
         assert!(p.contains("write scheme://host"), "{p}");
         assert!(p.contains("at least 16 characters"), "{p}");
