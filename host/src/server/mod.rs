@@ -438,7 +438,7 @@ pub struct RunningServer {
     pub addr: SocketAddr,
     server: Server,
     stop_http: oneshot::Sender<()>,
-    http: JoinHandle<std::io::Result<()>>,
+    http: JoinHandle<()>,
 }
 
 impl RunningServer {
@@ -541,10 +541,7 @@ pub async fn spawn(options: ServeOptions) -> Result<RunningServer, ServeError> {
     let (stop_http, stopped) = oneshot::channel::<()>();
     let app = server.router();
     let header_timeout = server.state.settings.header_read_timeout;
-    let http = tokio::spawn(async move {
-        serve_http(listener, app, header_timeout, stopped).await;
-        Ok(())
-    });
+    let http = tokio::spawn(serve_http(listener, app, header_timeout, stopped));
     tracing::info!(%addr, "listening");
     Ok(RunningServer {
         addr,
