@@ -480,9 +480,9 @@ async fn serve_http(
 ) {
     use hyper_util::rt::{TokioIo, TokioTimer};
     use hyper_util::service::TowerToHyperService;
-    // `closing` tells the connections to finish; each holds a clone of `open` until it ends.
-    let (closing, closing_rx) = watch::channel(());
-    let (open, open_rx) = watch::channel(());
+    // `closing` tells the connections to finish; each holds a clone of `alive` until it ends.
+    let (closing_tx, closing) = watch::channel(());
+    let (alive_tx, alive) = watch::channel(());
     let mut stop = std::pin::pin!(stop);
     loop {
         let stream = tokio::select! {
@@ -499,7 +499,7 @@ async fn serve_http(
         };
         let _ = stream.set_nodelay(true);
         let service = TowerToHyperService::new(app.clone());
-        let (mut closing, open) = (closing_rx.clone(), open_rx.clone());
+        let (mut closing, alive) = (closing.clone(), alive.clone());
         tokio::spawn(async move {
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder
@@ -514,13 +514,13 @@ async fn serve_http(
                     let _ = conn.await;
                 }
             }
-            drop(open);
+            drop(alive);
         });
     }
     drop(listener);
-    let _ = closing.send(());
-    drop(open_rx);
-    open.closed().await;
+    let _ = closing_tx.send(());
+    drop(alive);
+    alive_tx.closed().await;
 }
 
 /// Start a server (see [`Server::start`]) and listen on `[server] listen` (or
