@@ -1148,6 +1148,39 @@ async fn a_connection_that_never_finishes_its_headers_is_closed() {
     );
 }
 
+/// With `max_connections = 1`, a second client is not served while the first connection is
+/// open, and is served once it closes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_max_connections_wait_for_one_to_close() {
+    let s = TestServer::start_in(
+        tempfile::tempdir().unwrap(),
+        &EICAR_CONFIG.replace("workers = 2", "workers = 2\nmax_connections = 1"),
+    )
+    .await;
+    // The test client keeps no idle connection that could hold the one place itself.
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    let first = tokio::net::TcpStream::connect(s.base.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    // Not served while the first is open: the request is still waiting when it gives up (a
+    // slow machine could only make it give up sooner).
+    let waited = client
+        .get(s.url("/version"))
+        .timeout(std::time::Duration::from_secs(2))
+        .send()
+        .await;
+    assert!(
+        waited.as_ref().is_err_and(|e| e.is_timeout()),
+        "served beside the first connection: {waited:?}"
+    );
+    drop(first);
+    let served = client.get(s.url("/version")).send().await.unwrap();
+    assert_eq!(served.status(), 200);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_stops_queued_and_running_scans() {
     let dir = tempfile::tempdir().unwrap();

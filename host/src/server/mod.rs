@@ -471,11 +471,14 @@ impl RunningServer {
 /// finish the request it is in and return once all are closed. What `axum::serve` does, plus
 /// hyper's header read timeout, which `axum::serve` leaves off: a client that does not send a
 /// request's headers within `header_timeout` (an idle keep-alive connection included) is
-/// disconnected, so connections that never finish a request cannot pile up.
+/// disconnected, so connections that never finish a request cannot pile up; and at most
+/// `max_connections` are served at once (the next is accepted when one closes), so that clients
+/// cannot take every file descriptor the server has.
 async fn serve_http(
     listener: tokio::net::TcpListener,
     app: Router,
     header_timeout: Duration,
+    max_connections: usize,
     stop: oneshot::Receiver<()>,
 ) {
     use hyper_util::rt::{TokioIo, TokioTimer};
@@ -483,8 +486,13 @@ async fn serve_http(
     // `closing` tells the connections to finish; each holds a clone of `alive` until it ends.
     let (closing_tx, closing) = watch::channel(());
     let (alive_tx, alive) = watch::channel(());
+    let slots = Arc::new(tokio::sync::Semaphore::new(max_connections));
     let mut stop = std::pin::pin!(stop);
     loop {
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
+            _ = &mut stop => break,
+        };
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => stream,
@@ -501,6 +509,7 @@ async fn serve_http(
         let service = TowerToHyperService::new(app.clone());
         let (mut closing, alive) = (closing.clone(), alive.clone());
         tokio::spawn(async move {
+            let _slot = slot;
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder
                 .timer(TokioTimer::new())
@@ -540,8 +549,14 @@ pub async fn spawn(options: ServeOptions) -> Result<RunningServer, ServeError> {
         .map_err(|source| ServeError::Listen { addr, source })?;
     let (stop_http, stopped) = oneshot::channel::<()>();
     let app = server.router();
-    let header_timeout = server.state.settings.header_read_timeout;
-    let http = tokio::spawn(serve_http(listener, app, header_timeout, stopped));
+    let settings = &server.state.settings;
+    let http = tokio::spawn(serve_http(
+        listener,
+        app,
+        settings.header_read_timeout,
+        settings.max_connections,
+        stopped,
+    ));
     tracing::info!(%addr, "listening");
     Ok(RunningServer {
         addr,

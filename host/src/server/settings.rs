@@ -8,6 +8,7 @@
 //! listen = "127.0.0.1:8008"            # a socket address; default 127.0.0.1:8008
 //! workers = 4                          # files scanned at once; default: the number of CPUs
 //! max_queue = 100                      # accepted files waiting for a worker; default 100
+//! max_connections = 512                # client connections served at once; more wait
 //! retention_hours = 24                 # results and files older than this are deleted; 0 keeps them
 //! session_ttl_minutes = 60             # lifetime of a /login session
 //! shutdown_grace_seconds = 30          # SIGTERM: how long scans in flight may take to finish
@@ -49,6 +50,9 @@ use sha2::{Digest, Sha256};
 pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8008);
 /// Default `max_queue`.
 pub const DEFAULT_MAX_QUEUE: usize = 100;
+/// Default `max_connections`: well under the usual limit of 1,024 open files, so that client
+/// connections cannot take the descriptors the database, the file store and plugins need.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
 /// Default `retention_hours`: one day.
 pub const DEFAULT_RETENTION_HOURS: u64 = 24;
 /// Default `session_ttl_minutes`.
@@ -78,6 +82,9 @@ pub struct ServerSettings {
     /// How many accepted files may wait for a worker; one more is refused with 503.
     /// Default [`DEFAULT_MAX_QUEUE`].
     pub max_queue: usize,
+    /// How many client connections are served at once; further ones wait in the kernel's
+    /// backlog until one closes. Default [`DEFAULT_MAX_CONNECTIONS`].
+    pub max_connections: usize,
     /// Results, jobs and files older than this are deleted; `None` keeps them forever
     /// (`retention_hours = 0`). Default [`DEFAULT_RETENTION_HOURS`] hours.
     pub retention: Option<Duration>,
@@ -115,6 +122,7 @@ impl Default for ServerSettings {
             listen: DEFAULT_LISTEN,
             workers: default_workers(),
             max_queue: DEFAULT_MAX_QUEUE,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
             retention: Some(Duration::from_secs(DEFAULT_RETENTION_HOURS * 3600)),
             session_ttl: Duration::from_secs(DEFAULT_SESSION_TTL_MINUTES * 60),
             shutdown_grace: Duration::from_secs(DEFAULT_SHUTDOWN_GRACE_SECONDS),
@@ -253,6 +261,7 @@ struct RawServer {
     listen: Option<String>,
     workers: Option<usize>,
     max_queue: Option<usize>,
+    max_connections: Option<usize>,
     retention_hours: Option<u64>,
     session_ttl_minutes: Option<u64>,
     shutdown_grace_seconds: Option<u64>,
@@ -360,6 +369,13 @@ impl ServerSettings {
             1,
             1_000_000,
             d.max_queue as u64,
+        );
+        let max_connections = range(
+            "max_connections",
+            raw.max_connections.map(|v| v as u64),
+            1,
+            1_000_000,
+            d.max_connections as u64,
         );
         let retention_hours = range(
             "retention_hours",
@@ -472,6 +488,7 @@ impl ServerSettings {
             listen,
             workers: workers as usize,
             max_queue: max_queue as usize,
+            max_connections: max_connections as usize,
             retention: (retention_hours > 0).then(|| Duration::from_secs(retention_hours * 3600)),
             session_ttl: Duration::from_secs(ttl * 60),
             shutdown_grace: Duration::from_secs(grace),
@@ -536,6 +553,7 @@ mod tests {
         let s = ServerSettings::from_table(toml::Table::new()).unwrap();
         assert_eq!(s.listen, DEFAULT_LISTEN);
         assert_eq!(s.max_queue, DEFAULT_MAX_QUEUE);
+        assert_eq!(s.max_connections, DEFAULT_MAX_CONNECTIONS);
         assert_eq!(
             s.upload_idle_timeout,
             Duration::from_millis(DEFAULT_UPLOAD_IDLE_TIMEOUT_MS)
@@ -556,6 +574,7 @@ mod tests {
             workers = 0
             upload_idle_timeout_ms = 0
             header_read_timeout_ms = 0
+            max_connections = 0
             callback_allowlist = ["ftp://x", "nonsense"]
             [[api_keys]]
             name = "a"
@@ -570,6 +589,7 @@ mod tests {
         assert!(p.contains("field `workers`"), "{p}");
         assert!(p.contains("field `upload_idle_timeout_ms`"), "{p}");
         assert!(p.contains("field `header_read_timeout_ms`"), "{p}");
+        assert!(p.contains("field `max_connections`"), "{p}");
         assert!(p.contains("only http and https"), "{p}");
         assert!(p.contains("write scheme://host"), "{p}");
         assert!(p.contains("at least 16 characters"), "{p}");
