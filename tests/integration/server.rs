@@ -607,6 +607,12 @@ name = "w"
 scanners = ["EICAR"]
 "#;
 
+/// A server on [`EICAR_CONFIG`] with `settings` (lines of its `[server]` table) added.
+async fn eicar_server_with(settings: &str) -> TestServer {
+    let config = EICAR_CONFIG.replace("[server]\n", &format!("[server]\n{settings}\n"));
+    TestServer::start_in(tempfile::tempdir().unwrap(), &config).await
+}
+
 /// The jobs in the server's database and the files kept with them (read with a separate
 /// read-only connection). Panics if a file kept in the database has no job.
 fn stored(s: &TestServer) -> (usize, usize) {
@@ -1071,14 +1077,7 @@ async fn callbacks_give_up_after_the_last_attempt() {
 /// queue of one, the next file is accepted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_upload_is_refused_and_gives_its_queue_place_back() {
-    let s = TestServer::start_in(
-        tempfile::tempdir().unwrap(),
-        &EICAR_CONFIG.replace(
-            "workers = 2",
-            "workers = 2\nmax_queue = 1\nupload_idle_timeout_ms = 1000",
-        ),
-    )
-    .await;
+    let s = eicar_server_with("max_queue = 1\nupload_idle_timeout_ms = 1000").await;
     // A small upload (received in memory) and a large one (streamed to a file).
     for length in [1000, 1 << 20] {
         let answer = raw_http(
@@ -1116,16 +1115,10 @@ async fn a_stalled_upload_is_refused_and_gives_its_queue_place_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_that_never_finishes_its_headers_is_closed() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let s = TestServer::start_in(
-        tempfile::tempdir().unwrap(),
-        &EICAR_CONFIG.replace("workers = 2", "workers = 2\nheader_read_timeout_ms = 1000"),
-    )
-    .await;
+    let s = eicar_server_with("header_read_timeout_ms = 1000").await;
     let mut idle = Vec::new();
     for head in ["", "POST /file HTTP/1.1\r\nHost: x\r\nContent-Le"] {
-        let mut stream = tokio::net::TcpStream::connect(s.base.trim_start_matches("http://"))
-            .await
-            .unwrap();
+        let mut stream = connect(&s.base).await;
         stream.write_all(head.as_bytes()).await.unwrap();
         idle.push(stream);
     }
@@ -1152,19 +1145,13 @@ async fn a_connection_that_never_finishes_its_headers_is_closed() {
 /// open, and is served once it closes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_beyond_max_connections_wait_for_one_to_close() {
-    let s = TestServer::start_in(
-        tempfile::tempdir().unwrap(),
-        &EICAR_CONFIG.replace("workers = 2", "workers = 2\nmax_connections = 1"),
-    )
-    .await;
+    let s = eicar_server_with("max_connections = 1").await;
     // The test client keeps no idle connection that could hold the one place itself.
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(0)
         .build()
         .unwrap();
-    let first = tokio::net::TcpStream::connect(s.base.trim_start_matches("http://"))
-        .await
-        .unwrap();
+    let first = connect(&s.base).await;
     // Not served while the first is open: the request is still waiting when it gives up (a
     // slow machine could only make it give up sooner).
     let waited = client

@@ -329,11 +329,16 @@ pub fn assert_type(v: &Value, path: &str, ty: &str) {
     assert!(ok, "field `{path}` must be a {ty}, is {cur}");
 }
 
+/// A plain TCP connection to the server at `base` (`http://addr`).
+pub async fn connect(base: &str) -> tokio::net::TcpStream {
+    let addr = base.trim_start_matches("http://");
+    tokio::net::TcpStream::connect(addr).await.expect("connect")
+}
+
 /// Send `request` as is to the server at `base` (`http://addr`) and read the whole answer.
 pub async fn raw_http(base: &str, request: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let addr = base.trim_start_matches("http://");
-    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let mut stream = connect(base).await;
     stream.write_all(request.as_bytes()).await.expect("write");
     let mut answer = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut answer)).await;
