@@ -14,6 +14,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crate::executor::wasm::PreopenCache;
+
 /// Where wasm plugins see the sample's directory.
 pub const GUEST_DIR: &str = "/scan";
 
@@ -22,6 +24,9 @@ pub const GUEST_DIR: &str = "/scan";
 pub struct Sample {
     dir: PathBuf,
     file_name: String,
+    /// The directory as wasm plugins' preopen, opened once for all of them (a slot's is the
+    /// slot's own, kept across the samples it holds).
+    preopen: Arc<PreopenCache>,
     /// What happens to the directory when the sample is dropped.
     _guard: Guard,
 }
@@ -69,6 +74,7 @@ impl Sample {
         Ok(Sample {
             dir: std::path::absolute(temp.path())?,
             file_name,
+            preopen: Arc::default(),
             _guard: Guard::Temp { _dir: temp },
         })
     }
@@ -86,6 +92,7 @@ impl Sample {
         Ok(Sample {
             dir: std::path::absolute(temp.path())?,
             file_name,
+            preopen: Arc::default(),
             _guard: Guard::Temp { _dir: temp },
         })
     }
@@ -104,6 +111,7 @@ impl Sample {
         Ok(Sample {
             dir,
             file_name: file_name.to_owned(),
+            preopen: Arc::default(),
             _guard: Guard::Borrowed,
         })
     }
@@ -116,6 +124,11 @@ impl Sample {
     /// The sample's file name inside [`Sample::dir`].
     pub fn file_name(&self) -> &str {
         &self.file_name
+    }
+
+    /// The sample's directory as wasm plugins' preopen.
+    pub(crate) fn preopen(&self) -> &PreopenCache {
+        &self.preopen
     }
 
     /// The sample's absolute path on the host.
@@ -149,12 +162,18 @@ pub struct SlotPool {
     next: AtomicU64,
 }
 
-/// A slot: its directory, a write handle on its one file, and that file's current name.
+/// A slot: its directory, a write handle on its one file, that file's current name, and the
+/// directory as wasm plugins' preopen (opened by the first wasm scan in the slot, closed when
+/// the slot is deleted).
 #[derive(Debug)]
 struct Slot {
     dir: PathBuf,
+    /// The directory's inode: a slot whose path now names another directory is not reused,
+    /// since its preopen still shows the one it was made with.
+    dir_ino: u64,
     file: File,
     name: String,
+    preopen: Arc<PreopenCache>,
 }
 
 /// A slot lent to a sample; given back to its pool on drop.
@@ -214,6 +233,7 @@ impl SlotPool {
         Ok(Sample {
             dir: slot.dir.clone(),
             file_name,
+            preopen: slot.preopen.clone(),
             _guard: Guard::Slot {
                 _lease: SlotLease {
                     pool: self.clone(),
@@ -227,6 +247,7 @@ impl SlotPool {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         let dir = self.root.join(n.to_string());
         std::fs::create_dir(&dir)?;
+        let dir_ino = std::fs::metadata(&dir)?.ino();
         // Read-only for every later open; this handle, opened at creation, can still write.
         let file = std::fs::OpenOptions::new()
             .write(true)
@@ -235,17 +256,23 @@ impl SlotPool {
             .open(dir.join(file_name))?;
         Ok(Slot {
             dir,
+            dir_ino,
             file,
             name: file_name.to_owned(),
+            preopen: Arc::default(),
         })
     }
 }
 
 impl Slot {
-    /// Whether the directory holds exactly this slot's file, read-only, and nothing else.
+    /// Whether the slot's path still names its directory, and the directory holds exactly
+    /// this slot's file, read-only, and nothing else.
     fn intact(&self) -> bool {
         use std::os::unix::fs::PermissionsExt;
         let only_ours = || -> io::Result<bool> {
+            if std::fs::metadata(&self.dir)?.ino() != self.dir_ino {
+                return Ok(false);
+            }
             let mut entries = std::fs::read_dir(&self.dir)?;
             let Some(first) = entries.next() else {
                 return Ok(false);
@@ -587,6 +614,17 @@ mod tests {
         std::fs::set_permissions(s.path(), std::fs::Permissions::from_mode(0o600)).unwrap();
         drop(s);
         assert!(!dir.exists());
+        // The directory swapped for a look-alike holding the same file (same inode, same name,
+        // still read-only): the slot's preopen would still show the directory moved away.
+        let s = pool.sample(b"swap", "swap.txt").unwrap();
+        let dir = s.dir().to_owned();
+        let moved = root.path().join("moved");
+        std::fs::rename(&dir, &moved).unwrap();
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::rename(moved.join("swap.txt"), s.path()).unwrap();
+        drop(s);
+        assert!(!dir.exists());
+        assert_eq!(pool.idle(), 0);
         // The sample deleted.
         let s = pool.sample(b"three", "three.txt").unwrap();
         let dir = s.dir().to_owned();

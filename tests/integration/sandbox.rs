@@ -136,3 +136,30 @@ fn running_as_root() -> bool {
         })
         .unwrap_or(false)
 }
+
+/// A server's scan slot keeps its directory open for every sample it holds, as wasm plugins'
+/// preopen: each sample must be what a plugin sees there, under its own name, alone.
+#[tokio::test]
+async fn each_sample_in_a_reused_scan_slot_is_what_a_wasm_plugin_sees() {
+    let rig = Rig::new();
+    let pool = cordon::sample::SlotPool::open(&rig.dir.path().join("slots")).unwrap();
+    let samples = [
+        (&b"twelve bytes"[..], "first.txt"),
+        (&b"a longer second sample"[..], "second.pdf"),
+        (&b"3"[..], "third"),
+    ];
+    let mut dirs = Vec::new();
+    for (bytes, name) in samples {
+        let sample = pool.sample(bytes, name).unwrap();
+        dirs.push(sample.dir().to_owned());
+        let report = observe(&rig, RuntimeKind::Wasm, &sample).await;
+        let p = probes(&report);
+        assert_eq!(report["args"], json!(["Escape", format!("/scan/{name}")]));
+        assert_eq!(p["read_sample"], format!("ok:{}", bytes.len()), "{name}");
+        assert_eq!(p["list_scan_dir"], format!("ok:{name}"), "{name} alone");
+    }
+    assert!(
+        dirs.iter().all(|d| d == &dirs[0]),
+        "one slot held the three samples: {dirs:?}"
+    );
+}

@@ -40,6 +40,7 @@ use wasmtime::{
     Caller, Config, Engine, Extern, InstanceAllocationStrategy, InstancePre, Linker, Module,
     PoolingAllocationConfig, ResourceLimiter, Store, Trap, UpdateDeadline,
 };
+use wasmtime_wasi::filesystem::WasiFilesystemCtx;
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p1::wasi_snapshot_preview1::WasiSnapshotPreview1 as _;
 use wasmtime_wasi::p2::bindings::CommandPre;
@@ -580,36 +581,23 @@ impl WasmRuntime {
         Ok((kind, imports, exports))
     }
 
-    /// A WASI context for one invocation: inherits nothing; stdin from memory; capped
-    /// stdout and stderr; the sample's directory read-only at `/scan`.
+    /// A WASI context for one invocation, without its filesystem ([`install_preopen`] adds
+    /// it): inherits nothing; stdin from memory; capped stdout and stderr.
     fn wasi_builder(
         &self,
         name: &PluginName,
         invocation: &Invocation<'_>,
         outputs: &[CappedPipe; 2],
-    ) -> Result<WasiCtxBuilder, String> {
+    ) -> WasiCtxBuilder {
         let mut builder = WasiCtxBuilder::new();
         builder
             .stdin(MemoryInputPipe::new(invocation.stdin.to_vec()))
             .stdout(outputs[0].pipe.clone())
             .stderr(outputs[1].pipe.clone())
             .args(&[name.as_str(), &invocation.sample.guest_path()])
-            // Must be set before the preopen. With it, reads of the sample go straight into
-            // linear memory on this thread instead of through a `spawn_blocking`, a buffer and
-            // a copy per call (3x faster per call; a 64 MiB scan 1.5x faster). One read is
-            // bounded by the sample's size. WASIp1's `poll_oneoff` would then serve a sleep
-            // with `std::thread::sleep`, which nothing can interrupt: `wasi_p1_linker`
-            // shadows it with an asynchronous sleep, so a module cannot hold a thread past
-            // its deadline (a component's sleeps are always asynchronous).
+            // See `PreopenCache::get_or_open`, which sets the same for the preopen.
             .allow_blocking_current_thread(true);
-        if let Err(e) = builder.preopened_dir(invocation.sample.dir(), GUEST_DIR, FsPerms::ReadOnly)
-        {
-            return Err(format!(
-                "could not open the sample directory {}: {e}",
-                invocation.sample.dir().display()
-            ));
-        }
-        Ok(builder)
+        builder
     }
 
     pub(super) async fn invoke(
@@ -627,13 +615,18 @@ impl WasmRuntime {
             CappedPipe::new(Stream::Stdout, limits.max_stdout_bytes),
             CappedPipe::new(Stream::Stderr, limits.max_stderr_bytes),
         ];
-        let mut builder = match self.wasi_builder(name, &invocation, &outputs) {
-            Ok(b) => b,
+        let preopen = match invocation
+            .sample
+            .preopen()
+            .get_or_open(invocation.sample.dir())
+        {
+            Ok(preopen) => preopen,
             Err(message) => return could_not_start(&message),
         };
+        let mut builder = self.wasi_builder(name, &invocation, &outputs);
         match &plugin.prepared {
             PreparedKind::Module(pre) => {
-                let mut store = self.store(builder.build_p1(), limits, started, outputs);
+                let mut store = self.store(p1(&mut builder, preopen), limits, started, outputs);
                 let end = run_guarded(&mut store, limits, async |store| {
                     let instance = pre.instantiate_async(&mut *store).await?;
                     let start = instance.get_typed_func::<(), ()>(&mut *store, "_start")?;
@@ -644,7 +637,7 @@ impl WasmRuntime {
                 outcome(&store, limits, started, end)
             }
             PreparedKind::Command(pre) => {
-                let mut store = self.store(p2(&mut builder), limits, started, outputs);
+                let mut store = self.store(p2(&mut builder, preopen), limits, started, outputs);
                 let end = run_guarded(&mut store, limits, async |store| {
                     let command = pre.instantiate_async(&mut *store).await?;
                     let ok = command.wasi_cli_run().call_run(&mut *store).await?;
@@ -655,7 +648,7 @@ impl WasmRuntime {
             }
             PreparedKind::Scanner(pre) => {
                 let input = typed_input::scanner(&invocation);
-                let mut store = self.store(p2(&mut builder), limits, started, outputs);
+                let mut store = self.store(p2(&mut builder, preopen), limits, started, outputs);
                 let end = run_guarded(&mut store, limits, async |store| {
                     let scanner = pre.instantiate_async(&mut *store).await?;
                     Ok(match scanner.call_scan(&mut *store, &input).await? {
@@ -668,7 +661,7 @@ impl WasmRuntime {
             }
             PreparedKind::PostAction(pre) => {
                 let input = typed_input::post_action(&invocation);
-                let mut store = self.store(p2(&mut builder), limits, started, outputs);
+                let mut store = self.store(p2(&mut builder, preopen), limits, started, outputs);
                 let end = run_guarded(&mut store, limits, async |store| {
                     let action = pre.instantiate_async(&mut *store).await?;
                     Ok(match action.call_execute(&mut *store, &input).await? {
@@ -723,10 +716,74 @@ impl WasmRuntime {
     }
 }
 
-fn p2(builder: &mut WasiCtxBuilder) -> P2 {
+/// A WASIp1 context from `builder`, with the sample's directory preopened.
+fn p1(builder: &mut WasiCtxBuilder, preopen: WasiFilesystemCtx) -> WasiP1Ctx {
+    let mut ctx = builder.build_p1();
+    *ctx.ctx().ctx.filesystem() = preopen;
+    ctx
+}
+
+/// A WASIp2 context from `builder`, with the sample's directory preopened.
+fn p2(builder: &mut WasiCtxBuilder, preopen: WasiFilesystemCtx) -> P2 {
+    let mut ctx = builder.build();
+    *ctx.filesystem() = preopen;
     P2 {
-        ctx: builder.build(),
+        ctx,
         table: ResourceTable::new(),
+    }
+}
+
+/// A sample directory opened as a wasm plugin's read-only preopen at [`GUEST_DIR`], opened
+/// once and then lent to every wasm plugin that runs on a sample in that directory: each of a
+/// workflow's scanners, and for a server's scan slot ([`crate::sample::SlotPool`]) every sample
+/// the slot holds. The open directory is shared, never the guest's view of it: each plugin
+/// gets a WASI context of its own, which holds the handle read-only and can neither close it
+/// for another plugin nor change its permissions. The directory is closed with the last sample
+/// or slot that holds it.
+///
+/// What it saves is an `open` and a `close` of the directory per plugin run, about 3 µs on a
+/// VM: a quarter of what a small scan costs besides the module's own run (BENCHMARKS.md,
+/// figure 1).
+#[derive(Default)]
+pub struct PreopenCache(std::sync::OnceLock<WasiFilesystemCtx>);
+
+impl PreopenCache {
+    /// The preopen of `dir`, opened now if it is not yet.
+    fn get_or_open(&self, dir: &Path) -> Result<WasiFilesystemCtx, String> {
+        if let Some(open) = self.0.get() {
+            return Ok(open.clone());
+        }
+        let mut builder = WasiCtxBuilder::new();
+        // Set before the preopen, which takes it. With it, reads of the sample go straight
+        // into linear memory on this thread instead of through a `spawn_blocking`, a buffer
+        // and a copy per call (3x faster per call; a 64 MiB scan 1.5x faster). One read is
+        // bounded by the sample's size. WASIp1's `poll_oneoff` would then serve a sleep with
+        // `std::thread::sleep`, which nothing can interrupt: `wasi_p1_linker` shadows it with
+        // an asynchronous sleep, so a module cannot hold a thread past its deadline (a
+        // component's sleeps are always asynchronous).
+        builder.allow_blocking_current_thread(true);
+        if let Err(e) = builder.preopened_dir(dir, GUEST_DIR, FsPerms::ReadOnly) {
+            return Err(format!(
+                "could not open the sample directory {}: {e}",
+                dir.display()
+            ));
+        }
+        let opened = builder.build().filesystem().clone();
+        // Two plugins racing to open it both succeed; the first one kept is used by all.
+        Ok(self.0.get_or_init(|| opened).clone())
+    }
+
+    /// Whether the directory has been opened.
+    pub fn is_open(&self) -> bool {
+        self.0.get().is_some()
+    }
+}
+
+impl std::fmt::Debug for PreopenCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PreopenCache")
+            .field("open", &self.is_open())
+            .finish()
     }
 }
 
@@ -988,7 +1045,7 @@ fn read_source(source: &ModuleSource) -> Result<Arc<[u8]>, String> {
 /// nothing else. Public (hidden) so that the benchmarks' floor (`host/benches/executor.rs`)
 /// links a module exactly as the runtime does; use [`WasmRuntime::engine`] for the engine.
 ///
-/// Modules run with `allow_blocking_current_thread` (see `WasmRuntime::wasi_builder`), so
+/// Modules run with `allow_blocking_current_thread` (see `PreopenCache::get_or_open`), so
 /// that their file reads go straight into linear memory on the calling thread. wasmtime-wasi
 /// then serves a `poll_oneoff` on one relative clock (a plain sleep) with a blocking
 /// `std::thread::sleep`, which nothing could interrupt at the deadline. This linker shadows
@@ -1294,6 +1351,87 @@ mod tests {
         .await;
         assert_eq!((o.exit, o.failure), (Some(7), None));
         assert_eq!(o.stderr, b"oops");
+    }
+
+    #[tokio::test]
+    async fn a_sample_directory_is_opened_once_and_a_scan_slot_keeps_it_open() {
+        let (executor, plugin, dir) = setup(
+            module("(drop (call $write (i32.const 1)))", "{}"),
+            short(5000),
+        );
+        let plugin = plugin.unwrap();
+        let pool = crate::sample::SlotPool::open(&dir.path().join("slots")).unwrap();
+        let first = pool.sample(b"x", "a.txt").unwrap();
+        assert!(!first.preopen().is_open(), "opened on first use only");
+        for _ in 0..2 {
+            let invocation = Invocation {
+                stdin: b"{}\n",
+                sample: &first,
+            };
+            let o = executor.invoke(&plugin, invocation).await;
+            assert_eq!((o.exit, o.failure), (Some(0), None));
+            assert!(
+                first.preopen().is_open(),
+                "kept for the sample's next plugin"
+            );
+        }
+        let kept: *const PreopenCache = first.preopen();
+        drop(first);
+        let second = pool.sample(b"yy", "b.txt").unwrap();
+        assert!(
+            std::ptr::eq(second.preopen(), kept) && second.preopen().is_open(),
+            "the slot's next sample uses the directory its first opened"
+        );
+        let other = Sample::from_bytes(b"x", "x.txt", dir.path()).unwrap();
+        assert!(!other.preopen().is_open(), "another directory is not");
+    }
+
+    /// A plugin that closes its preopen closes its own handle only: the next plugin on the
+    /// sample, which shares the host's open directory, still opens the sample through it.
+    #[tokio::test]
+    async fn a_plugin_that_closes_its_scan_directory_does_not_close_it_for_the_next() {
+        // Writes three WASI errnos as bytes: opening `x.txt` under the preopen (descriptor 3),
+        // closing descriptor 3, opening `x.txt` again.
+        let open = "(call $path_open (i32.const 3) (i32.const 0) (i32.const 64) (i32.const 5)
+                (i32.const 0) (i64.const 2) (i64.const 0) (i32.const 0) (i32.const 8))";
+        let wat = format!(
+            r#"(module
+                (import "wasi_snapshot_preview1" "fd_write"
+                    (func $fd_write (param i32 i32 i32 i32) (result i32)))
+                (import "wasi_snapshot_preview1" "fd_close" (func $fd_close (param i32) (result i32)))
+                (import "wasi_snapshot_preview1" "path_open"
+                    (func $path_open (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
+                (memory (export "memory") 1)
+                (data (i32.const 64) "x.txt")
+                (func (export "_start")
+                    (i32.store8 (i32.const 100) {open})
+                    (i32.store8 (i32.const 101) (call $fd_close (i32.const 3)))
+                    (i32.store8 (i32.const 102) {open})
+                    (i32.store (i32.const 0) (i32.const 100))
+                    (i32.store (i32.const 4) (i32.const 3))
+                    (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 16)))))"#
+        );
+        let (executor, plugin, dir) = setup(wat::parse_str(wat).unwrap(), short(5000));
+        let plugin = plugin.unwrap();
+        let sample = Sample::from_bytes(b"x", "x.txt", dir.path()).unwrap();
+        const EBADF: u8 = 8;
+        for run in 0..2 {
+            let invocation = Invocation {
+                stdin: b"{}\n",
+                sample: &sample,
+            };
+            let o = executor.invoke(&plugin, invocation).await;
+            assert_eq!((o.exit, o.failure), (Some(0), None), "run {run}");
+            assert_eq!(
+                o.stdout,
+                [0, 0, EBADF],
+                "run {run}: opened, closed its /scan, could not open again"
+            );
+        }
+        assert!(
+            sample.preopen().is_open(),
+            "both runs used one open directory"
+        );
     }
 
     /// WAT storing a WASIp1 clock subscription at `at`: `userdata`, tag clock, monotonic
