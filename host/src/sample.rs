@@ -168,9 +168,9 @@ pub struct SlotPool {
 #[derive(Debug)]
 struct Slot {
     dir: PathBuf,
-    /// The directory's inode: a slot whose path now names another directory is not reused,
-    /// since its preopen still shows the one it was made with.
-    dir_ino: u64,
+    /// The directory's device and inode: a slot whose path now names another directory is
+    /// not reused, since its preopen still shows the one it was made with.
+    dir_id: (u64, u64),
     file: File,
     name: String,
     preopen: Arc<PreopenCache>,
@@ -247,7 +247,8 @@ impl SlotPool {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         let dir = self.root.join(n.to_string());
         std::fs::create_dir(&dir)?;
-        let dir_ino = std::fs::metadata(&dir)?.ino();
+        let made = std::fs::metadata(&dir)?;
+        let dir_id = (made.dev(), made.ino());
         // Read-only for every later open; this handle, opened at creation, can still write.
         let file = std::fs::OpenOptions::new()
             .write(true)
@@ -256,10 +257,10 @@ impl SlotPool {
             .open(dir.join(file_name))?;
         Ok(Slot {
             dir,
-            dir_ino,
+            dir_id,
             file,
             name: file_name.to_owned(),
-            preopen: Arc::default(),
+            preopen: Arc::new(PreopenCache::expecting(dir_id.0, dir_id.1)),
         })
     }
 }
@@ -270,7 +271,8 @@ impl Slot {
     fn intact(&self) -> bool {
         use std::os::unix::fs::PermissionsExt;
         let only_ours = || -> io::Result<bool> {
-            if std::fs::metadata(&self.dir)?.ino() != self.dir_ino {
+            let now = std::fs::metadata(&self.dir)?;
+            if (now.dev(), now.ino()) != self.dir_id {
                 return Ok(false);
             }
             let mut entries = std::fs::read_dir(&self.dir)?;

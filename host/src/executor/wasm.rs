@@ -581,8 +581,8 @@ impl WasmRuntime {
         Ok((kind, imports, exports))
     }
 
-    /// A WASI context for one invocation, without its filesystem ([`install_preopen`] adds
-    /// it): inherits nothing; stdin from memory; capped stdout and stderr.
+    /// A WASI context for one invocation, without its filesystem (`p1` and `p2` add the
+    /// sample's directory): inherits nothing; stdin from memory; capped stdout and stderr.
     fn wasi_builder(
         &self,
         name: &PluginName,
@@ -741,16 +741,32 @@ fn p2(builder: &mut WasiCtxBuilder, preopen: WasiFilesystemCtx) -> P2 {
 /// for another plugin nor change its permissions. The directory is closed with the last sample
 /// or slot that holds it.
 ///
+/// A cache made [`PreopenCache::expecting`] a directory checks that the directory it opened is
+/// that one (device and inode, read from the open handle): a slot's directory swapped for
+/// another while it was opened is refused instead of kept for the slot's later samples.
+///
 /// What it saves is an `open` and a `close` of the directory per plugin run, about 3 µs on a
 /// VM: a quarter of what a small scan costs besides the module's own run (BENCHMARKS.md,
 /// figure 1).
 #[derive(Default)]
-pub struct PreopenCache(std::sync::OnceLock<WasiFilesystemCtx>);
+pub struct PreopenCache {
+    open: std::sync::OnceLock<WasiFilesystemCtx>,
+    /// The device and inode the directory must have, where the caller knows them.
+    expected: Option<(u64, u64)>,
+}
 
 impl PreopenCache {
+    /// A cache for the directory with this device and inode number, and no other.
+    pub(crate) fn expecting(dev: u64, ino: u64) -> PreopenCache {
+        PreopenCache {
+            open: std::sync::OnceLock::new(),
+            expected: Some((dev, ino)),
+        }
+    }
+
     /// The preopen of `dir`, opened now if it is not yet.
     fn get_or_open(&self, dir: &Path) -> Result<WasiFilesystemCtx, String> {
-        if let Some(open) = self.0.get() {
+        if let Some(open) = self.open.get() {
             return Ok(open.clone());
         }
         let mut builder = WasiCtxBuilder::new();
@@ -768,15 +784,52 @@ impl PreopenCache {
                 dir.display()
             ));
         }
-        let opened = builder.build().filesystem().clone();
+        let mut opened = builder.build().filesystem().clone();
+        if let Some(expected) = self.expected {
+            let found = identity(&mut opened).map_err(|e| {
+                format!(
+                    "could not check the sample directory {}: {e}",
+                    dir.display()
+                )
+            })?;
+            if found != expected {
+                return Err(format!(
+                    "the sample directory {} was replaced by another directory while Cordon \
+                     opened it (a native plugin in the workflow may have moved it); the file \
+                     was not scanned",
+                    dir.display()
+                ));
+            }
+        }
         // Two plugins racing to open it both succeed; the first one kept is used by all.
-        Ok(self.0.get_or_init(|| opened).clone())
+        Ok(self.open.get_or_init(|| opened).clone())
     }
 
     /// Whether the directory has been opened.
     pub fn is_open(&self) -> bool {
-        self.0.get().is_some()
+        self.open.get().is_some()
     }
+}
+
+/// The device and inode of the one directory `fs` preopens, read from its open handle.
+fn identity(fs: &mut WasiFilesystemCtx) -> Result<(u64, u64), String> {
+    use std::os::unix::fs::MetadataExt;
+    use wasmtime_wasi::filesystem::{Descriptor, WasiFilesystemCtxView};
+    use wasmtime_wasi::p2::bindings::filesystem::preopens::Host as _;
+    let mut table = ResourceTable::new();
+    let mut view = WasiFilesystemCtxView {
+        ctx: fs,
+        table: &mut table,
+    };
+    let dirs = view.get_directories().map_err(|e| e.to_string())?;
+    let [(dir, _)] = dirs.as_slice() else {
+        return Err(format!("{} preopened directories, not one", dirs.len()));
+    };
+    let Descriptor::Dir(dir) = table.get(dir).map_err(|e| e.to_string())? else {
+        return Err("the preopen is not a directory".into());
+    };
+    let meta = dir.dir.metadata().map_err(|e| e.to_string())?;
+    Ok((meta.dev(), meta.ino()))
 }
 
 impl std::fmt::Debug for PreopenCache {
@@ -1384,6 +1437,47 @@ mod tests {
         );
         let other = Sample::from_bytes(b"x", "x.txt", dir.path()).unwrap();
         assert!(!other.preopen().is_open(), "another directory is not");
+    }
+
+    /// A slot's directory swapped for a look-alike (a native plugin runs as Cordon's user and
+    /// could) before a wasm plugin first opens it: the plugin does not start, rather than
+    /// scan the look-alike, and the look-alike is not kept for the slot's later samples.
+    #[tokio::test]
+    async fn a_scan_slot_directory_swapped_for_another_is_refused() {
+        let (executor, plugin, dir) = setup(
+            module("(drop (call $write (i32.const 1)))", "{}"),
+            short(5000),
+        );
+        let plugin = plugin.unwrap();
+        let pool = crate::sample::SlotPool::open(&dir.path().join("slots")).unwrap();
+        let sample = pool.sample(b"x", "a.txt").unwrap();
+        let slot = sample.dir().to_owned();
+        let moved = dir.path().join("moved");
+        std::fs::rename(&slot, &moved).unwrap();
+        std::fs::create_dir(&slot).unwrap();
+        std::fs::write(slot.join("a.txt"), b"planted").unwrap();
+        let invocation = Invocation {
+            stdin: b"{}\n",
+            sample: &sample,
+        };
+        let o = executor.invoke(&plugin, invocation).await;
+        match &o.failure {
+            Some(Failure::CouldNotStart { message }) if message.contains("was replaced") => {}
+            other => panic!("the look-alike was opened: {other:?}"),
+        }
+        assert!(!sample.preopen().is_open());
+        // Put back, the slot is whole again: its next sample is scanned.
+        std::fs::remove_dir_all(&slot).unwrap();
+        std::fs::rename(&moved, &slot).unwrap();
+        drop(sample);
+        let next = pool.sample(b"y", "b.txt").unwrap();
+        assert_eq!(next.dir(), slot);
+        let invocation = Invocation {
+            stdin: b"{}\n",
+            sample: &next,
+        };
+        let o = executor.invoke(&plugin, invocation).await;
+        assert_eq!((o.exit, o.failure), (Some(0), None));
     }
 
     /// A plugin that closes its preopen closes its own handle only: the next plugin on the
