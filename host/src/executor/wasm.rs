@@ -594,9 +594,7 @@ impl WasmRuntime {
             .stdin(MemoryInputPipe::new(invocation.stdin.to_vec()))
             .stdout(outputs[0].pipe.clone())
             .stderr(outputs[1].pipe.clone())
-            .args(&[name.as_str(), &invocation.sample.guest_path()])
-            // See `PreopenCache::get_or_open`, which sets the same for the preopen.
-            .allow_blocking_current_thread(true);
+            .args(&[name.as_str(), &invocation.sample.guest_path()]);
         builder
     }
 
@@ -716,7 +714,9 @@ impl WasmRuntime {
     }
 }
 
-/// A WASIp1 context from `builder`, with the sample's directory preopened.
+/// A WASIp1 context from `builder`, with the sample's directory preopened. The filesystem
+/// context replaced here is all that `allow_blocking_current_thread` sets, so the preopen's
+/// (see [`PreopenCache::get_or_open`]) applies.
 fn p1(builder: &mut WasiCtxBuilder, preopen: WasiFilesystemCtx) -> WasiP1Ctx {
     let mut ctx = builder.build_p1();
     *ctx.ctx().ctx.filesystem() = preopen;
