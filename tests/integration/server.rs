@@ -1110,6 +1110,61 @@ async fn a_stalled_upload_is_refused_and_gives_its_queue_place_back() {
     );
 }
 
+/// A client that trickles its upload (a byte every 50 ms: never idle for
+/// `upload_idle_timeout_ms`, but far below `min_upload_rate_bytes_per_s`) is refused once it
+/// falls behind the minimum rate, and its queue place is given back. A slow machine can only
+/// make the client slower.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trickling_upload_is_refused_and_gives_its_queue_place_back() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = eicar_server_with(
+        "max_queue = 1\nupload_idle_timeout_ms = 500\nmin_upload_rate_bytes_per_s = 100",
+    )
+    .await;
+    let (mut reader, mut writer) = connect(&s.base).await.into_split();
+    writer
+        .write_all(b"POST /file HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n")
+        .await
+        .unwrap();
+    let trickle = tokio::spawn(async move {
+        for _ in 0..1000 {
+            if writer.write_all(b"x").await.is_err() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    });
+    let mut answer = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        reader.read_to_end(&mut answer),
+    )
+    .await
+    .expect("the server answers and closes")
+    .ok();
+    trickle.abort();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("The upload is too slow: "), "{answer}");
+    assert!(answer.contains(" of 1000 bytes in "), "{answer}");
+    assert!(
+        answer.contains(
+            "the server expects at least 100 bytes per second after the first 500 ms (its \
+             min_upload_rate_bytes_per_s and upload_idle_timeout_ms)"
+        ),
+        "{answer}"
+    );
+    let id = s.submit_ok(b"the next file", &[]).await;
+    let r = s.wait_final(&id, None).await;
+    assert_eq!(r["process_info"]["result"], "Allowed", "{r}");
+    assert_eq!(stored(&s), (1, 1), "the trickled upload left nothing");
+    let metrics = s.metrics().await;
+    assert!(
+        metrics.contains("cordon_submissions_rejected_total{reason=\"too_slow\"} 1"),
+        "{metrics}"
+    );
+}
+
 /// A connection that never completes a request's headers is closed after
 /// `header_read_timeout_ms`, and the server goes on serving others.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -20,6 +20,7 @@
 //! committed with its job row **before** the `{"data_id"}` answer.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::body::{Body, Bytes};
@@ -329,7 +330,11 @@ pub async fn submit(
 /// in this task, a larger one on a blocking thread with a bounded number of chunks in flight.
 async fn receive(state: &AppState, body: Body, length: u64) -> Result<Received, ApiError> {
     let files = state.store.files.clone();
-    let idle = state.settings.upload_idle_timeout;
+    let pace = Pace {
+        started: Instant::now(),
+        idle: state.settings.upload_idle_timeout,
+        min_rate: state.settings.min_upload_rate,
+    };
     let mut stream = body.into_data_stream();
     let mut total = 0u64;
     let (failure, written) = if length <= RECEIVE_IN_TASK_MAX {
@@ -339,7 +344,7 @@ async fn receive(state: &AppState, body: Body, length: u64) -> Result<Received, 
             .map_err(|e| ApiError::internal("cannot receive the file", &e))?;
         let mut written = Ok(());
         let failure = loop {
-            match next_chunk(&mut stream, &mut total, length, idle).await {
+            match next_chunk(&mut stream, &mut total, length, pace).await {
                 Ok(Some(chunk)) => {
                     written = upload.write(&chunk);
                     if written.is_err() {
@@ -361,7 +366,7 @@ async fn receive(state: &AppState, body: Body, length: u64) -> Result<Received, 
             upload.finish()
         });
         let failure = loop {
-            match next_chunk(&mut stream, &mut total, length, idle).await {
+            match next_chunk(&mut stream, &mut total, length, pace).await {
                 Ok(Some(chunk)) => {
                     if tx.send(chunk).await.is_err() {
                         break None; // The writer failed; its error is reported below.
@@ -376,14 +381,8 @@ async fn receive(state: &AppState, body: Body, length: u64) -> Result<Received, 
         (failure, written)
     };
     if let Some(f) = failure {
-        state
-            .metrics
-            .rejected(if f.status == StatusCode::REQUEST_TIMEOUT {
-                "stalled"
-            } else {
-                "bad_request"
-            });
-        return Err(f);
+        state.metrics.rejected(f.reason);
+        return Err(f.error);
     }
     let received = written.map_err(|e| ApiError::internal("cannot write the file", &e))?;
     if received.fingerprint.size != length {
@@ -396,38 +395,89 @@ async fn receive(state: &AppState, body: Body, length: u64) -> Result<Received, 
     Ok(received)
 }
 
+/// How long an upload may take: no gap between two chunks longer than `idle`, and, with a
+/// minimum rate, the bytes received so far by `idle` plus one second per `min_rate` of them.
+#[derive(Debug, Clone, Copy)]
+struct Pace {
+    started: Instant,
+    idle: Duration,
+    min_rate: Option<u64>,
+}
+
+impl Pace {
+    /// How long to wait for the next chunk once `total` bytes have come, and whether the wait
+    /// ends at the minimum rate's deadline (rather than at the idle timeout).
+    fn wait(&self, total: u64) -> (Duration, bool) {
+        let Some(rate) = self.min_rate else {
+            return (self.idle, false);
+        };
+        let allowed = self.idle + Duration::from_secs_f64(total as f64 / rate as f64);
+        let left = allowed.saturating_sub(self.started.elapsed());
+        if left < self.idle {
+            (left, true)
+        } else {
+            (self.idle, false)
+        }
+    }
+}
+
+/// Why an upload was refused, and the `reason` label of the refusals metric.
+struct Refusal {
+    error: ApiError,
+    reason: &'static str,
+}
+
 /// The next chunk of an upload announced as `length` bytes (`None` at its end), counted in
-/// `total`; an error once the body is longer than announced or the connection fails.
+/// `total`; an error once the body is longer than announced, the connection fails, or the
+/// client is slower than `pace` allows. A chunk already waiting is taken even past the
+/// deadline: only waiting for one is bounded.
 async fn next_chunk(
     stream: &mut axum::body::BodyDataStream,
     total: &mut u64,
     length: u64,
-    idle: std::time::Duration,
-) -> Result<Option<Bytes>, ApiError> {
-    let Ok(next) = tokio::time::timeout(idle, stream.next()).await else {
-        return Err(ApiError::new(
-            StatusCode::REQUEST_TIMEOUT,
+    pace: Pace,
+) -> Result<Option<Bytes>, Refusal> {
+    let (wait, at_rate_deadline) = pace.wait(*total);
+    let Ok(next) = tokio::time::timeout(wait, stream.next()).await else {
+        let message = if at_rate_deadline {
+            format!(
+                "The upload is too slow: {total} of {length} bytes in {} ms; the server expects \
+                 at least {} bytes per second after the first {} ms (its \
+                 min_upload_rate_bytes_per_s and upload_idle_timeout_ms)",
+                pace.started.elapsed().as_millis(),
+                pace.min_rate.unwrap_or_default(),
+                pace.idle.as_millis()
+            )
+        } else {
             format!(
                 "The upload stalled: no data for {} ms (the server's upload_idle_timeout_ms) \
                  after {total} of {length} bytes",
-                idle.as_millis()
-            ),
-        ));
+                pace.idle.as_millis()
+            )
+        };
+        return Err(Refusal {
+            error: ApiError::new(StatusCode::REQUEST_TIMEOUT, message),
+            reason: if at_rate_deadline {
+                "too_slow"
+            } else {
+                "stalled"
+            },
+        });
+    };
+    let bad_request = |message: String| Refusal {
+        error: ApiError::bad_request(message),
+        reason: "bad_request",
     };
     match next {
         None => Ok(None),
         Some(Ok(chunk)) => {
             *total += chunk.len() as u64;
             if *total > length {
-                return Err(ApiError::bad_request(
-                    "The body is longer than Content-Length",
-                ));
+                return Err(bad_request("The body is longer than Content-Length".into()));
             }
             Ok(Some(chunk))
         }
-        Some(Err(e)) => Err(ApiError::bad_request(format!(
-            "The upload was interrupted: {e}"
-        ))),
+        Some(Err(e)) => Err(bad_request(format!("The upload was interrupted: {e}"))),
     }
 }
 

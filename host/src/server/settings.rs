@@ -13,6 +13,7 @@
 //! session_ttl_minutes = 60             # lifetime of a /login session
 //! shutdown_grace_seconds = 30          # SIGTERM: how long scans in flight may take to finish
 //! upload_idle_timeout_ms = 60000       # an upload that sends nothing for this long is dropped
+//! min_upload_rate_bytes_per_s = 500    # after that long, an upload slower than this is dropped; 0: no floor
 //! header_read_timeout_ms = 30000       # a connection with no complete request head for this long is closed
 //! callback_allowlist = ["http://127.0.0.1:*", "https://hooks.example.com/cordon/"]
 //! callback_timeout_ms = 10000          # one delivery attempt, connect to last byte
@@ -61,6 +62,8 @@ pub const DEFAULT_SESSION_TTL_MINUTES: u64 = 60;
 pub const DEFAULT_SHUTDOWN_GRACE_SECONDS: u64 = 30;
 /// Default `upload_idle_timeout_ms`.
 pub const DEFAULT_UPLOAD_IDLE_TIMEOUT_MS: u64 = 60_000;
+/// Default `min_upload_rate_bytes_per_s`: the minimum rate of Apache's `mod_reqtimeout`.
+pub const DEFAULT_MIN_UPLOAD_RATE_BYTES_PER_S: u64 = 500;
 /// Default `header_read_timeout_ms`.
 pub const DEFAULT_HEADER_READ_TIMEOUT_MS: u64 = 30_000;
 /// Default `callback_timeout_ms`.
@@ -97,6 +100,12 @@ pub struct ServerSettings {
     /// queue given back, so that stalled clients cannot hold the queue. Default
     /// [`DEFAULT_UPLOAD_IDLE_TIMEOUT_MS`].
     pub upload_idle_timeout: Duration,
+    /// The slowest an upload may be: its body must have arrived by `upload_idle_timeout` plus
+    /// one second for every this many bytes received, or it is refused (408) and its place in
+    /// the queue given back, so that a client trickling a byte now and then cannot hold the
+    /// queue either. `None` (`min_upload_rate_bytes_per_s = 0`): no floor. Default
+    /// [`DEFAULT_MIN_UPLOAD_RATE_BYTES_PER_S`].
+    pub min_upload_rate: Option<u64>,
     /// A connection that does not send a complete request head (request line and headers)
     /// within this long is closed; so is a keep-alive connection idle this long between two
     /// requests. Default [`DEFAULT_HEADER_READ_TIMEOUT_MS`].
@@ -127,6 +136,7 @@ impl Default for ServerSettings {
             session_ttl: Duration::from_secs(DEFAULT_SESSION_TTL_MINUTES * 60),
             shutdown_grace: Duration::from_secs(DEFAULT_SHUTDOWN_GRACE_SECONDS),
             upload_idle_timeout: Duration::from_millis(DEFAULT_UPLOAD_IDLE_TIMEOUT_MS),
+            min_upload_rate: Some(DEFAULT_MIN_UPLOAD_RATE_BYTES_PER_S),
             header_read_timeout: Duration::from_millis(DEFAULT_HEADER_READ_TIMEOUT_MS),
             api_keys: Vec::new(),
             users: Vec::new(),
@@ -266,6 +276,7 @@ struct RawServer {
     session_ttl_minutes: Option<u64>,
     shutdown_grace_seconds: Option<u64>,
     upload_idle_timeout_ms: Option<u64>,
+    min_upload_rate_bytes_per_s: Option<u64>,
     header_read_timeout_ms: Option<u64>,
     #[serde(default)]
     api_keys: Vec<RawKey>,
@@ -405,6 +416,13 @@ impl ServerSettings {
             3_600_000,
             DEFAULT_UPLOAD_IDLE_TIMEOUT_MS,
         );
+        let min_upload_rate = range(
+            "min_upload_rate_bytes_per_s",
+            raw.min_upload_rate_bytes_per_s,
+            0,
+            1 << 30,
+            DEFAULT_MIN_UPLOAD_RATE_BYTES_PER_S,
+        );
         let header_read = range(
             "header_read_timeout_ms",
             raw.header_read_timeout_ms,
@@ -493,6 +511,7 @@ impl ServerSettings {
             session_ttl: Duration::from_secs(ttl * 60),
             shutdown_grace: Duration::from_secs(grace),
             upload_idle_timeout: Duration::from_millis(upload_idle),
+            min_upload_rate: (min_upload_rate > 0).then_some(min_upload_rate),
             header_read_timeout: Duration::from_millis(header_read),
             api_keys,
             users,
@@ -562,6 +581,9 @@ mod tests {
             s.header_read_timeout,
             Duration::from_millis(DEFAULT_HEADER_READ_TIMEOUT_MS)
         );
+        assert_eq!(s.min_upload_rate, Some(DEFAULT_MIN_UPLOAD_RATE_BYTES_PER_S));
+        let off = ServerSettings::from_table(table("min_upload_rate_bytes_per_s = 0")).unwrap();
+        assert_eq!(off.min_upload_rate, None);
         assert!(s.is_open());
         assert!(s.workers >= 1);
     }
@@ -574,6 +596,7 @@ mod tests {
             workers = 0
             upload_idle_timeout_ms = 0
             header_read_timeout_ms = 0
+            min_upload_rate_bytes_per_s = 2000000000
             max_connections = 0
             callback_allowlist = ["ftp://x", "nonsense"]
             [[api_keys]]
@@ -589,6 +612,7 @@ mod tests {
         assert!(p.contains("field `workers`"), "{p}");
         assert!(p.contains("field `upload_idle_timeout_ms`"), "{p}");
         assert!(p.contains("field `header_read_timeout_ms`"), "{p}");
+        assert!(p.contains("field `min_upload_rate_bytes_per_s`"), "{p}");
         assert!(p.contains("field `max_connections`"), "{p}");
         assert!(p.contains("only http and https"), "{p}");
         assert!(p.contains("write scheme://host"), "{p}");
