@@ -411,7 +411,8 @@ impl Pace {
         let Some(rate) = self.min_rate else {
             return (self.idle, false);
         };
-        let allowed = self.idle + Duration::from_secs_f64(total as f64 / rate as f64);
+        let per_byte = Duration::try_from_secs_f64(total as f64 / rate as f64);
+        let allowed = self.idle.saturating_add(per_byte.unwrap_or(Duration::MAX));
         let left = allowed.saturating_sub(self.started.elapsed());
         if left < self.idle {
             (left, true)
