@@ -1097,15 +1097,24 @@ async fn a_stalled_upload_is_refused_and_gives_its_queue_place_back() {
             "{answer}"
         );
     }
+    refused_uploads_left_nothing(&s, "stalled", 2).await;
+}
+
+/// After `count` uploads refused for `reason` on a server with `max_queue = 1`: no partial
+/// upload is left, the next file takes the queue place and is scanned, only it is stored, and
+/// the refusals metric counts them.
+async fn refused_uploads_left_nothing(s: &TestServer, reason: &str, count: u32) {
     let incoming = s.data_dir().join("files/.incoming");
     assert_eq!(std::fs::read_dir(incoming).unwrap().count(), 0);
     let id = s.submit_ok(b"the next file", &[]).await;
     let r = s.wait_final(&id, None).await;
     assert_eq!(r["process_info"]["result"], "Allowed", "{r}");
-    assert_eq!(stored(&s), (1, 1), "the stalled uploads left nothing");
+    assert_eq!(stored(s), (1, 1), "the refused uploads left nothing");
     let metrics = s.metrics().await;
     assert!(
-        metrics.contains("cordon_submissions_rejected_total{reason=\"stalled\"} 2"),
+        metrics.contains(&format!(
+            "cordon_submissions_rejected_total{{reason=\"{reason}\"}} {count}"
+        )),
         "{metrics}"
     );
 }
@@ -1116,12 +1125,12 @@ async fn a_stalled_upload_is_refused_and_gives_its_queue_place_back() {
 /// make the client slower.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trickling_upload_is_refused_and_gives_its_queue_place_back() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let s = eicar_server_with(
         "max_queue = 1\nupload_idle_timeout_ms = 500\nmin_upload_rate_bytes_per_s = 100",
     )
     .await;
-    let (mut reader, mut writer) = connect(&s.base).await.into_split();
+    let (reader, mut writer) = connect(&s.base).await.into_split();
     writer
         .write_all(b"POST /file HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n")
         .await
@@ -1134,16 +1143,10 @@ async fn a_trickling_upload_is_refused_and_gives_its_queue_place_back() {
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
     });
-    let mut answer = Vec::new();
-    tokio::time::timeout(
-        std::time::Duration::from_secs(60),
-        reader.read_to_end(&mut answer),
-    )
-    .await
-    .expect("the server answers and closes")
-    .ok();
+    let answer = read_until_closed(reader, std::time::Duration::from_secs(60))
+        .await
+        .expect("the server answers and closes");
     trickle.abort();
-    let answer = String::from_utf8_lossy(&answer);
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(answer.contains("The upload is too slow: "), "{answer}");
     assert!(answer.contains(" of 1000 bytes in "), "{answer}");
@@ -1154,22 +1157,14 @@ async fn a_trickling_upload_is_refused_and_gives_its_queue_place_back() {
         ),
         "{answer}"
     );
-    let id = s.submit_ok(b"the next file", &[]).await;
-    let r = s.wait_final(&id, None).await;
-    assert_eq!(r["process_info"]["result"], "Allowed", "{r}");
-    assert_eq!(stored(&s), (1, 1), "the trickled upload left nothing");
-    let metrics = s.metrics().await;
-    assert!(
-        metrics.contains("cordon_submissions_rejected_total{reason=\"too_slow\"} 1"),
-        "{metrics}"
-    );
+    refused_uploads_left_nothing(&s, "too_slow", 1).await;
 }
 
 /// A connection that never completes a request's headers is closed after
 /// `header_read_timeout_ms`, and the server goes on serving others.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_that_never_finishes_its_headers_is_closed() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let s = eicar_server_with("header_read_timeout_ms = 1000").await;
     let mut idle = Vec::new();
     for head in ["", "POST /file HTTP/1.1\r\nHost: x\r\nContent-Le"] {
@@ -1177,16 +1172,10 @@ async fn a_connection_that_never_finishes_its_headers_is_closed() {
         stream.write_all(head.as_bytes()).await.unwrap();
         idle.push(stream);
     }
-    for mut stream in idle {
-        let mut answer = Vec::new();
-        tokio::time::timeout(
-            std::time::Duration::from_secs(60),
-            stream.read_to_end(&mut answer),
-        )
-        .await
-        .expect("the server closes the connection")
-        .ok();
-        let answer = String::from_utf8_lossy(&answer);
+    for stream in idle {
+        let answer = read_until_closed(stream, std::time::Duration::from_secs(60))
+            .await
+            .expect("the server closes the connection");
         assert!(!answer.contains("data_id"), "{answer}");
     }
     let id = s.submit_ok(b"a file", &[]).await;

@@ -1406,14 +1406,24 @@ mod tests {
         assert_eq!(o.stderr, b"oops");
     }
 
-    #[tokio::test]
-    async fn a_sample_directory_is_opened_once_and_a_scan_slot_keeps_it_open() {
+    /// A plugin that prints `{}`, and a pool of scan slots in the executor's directory.
+    fn slot_rig() -> (
+        Executor,
+        Plugin,
+        Arc<crate::sample::SlotPool>,
+        tempfile::TempDir,
+    ) {
         let (executor, plugin, dir) = setup(
             module("(drop (call $write (i32.const 1)))", "{}"),
             short(5000),
         );
-        let plugin = plugin.unwrap();
         let pool = crate::sample::SlotPool::open(&dir.path().join("slots")).unwrap();
+        (executor, plugin.unwrap(), pool, dir)
+    }
+
+    #[tokio::test]
+    async fn a_sample_directory_is_opened_once_and_a_scan_slot_keeps_it_open() {
+        let (executor, plugin, pool, dir) = slot_rig();
         let first = pool.sample(b"x", "a.txt").unwrap();
         assert!(!first.preopen().is_open(), "opened on first use only");
         for _ in 0..2 {
@@ -1444,12 +1454,7 @@ mod tests {
     /// scan the look-alike, and the look-alike is not kept for the slot's later samples.
     #[tokio::test]
     async fn a_scan_slot_directory_swapped_for_another_is_refused() {
-        let (executor, plugin, dir) = setup(
-            module("(drop (call $write (i32.const 1)))", "{}"),
-            short(5000),
-        );
-        let plugin = plugin.unwrap();
-        let pool = crate::sample::SlotPool::open(&dir.path().join("slots")).unwrap();
+        let (executor, plugin, pool, dir) = slot_rig();
         let sample = pool.sample(b"x", "a.txt").unwrap();
         let slot = sample.dir().to_owned();
         let moved = dir.path().join("moved");

@@ -337,10 +337,25 @@ pub async fn connect(base: &str) -> tokio::net::TcpStream {
 
 /// Send `request` as is to the server at `base` (`http://addr`) and read the whole answer.
 pub async fn raw_http(base: &str, request: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let mut stream = connect(base).await;
     stream.write_all(request.as_bytes()).await.expect("write");
+    read_until_closed(stream, Duration::from_secs(30))
+        .await
+        .unwrap_or_else(|partial| partial)
+}
+
+/// What the server sends on `stream` until it closes the connection (or the connection
+/// fails); `Err` with what came so far if it is still open after `limit`.
+pub async fn read_until_closed(
+    mut stream: impl tokio::io::AsyncRead + Unpin,
+    limit: Duration,
+) -> Result<String, String> {
+    use tokio::io::AsyncReadExt;
     let mut answer = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut answer)).await;
-    String::from_utf8_lossy(&answer).into_owned()
+    let closed = tokio::time::timeout(limit, stream.read_to_end(&mut answer))
+        .await
+        .is_ok();
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    if closed { Ok(answer) } else { Err(answer) }
 }
