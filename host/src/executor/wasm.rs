@@ -794,9 +794,9 @@ impl PreopenCache {
             })?;
             if found != expected {
                 return Err(format!(
-                    "the sample directory {} was replaced by another directory while Cordon \
-                     opened it (a native plugin in the workflow may have moved it); the file \
-                     was not scanned",
+                    "the sample directory {} is no longer the one Cordon made for the file \
+                     (a native plugin in the workflow may have replaced it); the file was not \
+                     scanned",
                     dir.display()
                 ));
             }
@@ -1467,7 +1467,8 @@ mod tests {
         };
         let o = executor.invoke(&plugin, invocation).await;
         match &o.failure {
-            Some(Failure::CouldNotStart { message }) if message.contains("was replaced") => {}
+            Some(Failure::CouldNotStart { message })
+                if message.contains("is no longer the one Cordon made") => {}
             other => panic!("the look-alike was opened: {other:?}"),
         }
         assert!(!sample.preopen().is_open());
