@@ -13,8 +13,9 @@
 //!
 //! Each of the `--concurrency` workers has one HTTP/1.1 connection, kept alive, and runs on one
 //! thread with the others, so that the generator takes as little as it can of the cores the
-//! server is measured on. A worker submits a file (`POST /file`), then polls `GET /file/{data_id}` after 1 ms, and
-//! again at intervals that double up to `--max-poll-ms`, until both progress fields are 100.
+//! server is measured on. A worker submits a file (`POST /file`), then polls
+//! `GET /file/{data_id}` after 1 ms, and again at intervals that double up to `--max-poll-ms`,
+//! until both progress fields are 100.
 //! Every final result must be No Threat Detected (the files are clean); anything else is
 //! counted as an error. It stops by itself after `--files` files (or `--max-seconds`).
 //! Benchmarks are not tests: it exits 0 whatever the figures, and 1 only on errors.
