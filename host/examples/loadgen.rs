@@ -163,13 +163,18 @@ struct Totals {
 struct Connection {
     /// `host:port`.
     authority: String,
+    /// The same, as every request's `Host` header.
+    host: header::HeaderValue,
     sender: Option<SendRequest<Body>>,
 }
 
 impl Connection {
+    /// `authority` as `parse_url` gives it: a URI's authority, which is a valid header value.
     fn new(authority: &str) -> Connection {
         Connection {
             authority: authority.to_owned(),
+            host: header::HeaderValue::from_str(authority)
+                .expect("a URI's authority is a valid header value"),
             sender: None,
         }
     }
@@ -197,10 +202,9 @@ impl Connection {
             .ready()
             .await
             .map_err(|e| format!("connection: {e}"))?;
-        request.headers_mut().insert(
-            header::HOST,
-            header::HeaderValue::from_str(&self.authority).map_err(|e| e.to_string())?,
-        );
+        request
+            .headers_mut()
+            .insert(header::HOST, self.host.clone());
         let answer = tokio::time::timeout(REQUEST_TIMEOUT, async {
             let response = sender.send_request(request).await?;
             let status = response.status();

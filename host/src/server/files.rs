@@ -411,8 +411,8 @@ impl Pace {
         let Some(rate) = self.min_rate else {
             return (self.idle, false);
         };
-        let per_byte = Duration::try_from_secs_f64(total as f64 / rate as f64);
-        let allowed = self.idle.saturating_add(per_byte.unwrap_or(Duration::MAX));
+        let for_bytes = Duration::try_from_secs_f64(total as f64 / rate as f64);
+        let allowed = self.idle.saturating_add(for_bytes.unwrap_or(Duration::MAX));
         let left = allowed.saturating_sub(self.started.elapsed());
         if left < self.idle {
             (left, true)
@@ -440,29 +440,27 @@ async fn next_chunk(
 ) -> Result<Option<Bytes>, Refusal> {
     let (wait, at_rate_deadline) = pace.wait(*total);
     let Ok(next) = tokio::time::timeout(wait, stream.next()).await else {
-        let message = if at_rate_deadline {
-            format!(
+        let (reason, message) = if at_rate_deadline {
+            let message = format!(
                 "The upload is too slow: {total} of {length} bytes in {} ms; the server expects \
                  at least {} bytes per second after the first {} ms (its \
                  min_upload_rate_bytes_per_s and upload_idle_timeout_ms)",
                 pace.started.elapsed().as_millis(),
                 pace.min_rate.unwrap_or_default(),
                 pace.idle.as_millis()
-            )
+            );
+            ("too_slow", message)
         } else {
-            format!(
+            let message = format!(
                 "The upload stalled: no data for {} ms (the server's upload_idle_timeout_ms) \
                  after {total} of {length} bytes",
                 pace.idle.as_millis()
-            )
+            );
+            ("stalled", message)
         };
         return Err(Refusal {
             error: ApiError::new(StatusCode::REQUEST_TIMEOUT, message),
-            reason: if at_rate_deadline {
-                "too_slow"
-            } else {
-                "stalled"
-            },
+            reason,
         });
     };
     let bad_request = |message: String| Refusal {
