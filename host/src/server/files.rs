@@ -330,11 +330,10 @@ pub async fn submit(
 /// in this task, a larger one on a blocking thread with a bounded number of chunks in flight.
 async fn receive(state: &AppState, body: Body, length: u64) -> Result<Received, ApiError> {
     let files = state.store.files.clone();
-    let pace = Pace {
-        started: Instant::now(),
-        idle: state.settings.upload_idle_timeout,
-        min_rate: state.settings.min_upload_rate,
-    };
+    let mut pace = Pace::new(
+        state.settings.upload_idle_timeout,
+        state.settings.min_upload_rate,
+    );
     let mut stream = body.into_data_stream();
     let mut total = 0u64;
     let (failure, written) = if length <= RECEIVE_IN_TASK_MAX {
@@ -344,7 +343,7 @@ async fn receive(state: &AppState, body: Body, length: u64) -> Result<Received, 
             .map_err(|e| ApiError::internal("cannot receive the file", &e))?;
         let mut written = Ok(());
         let failure = loop {
-            match next_chunk(&mut stream, &mut total, length, pace).await {
+            match next_chunk(&mut stream, &mut total, length, &mut pace).await {
                 Ok(Some(chunk)) => {
                     written = upload.write(&chunk);
                     if written.is_err() {
@@ -366,7 +365,7 @@ async fn receive(state: &AppState, body: Body, length: u64) -> Result<Received, 
             upload.finish()
         });
         let failure = loop {
-            match next_chunk(&mut stream, &mut total, length, pace).await {
+            match next_chunk(&mut stream, &mut total, length, &mut pace).await {
                 Ok(Some(chunk)) => {
                     if tx.send(chunk).await.is_err() {
                         break None; // The writer failed; its error is reported below.
@@ -397,14 +396,27 @@ async fn receive(state: &AppState, body: Body, length: u64) -> Result<Received, 
 
 /// How long an upload may take: no gap between two chunks longer than `idle`, and, with a
 /// minimum rate, the bytes received so far by `idle` plus one second per `min_rate` of them.
-#[derive(Debug, Clone, Copy)]
+/// Only the time spent waiting for the client's bytes counts: the time the server takes with
+/// the chunks it has (writing them to a busy disk) is its own, not the client's, so a client
+/// is never refused as slow because the server was. Not `Copy`: a copy would count its
+/// waits apart.
+#[derive(Debug)]
 struct Pace {
-    started: Instant,
     idle: Duration,
     min_rate: Option<u64>,
+    /// Time spent waiting for chunks so far.
+    waited: Duration,
 }
 
 impl Pace {
+    fn new(idle: Duration, min_rate: Option<u64>) -> Pace {
+        Pace {
+            idle,
+            min_rate,
+            waited: Duration::ZERO,
+        }
+    }
+
     /// How long to wait for the next chunk once `total` bytes have come, and whether the wait
     /// ends at the minimum rate's deadline (rather than at the idle timeout).
     fn wait(&self, total: u64) -> (Duration, bool) {
@@ -413,7 +425,7 @@ impl Pace {
         };
         let for_bytes = Duration::try_from_secs_f64(total as f64 / rate as f64);
         let allowed = self.idle.saturating_add(for_bytes.unwrap_or(Duration::MAX));
-        let left = allowed.saturating_sub(self.started.elapsed());
+        let left = allowed.saturating_sub(self.waited);
         if left < self.idle {
             (left, true)
         } else {
@@ -430,22 +442,25 @@ struct Refusal {
 
 /// The next chunk of an upload announced as `length` bytes (`None` at its end), counted in
 /// `total`; an error once the body is longer than announced, the connection fails, or the
-/// client is slower than `pace` allows. A chunk already waiting is taken even past the
-/// deadline: only waiting for one is bounded.
+/// client is slower than `pace` allows. The time waited here is added to `pace`. A chunk
+/// already waiting is taken even past the deadline: only waiting for one is bounded.
 async fn next_chunk(
     stream: &mut axum::body::BodyDataStream,
     total: &mut u64,
     length: u64,
-    pace: Pace,
+    pace: &mut Pace,
 ) -> Result<Option<Bytes>, Refusal> {
     let (wait, at_rate_deadline) = pace.wait(*total);
-    let Ok(next) = tokio::time::timeout(wait, stream.next()).await else {
+    let asked = Instant::now();
+    let next = tokio::time::timeout(wait, stream.next()).await;
+    pace.waited = pace.waited.saturating_add(asked.elapsed());
+    let Ok(next) = next else {
         let (reason, message) = if at_rate_deadline {
             let message = format!(
-                "The upload is too slow: {total} of {length} bytes in {} ms; the server expects \
-                 at least {} bytes per second after the first {} ms (its \
-                 min_upload_rate_bytes_per_s and upload_idle_timeout_ms)",
-                pace.started.elapsed().as_millis(),
+                "The upload is too slow: {total} of {length} bytes in {} ms of waiting for \
+                 them; the server expects at least {} bytes per second after the first {} ms \
+                 (its min_upload_rate_bytes_per_s and upload_idle_timeout_ms)",
+                pace.waited.as_millis(),
                 pace.min_rate.unwrap_or_default(),
                 pace.idle.as_millis()
             );
@@ -660,5 +675,102 @@ pub async fn by_hash(
     {
         Some(stored) => Ok(json_response(stored.json)),
         None => Ok(not_found(&hash)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_rate_budget_counts_only_the_time_waited() {
+        let idle = Duration::from_secs(1);
+        let mut pace = Pace::new(idle, Some(1000));
+        // 1,000 bytes buy one second on top of the idle timeout: 2 s in all.
+        assert_eq!(pace.wait(1000), (idle, false));
+        pace.waited = Duration::from_millis(800);
+        assert_eq!(pace.wait(1000), (idle, false));
+        pace.waited = Duration::from_millis(1500);
+        assert_eq!(pace.wait(1000), (Duration::from_millis(500), true));
+        pace.waited = Duration::from_secs(5);
+        assert_eq!(pace.wait(1000), (Duration::ZERO, true));
+        // Without a floor only the idle timeout applies, however long it waited.
+        let mut no_floor = Pace::new(idle, None);
+        no_floor.waited = Duration::from_secs(3600);
+        assert_eq!(no_floor.wait(0), (idle, false));
+    }
+
+    /// A body whose chunks the test sends when it likes.
+    fn body() -> (
+        tokio::sync::mpsc::UnboundedSender<Bytes>,
+        axum::body::BodyDataStream,
+    ) {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Bytes>();
+        let chunks = futures_util::stream::unfold(rx, |mut rx| async move {
+            rx.recv()
+                .await
+                .map(|chunk| (Ok::<_, std::io::Error>(chunk), rx))
+        });
+        (tx, Body::from_stream(chunks).into_data_stream())
+    }
+
+    /// The server busy with what it has (here: asleep) for longer than the client's whole
+    /// rate budget does not make the client too slow: it is refused only once the server has
+    /// waited for it, and then for stalling, not for its rate.
+    #[tokio::test]
+    async fn time_the_server_spends_on_its_own_is_not_held_against_the_client() {
+        let idle = Duration::from_millis(200);
+        // 20 bytes at 20 bytes per second: a budget of idle + 1 s.
+        let mut pace = Pace::new(idle, Some(20));
+        let (tx, mut stream) = body();
+        let mut total = 0;
+        tx.send(Bytes::from_static(b"0123456789")).unwrap();
+        let first = next_chunk(&mut stream, &mut total, 100, &mut pace).await;
+        assert_eq!(first.ok().flatten().as_deref(), Some(&b"0123456789"[..]));
+        tx.send(Bytes::from_static(b"abcdefghij")).unwrap();
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let second = next_chunk(&mut stream, &mut total, 100, &mut pace).await;
+        assert_eq!(second.ok().flatten().as_deref(), Some(&b"abcdefghij"[..]));
+        let asked = Instant::now();
+        let Err(refusal) = next_chunk(&mut stream, &mut total, 100, &mut pace).await else {
+            panic!("a client that sends nothing more is refused");
+        };
+        assert_eq!(refusal.reason, "stalled", "{}", refusal.error.message);
+        assert!(asked.elapsed() >= idle, "refused before the idle timeout");
+        assert_eq!(total, 20);
+        drop(tx);
+    }
+
+    /// A client that trickles is refused at its rate's deadline, which its waits use up.
+    #[tokio::test]
+    async fn waiting_for_a_trickle_uses_up_the_budget() {
+        let idle = Duration::from_millis(300);
+        // 2 bytes at 10 bytes per second: a budget of idle + 0.2 s = 0.5 s of waiting.
+        let mut pace = Pace::new(idle, Some(10));
+        let (tx, mut stream) = body();
+        let mut total = 0;
+        let sender = tokio::spawn(async move {
+            for _ in 0..10 {
+                tokio::time::sleep(Duration::from_millis(150)).await;
+                if tx.send(Bytes::from_static(b"x")).is_err() {
+                    return;
+                }
+            }
+        });
+        let refusal = loop {
+            match next_chunk(&mut stream, &mut total, 100, &mut pace).await {
+                Ok(Some(_)) => {}
+                Ok(None) => panic!("the body does not end"),
+                Err(refusal) => break refusal,
+            }
+        };
+        assert_eq!(refusal.reason, "too_slow", "{}", refusal.error.message);
+        assert_eq!(refusal.error.status, StatusCode::REQUEST_TIMEOUT);
+        assert!(
+            pace.waited >= idle,
+            "refused after waiting {:?}, before the idle timeout",
+            pace.waited
+        );
+        sender.abort();
     }
 }

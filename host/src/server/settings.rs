@@ -100,10 +100,12 @@ pub struct ServerSettings {
     /// queue given back, so that stalled clients cannot hold the queue. Default
     /// [`DEFAULT_UPLOAD_IDLE_TIMEOUT_MS`].
     pub upload_idle_timeout: Duration,
-    /// The slowest an upload may be: its body must have arrived by `upload_idle_timeout` plus
-    /// one second for every this many bytes received, or it is refused (408) and its place in
-    /// the queue given back, so that a client trickling a byte now and then cannot hold the
-    /// queue either. `None` (`min_upload_rate_bytes_per_s = 0`): no floor. Default
+    /// The slowest an upload may be: the time spent waiting for its body may not pass
+    /// `upload_idle_timeout` plus one second for every this many bytes received, or it is
+    /// refused (408) and its place in the queue given back, so that a client trickling a byte
+    /// now and then cannot hold the queue either. Only waiting for the client counts: the
+    /// time the server takes with the bytes it has (writing them to a busy disk) is not held
+    /// against it. `None` (`min_upload_rate_bytes_per_s = 0`): no floor. Default
     /// [`DEFAULT_MIN_UPLOAD_RATE_BYTES_PER_S`].
     pub min_upload_rate: Option<u64>,
     /// A connection that does not send a complete request head (request line and headers)
