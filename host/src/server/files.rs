@@ -395,11 +395,10 @@ async fn receive(state: &AppState, body: Body, length: u64) -> Result<Received, 
 }
 
 /// How long an upload may take: no gap between two chunks longer than `idle`, and, with a
-/// minimum rate, the bytes received so far by `idle` plus one second per `min_rate` of them.
-/// Only the time spent waiting for the client's bytes counts: the time the server takes with
-/// the chunks it has (writing them to a busy disk) is its own, not the client's, so a client
-/// is never refused as slow because the server was. Not `Copy`: a copy would count its
-/// waits apart.
+/// minimum rate, no more time spent waiting for chunks in all than `idle` plus one second
+/// per `min_rate` bytes received. Only the waiting counts: the time the server takes with the
+/// chunks it has (writing them to a busy disk) is its own, so a client is never refused as
+/// slow because the server was. Not `Copy`: a copy would count its waits apart.
 #[derive(Debug)]
 struct Pace {
     idle: Duration,
