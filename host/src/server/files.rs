@@ -335,7 +335,6 @@ async fn receive(state: &AppState, body: Body, length: u64) -> Result<Received, 
         state.settings.min_upload_rate,
     );
     let mut stream = body.into_data_stream();
-    let mut total = 0u64;
     let (failure, written) = if length <= RECEIVE_IN_TASK_MAX {
         // Kept in memory (`length` is below `INLINE_MAX`): nothing here blocks.
         let mut upload = files
@@ -343,7 +342,7 @@ async fn receive(state: &AppState, body: Body, length: u64) -> Result<Received, 
             .map_err(|e| ApiError::internal("cannot receive the file", &e))?;
         let mut written = Ok(());
         let failure = loop {
-            match next_chunk(&mut stream, &mut total, length, &mut pace).await {
+            match next_chunk(&mut stream, length, &mut pace).await {
                 Ok(Some(chunk)) => {
                     written = upload.write(&chunk);
                     if written.is_err() {
@@ -365,7 +364,7 @@ async fn receive(state: &AppState, body: Body, length: u64) -> Result<Received, 
             upload.finish()
         });
         let failure = loop {
-            match next_chunk(&mut stream, &mut total, length, &mut pace).await {
+            match next_chunk(&mut stream, length, &mut pace).await {
                 Ok(Some(chunk)) => {
                     if tx.send(chunk).await.is_err() {
                         break None; // The writer failed; its error is reported below.
@@ -403,6 +402,8 @@ async fn receive(state: &AppState, body: Body, length: u64) -> Result<Received, 
 struct Pace {
     idle: Duration,
     min_rate: Option<u64>,
+    /// Bytes received so far.
+    received: u64,
     /// Time spent waiting for chunks so far.
     waited: Duration,
 }
@@ -412,17 +413,18 @@ impl Pace {
         Pace {
             idle,
             min_rate,
+            received: 0,
             waited: Duration::ZERO,
         }
     }
 
-    /// How long to wait for the next chunk once `total` bytes have come, and whether the wait
-    /// ends at the minimum rate's deadline (rather than at the idle timeout).
-    fn wait(&self, total: u64) -> (Duration, bool) {
+    /// How long to wait for the next chunk, and whether the wait ends at the minimum rate's
+    /// deadline (rather than at the idle timeout).
+    fn wait(&self) -> (Duration, bool) {
         let Some(rate) = self.min_rate else {
             return (self.idle, false);
         };
-        let for_bytes = Duration::try_from_secs_f64(total as f64 / rate as f64);
+        let for_bytes = Duration::try_from_secs_f64(self.received as f64 / rate as f64);
         let allowed = self.idle.saturating_add(for_bytes.unwrap_or(Duration::MAX));
         let left = allowed.saturating_sub(self.waited);
         if left < self.idle {
@@ -440,16 +442,16 @@ struct Refusal {
 }
 
 /// The next chunk of an upload announced as `length` bytes (`None` at its end), counted in
-/// `total`; an error once the body is longer than announced, the connection fails, or the
-/// client is slower than `pace` allows. The time waited here is added to `pace`. A chunk
-/// already waiting is taken even past the deadline: only waiting for one is bounded.
+/// `pace` with the time waited for it; an error once the body is longer than announced, the
+/// connection fails, or the client is slower than `pace` allows. A chunk already waiting is
+/// taken even past the deadline: only waiting for one is bounded.
 async fn next_chunk(
     stream: &mut axum::body::BodyDataStream,
-    total: &mut u64,
     length: u64,
     pace: &mut Pace,
 ) -> Result<Option<Bytes>, Refusal> {
-    let (wait, at_rate_deadline) = pace.wait(*total);
+    let (wait, at_rate_deadline) = pace.wait();
+    let total = pace.received;
     let asked = Instant::now();
     let next = tokio::time::timeout(wait, stream.next()).await;
     pace.waited = pace.waited.saturating_add(asked.elapsed());
@@ -484,8 +486,8 @@ async fn next_chunk(
     match next {
         None => Ok(None),
         Some(Ok(chunk)) => {
-            *total += chunk.len() as u64;
-            if *total > length {
+            pace.received += chunk.len() as u64;
+            if pace.received > length {
                 return Err(bad_request("The body is longer than Content-Length".into()));
             }
             Ok(Some(chunk))
@@ -686,17 +688,18 @@ mod tests {
         let idle = Duration::from_secs(1);
         let mut pace = Pace::new(idle, Some(1000));
         // 1,000 bytes buy one second on top of the idle timeout: 2 s in all.
-        assert_eq!(pace.wait(1000), (idle, false));
+        pace.received = 1000;
+        assert_eq!(pace.wait(), (idle, false));
         pace.waited = Duration::from_millis(800);
-        assert_eq!(pace.wait(1000), (idle, false));
+        assert_eq!(pace.wait(), (idle, false));
         pace.waited = Duration::from_millis(1500);
-        assert_eq!(pace.wait(1000), (Duration::from_millis(500), true));
+        assert_eq!(pace.wait(), (Duration::from_millis(500), true));
         pace.waited = Duration::from_secs(5);
-        assert_eq!(pace.wait(1000), (Duration::ZERO, true));
+        assert_eq!(pace.wait(), (Duration::ZERO, true));
         // Without a floor only the idle timeout applies, however long it waited.
         let mut no_floor = Pace::new(idle, None);
         no_floor.waited = Duration::from_secs(3600);
-        assert_eq!(no_floor.wait(0), (idle, false));
+        assert_eq!(no_floor.wait(), (idle, false));
     }
 
     /// A body whose chunks the test sends when it likes.
@@ -722,21 +725,20 @@ mod tests {
         // 20 bytes at 20 bytes per second: a budget of idle + 1 s.
         let mut pace = Pace::new(idle, Some(20));
         let (tx, mut stream) = body();
-        let mut total = 0;
         tx.send(Bytes::from_static(b"0123456789")).unwrap();
-        let first = next_chunk(&mut stream, &mut total, 100, &mut pace).await;
+        let first = next_chunk(&mut stream, 100, &mut pace).await;
         assert_eq!(first.ok().flatten().as_deref(), Some(&b"0123456789"[..]));
         tx.send(Bytes::from_static(b"abcdefghij")).unwrap();
         tokio::time::sleep(Duration::from_millis(1500)).await;
-        let second = next_chunk(&mut stream, &mut total, 100, &mut pace).await;
+        let second = next_chunk(&mut stream, 100, &mut pace).await;
         assert_eq!(second.ok().flatten().as_deref(), Some(&b"abcdefghij"[..]));
         let asked = Instant::now();
-        let Err(refusal) = next_chunk(&mut stream, &mut total, 100, &mut pace).await else {
+        let Err(refusal) = next_chunk(&mut stream, 100, &mut pace).await else {
             panic!("a client that sends nothing more is refused");
         };
         assert_eq!(refusal.reason, "stalled", "{}", refusal.error.message);
         assert!(asked.elapsed() >= idle, "refused before the idle timeout");
-        assert_eq!(total, 20);
+        assert_eq!(pace.received, 20);
         drop(tx);
     }
 
@@ -747,7 +749,6 @@ mod tests {
         // 2 bytes at 10 bytes per second: a budget of idle + 0.2 s = 0.5 s of waiting.
         let mut pace = Pace::new(idle, Some(10));
         let (tx, mut stream) = body();
-        let mut total = 0;
         let sender = tokio::spawn(async move {
             for _ in 0..10 {
                 tokio::time::sleep(Duration::from_millis(150)).await;
@@ -757,7 +758,7 @@ mod tests {
             }
         });
         let refusal = loop {
-            match next_chunk(&mut stream, &mut total, 100, &mut pace).await {
+            match next_chunk(&mut stream, 100, &mut pace).await {
                 Ok(Some(_)) => {}
                 Ok(None) => panic!("the body does not end"),
                 Err(refusal) => break refusal,
