@@ -14,6 +14,7 @@
 //! max_memory_bytes = 268435456
 //! max_stdout_bytes = 65536
 //! max_stderr_bytes = 65536
+//! max_open_files = 256
 //!
 //! [[plugin]]
 //! name = "Quarantine"
@@ -160,6 +161,7 @@ struct RawPlugin {
     max_memory_bytes: Option<u64>,
     max_stdout_bytes: Option<u64>,
     max_stderr_bytes: Option<u64>,
+    max_open_files: Option<u64>,
     #[serde(default)]
     description: String,
 }
@@ -395,6 +397,12 @@ fn plugin_spec(raw: RawPlugin, ctx: &LoadContext) -> Result<PluginSpec, Vec<Stri
     }
 }
 
+/// The least `max_open_files`: a plugin's standard streams, its directory and its file, and a
+/// few to spare.
+const MIN_OPEN_FILES: u64 = 8;
+/// The most `max_open_files`.
+const MAX_OPEN_FILES: u64 = 65_536;
+
 fn limits(raw: &RawPlugin, problems: &mut Vec<String>) -> Limits {
     let d = Limits::default();
     let mut positive = |field: &str, value: Option<u64>, default: u64| -> u64 {
@@ -419,6 +427,11 @@ fn limits(raw: &RawPlugin, problems: &mut Vec<String>) -> Limits {
         raw.max_stderr_bytes,
         d.max_stderr_bytes as u64,
     );
+    let max_open_files = positive(
+        "max_open_files",
+        raw.max_open_files,
+        u64::from(d.max_open_files),
+    );
     // A timeout beyond a day is a configuration mistake, not a limit.
     if timeout_ms > 86_400_000 {
         problems.push("field `timeout_ms`: must be at most 86400000 (one day)".into());
@@ -436,11 +449,20 @@ fn limits(raw: &RawPlugin, problems: &mut Vec<String>) -> Limits {
             ));
         }
     }
+    // Below about 8 a plugin cannot hold its standard streams and its file; above 65536 the
+    // cap no longer protects the host's own descriptors.
+    if !(MIN_OPEN_FILES..=MAX_OPEN_FILES).contains(&max_open_files) {
+        problems.push(format!(
+            "field `max_open_files`: must be from {MIN_OPEN_FILES} to {MAX_OPEN_FILES}"
+        ));
+    }
     Limits {
         timeout: Duration::from_millis(timeout_ms),
         max_memory_bytes,
         max_stdout_bytes: max_stdout as usize,
         max_stderr_bytes: max_stderr as usize,
+        max_open_files: u32::try_from(max_open_files.clamp(MIN_OPEN_FILES, MAX_OPEN_FILES))
+            .expect("clamped to at most 65536"),
     }
 }
 
@@ -625,6 +647,7 @@ mod tests {
         runtime = "process"
         command = '"/opt/My Tools/scan" --fast'
         env = { A = "1" }
+        max_open_files = 64
 
         [[workflow]]
         name = "File scan"
@@ -648,6 +671,11 @@ mod tests {
         assert_eq!(program, Path::new("/opt/My Tools/scan"));
         assert_eq!(args, &["--fast"]);
         assert_eq!(env, &[("A".to_owned(), "1".to_owned())]);
+        assert_eq!(c.plugins[2].limits.max_open_files, 64);
+        assert_eq!(
+            c.plugins[0].limits.max_open_files,
+            Limits::DEFAULT_MAX_OPEN_FILES
+        );
         let w = &c.workflows[0];
         assert_eq!(w.block_results.len(), 2);
         assert_eq!(w.max_file_size_bytes, DEFAULT_MAX_FILE_SIZE_BYTES);
@@ -669,6 +697,7 @@ mod tests {
             runtime = "wasm"
             module = "missing.wasm"
             timeout_ms = 0
+            max_open_files = 3
 
             [[plugin]]
             name = "Typo"
@@ -696,6 +725,10 @@ mod tests {
         assert!(all.contains("the limit is 16"), "{all}");
         assert!(
             all.contains("plugin \"Zero\": field `timeout_ms`: must be greater than 0"),
+            "{all}"
+        );
+        assert!(
+            all.contains("plugin \"Zero\": field `max_open_files`: must be from 8 to 65536"),
             "{all}"
         );
         assert!(

@@ -27,6 +27,10 @@ fn main() -> ExitCode {
              outside its process group (a daemon) will not be killed"
         );
     }
+    match cordon::executor::raise_open_files_limit() {
+        Ok(limit) => tracing::debug!(limit, "open files limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open files limit"),
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

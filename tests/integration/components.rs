@@ -165,6 +165,7 @@ fn tight(timeout_ms: u64) -> Limits {
         max_memory_bytes: 64 << 20,
         max_stdout_bytes: 4096,
         max_stderr_bytes: 4096,
+        ..Limits::default()
     }
 }
 

@@ -88,6 +88,7 @@ pub fn limits(timeout_ms: u64) -> Limits {
         max_memory_bytes: 64 << 20,
         max_stdout_bytes: 4096,
         max_stderr_bytes: 4096,
+        max_open_files: Limits::DEFAULT_MAX_OPEN_FILES,
     }
 }
 

@@ -16,6 +16,8 @@ use crate::harness::{Rig, behave, gone_within, limits, pids_in, process, wasm};
 const TIMEOUT_MS: u64 = 1000;
 /// What "a small margin" means here: process teardown and a loaded CI machine.
 const MARGIN: Duration = Duration::from_secs(2);
+/// `max_open_files` given to hostile plugins.
+const OPEN_FILES: u32 = 64;
 
 struct Case {
     name: &'static str,
@@ -94,6 +96,17 @@ const CASES: &[Case] = &[
         native_kind: &["signal", "exit_code"],
         message: None,
     },
+    // Each handle a wasm plugin opens is a descriptor of the host's process: the cap stops it
+    // at once. A native process gets EMFILE from its own RLIMIT_NOFILE and keeps trying
+    // until its deadline, holding only its own descriptors.
+    Case {
+        name: "fd-bomb",
+        wasm: WASM_HOSTILE_FD_BOMB,
+        native: NATIVE_HOSTILE_FD_BOMB,
+        wasm_kind: "open_files_limit",
+        native_kind: &["timeout"],
+        message: None,
+    },
     Case {
         name: "exit-big",
         wasm: WASM_HOSTILE_EXIT_BIG,
@@ -110,6 +123,7 @@ fn hostile_limits() -> Limits {
         max_memory_bytes: 64 << 20,
         max_stdout_bytes: 4096,
         max_stderr_bytes: 16 << 10,
+        max_open_files: OPEN_FILES,
     }
 }
 
@@ -360,4 +374,81 @@ async fn hostile_plugins_running_together_do_not_disturb_a_good_one() {
     }
     let v = contract::judge_scanner(RuntimeKind::Wasm, &good_outcome);
     assert_eq!(v.code, ResultCode::INFECTED, "{v:?}");
+}
+
+/// How many handles the `fd-bomb` plugin held when its first open failed, from its stderr.
+fn handles_at_first_failure(stderr: &[u8]) -> Option<u32> {
+    let text = String::from_utf8_lossy(stderr);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("fd-bomb: open failed after "))?;
+    line.trim_start_matches("fd-bomb: open failed after ")
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+#[tokio::test]
+async fn a_wasm_plugin_cannot_use_up_the_hosts_descriptors() {
+    // Without the cap, `fd-bomb` opens its file until the host's own process runs out of
+    // descriptors (then every connection and file the host opens fails) and holds them
+    // until its deadline. With it, the plugin is stopped at its cap, as a module and as a
+    // component, long before the host runs short.
+    let rig = Rig::new();
+    let sample = rig.sample(b"some file", "file.txt");
+    for spec in [wasm(WASM_HOSTILE_FD_BOMB), wasm(WASM_P2_HOSTILE_FD_BOMB)] {
+        let plugin = rig.plugin(
+            "FdBomb",
+            Role::Scanner,
+            spec,
+            Limits {
+                timeout: Duration::from_secs(60),
+                ..hostile_limits()
+            },
+        );
+        let outcome = rig.run(&plugin, &sample, &json!({})).await;
+        let v = contract::judge_scanner(RuntimeKind::Wasm, &outcome);
+        assert_eq!(v.code, ResultCode::FAILED, "{outcome:?}");
+        let f = v.failure.expect("a Failed result has a reason");
+        assert_eq!(f.kind, "open_files_limit", "{}", f.message);
+        assert!(
+            f.message.contains(&format!("more than {OPEN_FILES} files")),
+            "{}",
+            f.message
+        );
+        // It was stopped by the cap, never by a failed open: the host had descriptors left.
+        assert_eq!(
+            handles_at_first_failure(&outcome.stderr),
+            None,
+            "{}",
+            String::from_utf8_lossy(&outcome.stderr)
+        );
+        next_scan_works(&rig, RuntimeKind::Wasm).await;
+    }
+}
+
+#[tokio::test]
+async fn a_native_plugin_gets_max_open_files_as_its_descriptor_limit() {
+    // The same plugin natively: its opens fail once it holds `max_open_files` descriptors
+    // (its standard streams count), whatever the host's own limit is.
+    let rig = Rig::new();
+    let sample = rig.sample(b"some file", "file.txt");
+    let plugin = rig.plugin(
+        "FdBomb",
+        Role::Scanner,
+        process(NATIVE_HOSTILE_FD_BOMB),
+        hostile_limits(),
+    );
+    let outcome = rig.run(&plugin, &sample, &json!({})).await;
+    let held = handles_at_first_failure(&outcome.stderr).unwrap_or_else(|| {
+        panic!(
+            "no failed open reported: {}",
+            String::from_utf8_lossy(&outcome.stderr)
+        )
+    });
+    assert!(
+        (OPEN_FILES - 8..OPEN_FILES).contains(&held),
+        "held {held} files at the first failed open, limit {OPEN_FILES}"
+    );
 }

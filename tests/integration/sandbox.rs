@@ -6,9 +6,9 @@
 use std::collections::BTreeMap;
 
 use cordon::contract;
-use cordon::plugin::{Role, RuntimeKind};
+use cordon::plugin::{Role, RuntimeKind, RuntimeSpec};
 use cordon::verdict::ResultCode;
-use cordon_tests::artifacts::{NATIVE_HOSTILE_ESCAPE, WASM_HOSTILE_ESCAPE};
+use cordon_tests::artifacts::{NATIVE_HOSTILE_ESCAPE, WASM_HOSTILE_ESCAPE, WASM_P2_HOSTILE_ESCAPE};
 use serde_json::{Value, json};
 
 use crate::harness::{Rig, limits, process, wasm};
@@ -19,6 +19,16 @@ async fn observe(rig: &Rig, runtime: RuntimeKind, sample: &cordon::sample::Sampl
         RuntimeKind::Wasm => wasm(WASM_HOSTILE_ESCAPE),
         _ => process(NATIVE_HOSTILE_ESCAPE),
     };
+    observe_with(rig, runtime, spec, sample).await
+}
+
+/// Run `escape` built as `spec` and return what it observed.
+async fn observe_with(
+    rig: &Rig,
+    runtime: RuntimeKind,
+    spec: RuntimeSpec,
+    sample: &cordon::sample::Sample,
+) -> Value {
     let plugin = rig.plugin("Escape", Role::Scanner, spec, limits(20_000));
     let outcome = rig.run(&plugin, sample, &json!({"data_id": "x"})).await;
     let v = contract::judge_scanner(runtime, &outcome);
@@ -45,7 +55,28 @@ async fn a_wasm_plugin_sees_its_file_and_nothing_else() {
     let rig = Rig::new();
     let sample = rig.sample(b"twelve bytes", "inv oice.pdf");
     let report = observe(&rig, RuntimeKind::Wasm, &sample).await;
-    let p = probes(&report);
+    assert_sandboxed(&report, &sample);
+}
+
+#[tokio::test]
+async fn a_wasm_component_sees_its_file_and_nothing_else() {
+    // The same probe as a WASI p2 command component, which has wasi:sockets in its linker
+    // and its own filesystem bindings: the same view.
+    let rig = Rig::new();
+    let sample = rig.sample(b"twelve bytes", "inv oice.pdf");
+    let report = observe_with(
+        &rig,
+        RuntimeKind::Wasm,
+        wasm(WASM_P2_HOSTILE_ESCAPE),
+        &sample,
+    )
+    .await;
+    assert_sandboxed(&report, &sample);
+}
+
+/// What the `escape` probe must report from inside the wasm sandbox.
+fn assert_sandboxed(report: &Value, sample: &cordon::sample::Sample) {
+    let p = probes(report);
     let ok = |k: &str| p[k].starts_with("ok:");
     let denied = |k: &str| p[k].starts_with("err:");
 

@@ -229,6 +229,7 @@ fn with_timeout(timeout_ms: u64) -> RunOptions {
             max_memory_bytes: 64 << 20,
             max_stdout_bytes: 4096,
             max_stderr_bytes: 4096,
+            ..Limits::default()
         },
         ..RunOptions::default()
     }

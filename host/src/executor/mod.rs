@@ -83,6 +83,12 @@ pub enum Failure {
         /// The limit.
         limit_bytes: u64,
     },
+    /// It tried to hold more files (and other handles) open than `max_open_files` allows
+    /// (wasm; a process gets `EMFILE` from the kernel instead, and handles it itself).
+    OpenFilesLimit {
+        /// The limit.
+        limit: u32,
+    },
     /// A WebAssembly trap (unreachable, out-of-bounds access, stack overflow, a Rust panic).
     Trap {
         /// The trap, as wasmtime reports it, with a short backtrace.
@@ -123,6 +129,7 @@ impl Failure {
         match self {
             Failure::Timeout { .. } => "timeout",
             Failure::MemoryLimit { .. } => "memory_limit",
+            Failure::OpenFilesLimit { .. } => "open_files_limit",
             Failure::Trap { .. } => "trap",
             Failure::Signal { .. } => "signal",
             Failure::OutputTooLarge { .. } => "output_too_large",
@@ -145,6 +152,11 @@ impl fmt::Display for Failure {
                     "memory limit: tried to use more than {limit_bytes} bytes"
                 )
             }
+            Failure::OpenFilesLimit { limit } => write!(
+                f,
+                "open files limit: tried to hold more than {limit} files and other handles \
+                 open at once (max_open_files)"
+            ),
             Failure::Trap { message } => write!(f, "trapped: {message}"),
             Failure::Signal { signal } => {
                 write!(f, "killed by signal {signal} ({})", signal_name(*signal))
@@ -182,6 +194,52 @@ pub fn signal_name(signal: i32) -> &'static str {
         25 => "SIGXFSZ",
         31 => "SIGSYS",
         _ => "signal",
+    }
+}
+
+/// Raise this process's soft limit on open files to its hard limit (the most an unprivileged
+/// process may take), and return the limit now in force (`None`: unlimited). A server holds a
+/// descriptor per connection, per scan file and per file a running wasm plugin has open
+/// (at most its `max_open_files`), so the default soft limit of many systems (1,024) is
+/// easily reached; native plugins get their own `max_open_files`, not this limit.
+pub fn raise_open_files_limit() -> std::io::Result<Option<u64>> {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current != limit.maximum {
+        setrlimit(
+            Resource::Nofile,
+            Rlimit {
+                current: limit.maximum,
+                maximum: limit.maximum,
+            },
+        )?;
+    }
+    Ok(getrlimit(Resource::Nofile).current)
+}
+
+/// This process's soft limit on open files (`None`: unlimited).
+pub fn open_files_limit() -> Option<u64> {
+    rustix::process::getrlimit(rustix::process::Resource::Nofile).current
+}
+
+/// Descriptors kept for the server itself (connections, the database, scan files) when
+/// checking that the wasm plugins' caps fit in the process's limit.
+pub const OPEN_FILES_RESERVE: u64 = 1024;
+
+/// A warning when `limit` (this process's open files limit, `None`: unlimited) is below
+/// `plugins` (the handles the wasm plugins that can run at once may hold together, each at
+/// its `max_open_files`) plus [`OPEN_FILES_RESERVE`]: then plugins at their caps could still
+/// leave the server without descriptors.
+pub fn open_files_warning(limit: Option<u64>, plugins: u64) -> Option<String> {
+    let needed = plugins.saturating_add(OPEN_FILES_RESERVE);
+    match limit {
+        Some(limit) if limit < needed => Some(format!(
+            "the open files limit is {limit}, below the {needed} that the wasm plugins able to \
+             run at once ({plugins} open files at their max_open_files) and the server itself \
+             could need; raise the hard limit (`ulimit -Hn`, systemd's LimitNOFILE=), or \
+             lower `workers` or the plugins' max_open_files"
+        )),
+        _ => None,
     }
 }
 
@@ -405,5 +463,23 @@ impl Executor {
             "plugin finished"
         );
         outcome
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_open_files_warning_compares_the_limit_with_what_plugins_could_hold() {
+        // 2,048 handles of plugins + the reserve = 3,072.
+        assert_eq!(open_files_warning(Some(3072), 2048), None);
+        assert_eq!(open_files_warning(None, 2048), None);
+        let warning = open_files_warning(Some(3071), 2048).expect("a warning");
+        assert!(
+            warning.contains("limit is 3071, below the 3072"),
+            "{warning}"
+        );
+        assert!(open_files_warning(Some(1024), 1).is_some());
     }
 }

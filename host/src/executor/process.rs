@@ -9,7 +9,8 @@
 //! environment and nothing inherited, in a fresh empty working directory (removed
 //! afterwards), in a process group of its own, under rlimits (`RLIMIT_DATA` =
 //! `max_memory_bytes`, `RLIMIT_AS` = 4 × that as a backstop, `RLIMIT_CPU` = the timeout
-//! rounded up to whole seconds + 1 s soft / + 2 s hard, no core dumps).
+//! rounded up to whole seconds + 1 s soft / + 2 s hard, `RLIMIT_NOFILE` = `max_open_files`,
+//! no core dumps).
 //!
 //! Guarantees, whatever the program does:
 //! - the invocation ends by its deadline (`timeout` after the start) plus at most
@@ -604,6 +605,10 @@ struct RlimitPlan {
     cpu_soft: u64,
     /// `RLIMIT_CPU` hard limit, seconds: the timeout rounded up, plus 2.
     cpu_hard: u64,
+    /// `RLIMIT_NOFILE`, soft and hard: `max_open_files`. Set whatever Cordon's own limit is,
+    /// so that a plugin gets the same limit on every host (and not the high one a server
+    /// raises its own to).
+    open_files: u64,
 }
 
 impl RlimitPlan {
@@ -617,6 +622,7 @@ impl RlimitPlan {
             address_space: limits.max_memory_bytes.saturating_mul(ADDRESS_SPACE_FACTOR),
             cpu_soft: secs.saturating_add(1),
             cpu_hard: secs.saturating_add(2),
+            open_files: u64::from(limits.max_open_files),
         }
     }
 
@@ -630,6 +636,7 @@ impl RlimitPlan {
         set_rlimit(Resource::As, self.address_space, self.address_space)?;
         set_rlimit(Resource::Cpu, self.cpu_soft, self.cpu_hard)?;
         set_rlimit(Resource::Core, 0, 0)?;
+        set_rlimit(Resource::Nofile, self.open_files, self.open_files)?;
         Ok(())
     }
 }
@@ -725,6 +732,7 @@ mod tests {
             max_memory_bytes: 512 * MIB,
             max_stdout_bytes: 1 << 20,
             max_stderr_bytes: 1 << 20,
+            ..Limits::default()
         }
     }
 
@@ -1258,14 +1266,17 @@ mod tests {
             max_memory_bytes: 100,
             max_stdout_bytes: 1,
             max_stderr_bytes: 1,
+            max_open_files: 40,
         });
         assert_eq!((plan.data, plan.address_space), (100, 400));
         assert_eq!((plan.cpu_soft, plan.cpu_hard), (4, 5));
+        assert_eq!(plan.open_files, 40);
         let plan = RlimitPlan::new(&Limits {
             timeout: Duration::from_secs(3),
             max_memory_bytes: u64::MAX,
             max_stdout_bytes: 1,
             max_stderr_bytes: 1,
+            max_open_files: 40,
         });
         assert_eq!(plan.address_space, u64::MAX);
         assert_eq!((plan.cpu_soft, plan.cpu_hard), (4, 5));

@@ -23,6 +23,9 @@
 //! - its linear memories together never exceed `max_memory_bytes`: growth past it fails;
 //! - at most `max_stdout_bytes` / `max_stderr_bytes` are kept; a guest that writes past a cap
 //!   is stopped at the next tick and the outcome is `output_too_large`;
+//! - it holds at most `max_open_files` WASI handles at once (each open file or directory is a
+//!   descriptor of the host's process): one more stops it, `open_files_limit`; it can create
+//!   no socket;
 //! - a trap, an exit code or a deadline is an [`Outcome`], never a host error or a panic.
 
 use std::collections::hash_map::DefaultHasher;
@@ -35,7 +38,7 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 use wasmtime::AsContextMut;
-use wasmtime::component::{Component, ResourceTable};
+use wasmtime::component::{Component, ResourceTable, ResourceTableError};
 use wasmtime::{
     Caller, Config, Engine, Extern, InstanceAllocationStrategy, InstancePre, Linker, Module,
     PoolingAllocationConfig, ResourceLimiter, Store, Trap, UpdateDeadline,
@@ -323,6 +326,7 @@ pub struct WasmRuntime {
     component_linker: wasmtime::component::Linker<State<P2>>,
     cache_dir: Option<PathBuf>,
     slots: Arc<Semaphore>,
+    max_concurrent: u32,
     pooling: bool,
 }
 
@@ -358,8 +362,14 @@ impl WasmRuntime {
             component_linker,
             cache_dir: config.cache_dir.clone(),
             slots: Arc::new(Semaphore::new(slots as usize)),
+            max_concurrent: slots,
             pooling,
         })
+    }
+
+    /// How many wasm plugins may run at once; more wait for a slot.
+    pub fn max_concurrent(&self) -> u32 {
+        self.max_concurrent
     }
 
     /// The engine (shared by every plugin).
@@ -590,6 +600,13 @@ impl WasmRuntime {
         outputs: &[CappedPipe; 2],
     ) -> WasiCtxBuilder {
         let mut builder = WasiCtxBuilder::new();
+        // No sockets at all, not even unconnected ones: every address is already refused
+        // (wasmtime-wasi's default check), but a created socket would still be a descriptor
+        // of Cordon's process.
+        builder
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false);
         builder
             .stdin(MemoryInputPipe::new(invocation.stdin.to_vec()))
             .stdout(outputs[0].pipe.clone())
@@ -624,7 +641,8 @@ impl WasmRuntime {
         let mut builder = self.wasi_builder(name, &invocation, &outputs);
         match &plugin.prepared {
             PreparedKind::Module(pre) => {
-                let mut store = self.store(p1(&mut builder, preopen), limits, started, outputs);
+                let mut store =
+                    self.store(p1(&mut builder, preopen, limits), limits, started, outputs);
                 let end = run_guarded(&mut store, limits, async |store| {
                     let instance = pre.instantiate_async(&mut *store).await?;
                     let start = instance.get_typed_func::<(), ()>(&mut *store, "_start")?;
@@ -635,7 +653,8 @@ impl WasmRuntime {
                 outcome(&store, limits, started, end)
             }
             PreparedKind::Command(pre) => {
-                let mut store = self.store(p2(&mut builder, preopen), limits, started, outputs);
+                let mut store =
+                    self.store(p2(&mut builder, preopen, limits), limits, started, outputs);
                 let end = run_guarded(&mut store, limits, async |store| {
                     let command = pre.instantiate_async(&mut *store).await?;
                     let ok = command.wasi_cli_run().call_run(&mut *store).await?;
@@ -646,7 +665,8 @@ impl WasmRuntime {
             }
             PreparedKind::Scanner(pre) => {
                 let input = typed_input::scanner(&invocation);
-                let mut store = self.store(p2(&mut builder, preopen), limits, started, outputs);
+                let mut store =
+                    self.store(p2(&mut builder, preopen, limits), limits, started, outputs);
                 let end = run_guarded(&mut store, limits, async |store| {
                     let scanner = pre.instantiate_async(&mut *store).await?;
                     Ok(match scanner.call_scan(&mut *store, &input).await? {
@@ -659,7 +679,8 @@ impl WasmRuntime {
             }
             PreparedKind::PostAction(pre) => {
                 let input = typed_input::post_action(&invocation);
-                let mut store = self.store(p2(&mut builder, preopen), limits, started, outputs);
+                let mut store =
+                    self.store(p2(&mut builder, preopen, limits), limits, started, outputs);
                 let end = run_guarded(&mut store, limits, async |store| {
                     let action = pre.instantiate_async(&mut *store).await?;
                     Ok(match action.call_execute(&mut *store, &input).await? {
@@ -714,23 +735,26 @@ impl WasmRuntime {
     }
 }
 
-/// A WASIp1 context from `builder`, with the sample's directory preopened. The filesystem
-/// context replaced here is all that `allow_blocking_current_thread` sets, so the preopen's
-/// (see [`PreopenCache::get_or_open`]) applies.
-fn p1(builder: &mut WasiCtxBuilder, preopen: WasiFilesystemCtx) -> WasiP1Ctx {
+/// A WASIp1 context from `builder`, with the sample's directory preopened and its handle
+/// table capped at `max_open_files`. The filesystem context replaced here is all that
+/// `allow_blocking_current_thread` sets, so the preopen's (see
+/// [`PreopenCache::get_or_open`]) applies.
+fn p1(builder: &mut WasiCtxBuilder, preopen: WasiFilesystemCtx, limits: &Limits) -> WasiP1Ctx {
     let mut ctx = builder.build_p1();
-    *ctx.ctx().ctx.filesystem() = preopen;
+    let view = ctx.ctx();
+    *view.ctx.filesystem() = preopen;
+    view.table.set_max_capacity(limits.max_open_files as usize);
     ctx
 }
 
-/// A WASIp2 context from `builder`, with the sample's directory preopened.
-fn p2(builder: &mut WasiCtxBuilder, preopen: WasiFilesystemCtx) -> P2 {
+/// A WASIp2 context from `builder`, with the sample's directory preopened and its handle
+/// table capped at `max_open_files`.
+fn p2(builder: &mut WasiCtxBuilder, preopen: WasiFilesystemCtx, limits: &Limits) -> P2 {
     let mut ctx = builder.build();
     *ctx.filesystem() = preopen;
-    P2 {
-        ctx,
-        table: ResourceTable::new(),
-    }
+    let mut table = ResourceTable::new();
+    table.set_max_capacity(limits.max_open_files as usize);
+    P2 { ctx, table }
 }
 
 /// A sample directory opened as a wasm plugin's read-only preopen at [`GUEST_DIR`], opened
@@ -913,6 +937,10 @@ fn outcome<W>(
             } else if state.limiter.denied {
                 Failure::MemoryLimit {
                     limit_bytes: limits.max_memory_bytes,
+                }
+            } else if is_table_full(&error) {
+                Failure::OpenFilesLimit {
+                    limit: limits.max_open_files,
                 }
             } else {
                 Failure::Trap {
@@ -1262,6 +1290,18 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Whether the guest was stopped because its WASI handle table was full: it tried to open
+/// more than `max_open_files` handles at once. wasmtime-wasi turns a full table into a trap
+/// whose cause is the table's error.
+fn is_table_full(error: &wasmtime::Error) -> bool {
+    error.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<ResourceTableError>(),
+            Some(ResourceTableError::Full)
+        )
+    })
+}
+
 /// A trap's message with its wasm backtrace, on one line.
 fn describe_error(error: &wasmtime::Error) -> String {
     let mut message = match error.downcast_ref::<Trap>() {
@@ -1381,6 +1421,7 @@ mod tests {
             max_memory_bytes: 4 << 20,
             max_stdout_bytes: 1024,
             max_stderr_bytes: 1024,
+            ..Limits::default()
         }
     }
 

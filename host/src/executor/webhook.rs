@@ -200,6 +200,7 @@ mod tests {
             max_memory_bytes: 1 << 30,
             max_stdout_bytes: 1 << 20,
             max_stderr_bytes: 1 << 20,
+            ..Limits::default()
         }
     }
 

@@ -199,6 +199,14 @@ pub struct Limits {
     pub max_stdout_bytes: usize,
     /// Bytes of stderr kept; more is Failed with reason `output_too_large`.
     pub max_stderr_bytes: usize,
+    /// Files (and other handles) the plugin may hold open at once. wasm: entries of its WASI
+    /// handle table (its open files and directories, its standard streams, any socket); one
+    /// more stops it, Failed with reason `open_files_limit`. Each of those is a descriptor
+    /// of Cordon's own process, so without this cap one plugin could use up the host's
+    /// descriptors while it runs. process: `RLIMIT_NOFILE` (an `open` past it fails with
+    /// `EMFILE`, for the program to handle). Not applied to webhooks.
+    #[serde(default = "Limits::default_max_open_files")]
+    pub max_open_files: u32,
 }
 
 impl Limits {
@@ -210,6 +218,15 @@ impl Limits {
     pub const DEFAULT_MAX_STDOUT_BYTES: usize = 64 << 10;
     /// Default `max_stderr_bytes`: 64 KiB.
     pub const DEFAULT_MAX_STDERR_BYTES: usize = 64 << 10;
+    /// Default `max_open_files`: 256, far more than a scanner of one file needs (a wasm
+    /// plugin starts with 4 or 5: its standard streams and its directory), and few enough
+    /// that all of the host's concurrent wasm runs together stay within a usual descriptor
+    /// limit.
+    pub const DEFAULT_MAX_OPEN_FILES: u32 = 256;
+
+    fn default_max_open_files() -> u32 {
+        Self::DEFAULT_MAX_OPEN_FILES
+    }
 }
 
 impl Default for Limits {
@@ -219,6 +236,7 @@ impl Default for Limits {
             max_memory_bytes: Self::DEFAULT_MAX_MEMORY_BYTES,
             max_stdout_bytes: Self::DEFAULT_MAX_STDOUT_BYTES,
             max_stderr_bytes: Self::DEFAULT_MAX_STDERR_BYTES,
+            max_open_files: Self::DEFAULT_MAX_OPEN_FILES,
         }
     }
 }

@@ -76,6 +76,7 @@ fn plugin_json(p: &Plugin, current: &Current) -> Value {
             "max_memory_bytes": spec.limits.max_memory_bytes,
             "max_stdout_bytes": spec.limits.max_stdout_bytes,
             "max_stderr_bytes": spec.limits.max_stderr_bytes,
+            "max_open_files": spec.limits.max_open_files,
         },
         "workflows": used_by,
     })

@@ -289,6 +289,12 @@ impl Server {
             .expect("loading does not panic")?
         };
         let (inventory, executor) = inventory;
+        let plugins = open_files_of_wasm_plugins(&inventory.current().inventory, settings.workers);
+        if let Some(warning) =
+            crate::executor::open_files_warning(crate::executor::open_files_limit(), plugins)
+        {
+            tracing::warn!("{warning}");
+        }
         let callback_client =
             callbacks::client(settings.callback_timeout).map_err(ServeError::Http)?;
 
@@ -402,6 +408,29 @@ impl Server {
             task.abort();
         }
     }
+}
+
+/// The most files the wasm plugins of `workers` files scanned at once may hold open, each at
+/// its `max_open_files`: a workflow runs its scanners at once, then its post actions one by
+/// one.
+fn open_files_of_wasm_plugins(
+    inventory: &crate::plugin::inventory::Inventory,
+    workers: usize,
+) -> u64 {
+    let cap = |p: &&Arc<crate::executor::Plugin>| {
+        (p.runtime() == crate::plugin::RuntimeKind::Wasm)
+            .then(|| u64::from(p.spec().limits.max_open_files))
+    };
+    let per_file = inventory
+        .workflows()
+        .map(|w| {
+            let scanners: u64 = w.scanners.iter().filter_map(|p| cap(&p)).sum();
+            let post_action = w.post_actions.iter().filter_map(|p| cap(&p)).max();
+            scanners.max(post_action.unwrap_or(0))
+        })
+        .max()
+        .unwrap_or(0);
+    per_file.saturating_mul(workers as u64)
 }
 
 /// Delete results, jobs and files older than `retention`, at start and then every
@@ -592,5 +621,73 @@ async fn wait_for_signal() {
         _ => {
             let _ = tokio::signal::ctrl_c().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{LoadContext, parse};
+    use crate::executor::{Executor, ExecutorConfig};
+    use crate::plugin::inventory::Inventory;
+
+    #[test]
+    fn the_open_files_of_wasm_plugins_add_up_per_workflow_and_worker() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = LoadContext {
+            base_dir: dir.path().to_owned(),
+            data_dir: dir.path().to_owned(),
+            builtin_scripts_dir: dir.path().join("builtin"),
+        };
+        crate::builtin::install_scripts(&ctx.builtin_scripts_dir).unwrap();
+        let config = parse(
+            r#"
+            [[plugin]]
+            name = "A"
+            role = "scanner"
+            runtime = "wasm"
+            module = "builtin:eicar"
+            max_open_files = 100
+
+            [[plugin]]
+            name = "B"
+            role = "scanner"
+            runtime = "wasm"
+            module = "builtin:eicar"
+            max_open_files = 50
+
+            [[plugin]]
+            name = "Native"
+            role = "scanner"
+            runtime = "process"
+            command = "builtin:exec-detector.sh"
+            max_open_files = 5000
+
+            [[plugin]]
+            name = "After"
+            role = "post_action"
+            runtime = "wasm"
+            module = "builtin:eicar"
+            max_open_files = 120
+
+            [[workflow]]
+            name = "Both"
+            scanners = ["A", "B", "Native"]
+            post_actions = ["After"]
+
+            [[workflow]]
+            name = "One"
+            scanners = ["B"]
+            "#,
+            "test.toml",
+            &ctx,
+        )
+        .unwrap();
+        let executor = Executor::new(&ExecutorConfig::under(dir.path())).unwrap();
+        let inventory = Inventory::load(&config, &executor, None).unwrap();
+        // "Both" runs A and B at once (150), then After alone (120); the process plugin holds
+        // no descriptor of the server's. Three files at once: 450.
+        assert_eq!(open_files_of_wasm_plugins(&inventory, 3), 450);
+        assert_eq!(open_files_of_wasm_plugins(&inventory, 1), 150);
     }
 }

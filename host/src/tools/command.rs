@@ -70,6 +70,10 @@ pub enum PluginCommand {
         /// The cap on stderr, in bytes.
         #[arg(long, value_name = "N", default_value_t = Limits::DEFAULT_MAX_STDERR_BYTES)]
         max_stderr_bytes: usize,
+        /// How many files (and other handles) the plugin may hold open at once, 8 to 65536.
+        #[arg(long, value_name = "N", default_value_t = Limits::DEFAULT_MAX_OPEN_FILES,
+              value_parser = clap::value_parser!(u32).range(8..=65_536))]
+        max_open_files: u32,
         /// The plugin's name (its `argv[0]` in wasm). Default: the file's stem, cut to 16
         /// characters.
         #[arg(long, value_name = "NAME")]
@@ -162,6 +166,7 @@ async fn run_inner(command: PluginCommand) -> Result<u8, ToolError> {
             max_memory_bytes,
             max_stdout_bytes,
             max_stderr_bytes,
+            max_open_files,
             name,
             common,
         } => {
@@ -185,6 +190,7 @@ async fn run_inner(command: PluginCommand) -> Result<u8, ToolError> {
                     max_memory_bytes,
                     max_stdout_bytes,
                     max_stderr_bytes,
+                    max_open_files,
                 },
                 name,
                 data_dir: common.data_dir,

@@ -103,6 +103,8 @@ pub struct LimitsReport {
     pub max_stdout_bytes: usize,
     /// Cap on stderr, bytes.
     pub max_stderr_bytes: usize,
+    /// Files and other handles open at once.
+    pub max_open_files: u32,
 }
 
 impl From<Limits> for LimitsReport {
@@ -112,6 +114,7 @@ impl From<Limits> for LimitsReport {
             max_memory_bytes: l.max_memory_bytes,
             max_stdout_bytes: l.max_stdout_bytes,
             max_stderr_bytes: l.max_stderr_bytes,
+            max_open_files: l.max_open_files,
         }
     }
 }
@@ -230,11 +233,12 @@ impl RunReport {
         let l = &self.limits;
         let _ = writeln!(
             out,
-            "limits    timeout {} ms, memory {}, stdout {} bytes, stderr {} bytes",
+            "limits    timeout {} ms, memory {}, stdout {} bytes, stderr {} bytes, {} open files",
             l.timeout_ms,
             human_bytes(l.max_memory_bytes),
             l.max_stdout_bytes,
-            l.max_stderr_bytes
+            l.max_stderr_bytes,
+            l.max_open_files
         );
         let _ = writeln!(out, "--- stdin ({} bytes)", self.stdin.len());
         push_block(&mut out, self.stdin.as_bytes());
