@@ -671,6 +671,58 @@ async fn a_final_result_is_shown_only_once_it_is_stored() {
 const EICAR_STRING: &[u8] =
     br"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_final_result_that_cannot_be_stored_stays_in_progress_and_is_retried() {
+    // A full disk or a database error when a final result is committed: the result must not
+    // be shown (a crash would take it back, and the file would be scanned again with another
+    // result), and it must be stored once storing works again. The failure is a trigger that
+    // refuses every new result, added and then dropped beside the server.
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start_in(dir, EICAR_CONFIG).await;
+    let writer = rusqlite::Connection::open(s.data_dir().join("cordon.sqlite3")).unwrap();
+    writer
+        .busy_timeout(std::time::Duration::from_secs(10))
+        .unwrap();
+    writer
+        .execute_batch(
+            "CREATE TRIGGER refuse_results BEFORE INSERT ON results
+             BEGIN SELECT RAISE(ABORT, 'database or disk is full (test)'); END;",
+        )
+        .unwrap();
+    let id = s.submit_ok(EICAR_STRING, &[]).await;
+    let failures = async || {
+        let metrics = s.metrics().await;
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("cordon_result_store_failures_total "))
+            .map_or(0, |v| v.trim().parse::<u64>().unwrap())
+    };
+    // The scan has ended and its result has failed to be stored, twice.
+    wait_until("two failed attempts to store the result", async || {
+        failures().await >= 2
+    })
+    .await;
+    let (status, v) = s.get(&format!("/file/{id}"), None).await;
+    assert_eq!(status, 200, "{v}");
+    assert_ne!(
+        v["process_info"]["progress_percentage"], 100,
+        "shown final while not stored: {v}"
+    );
+    assert_ne!(v["scan_results"]["scan_all_result_i"], 1, "{v}");
+    let sha256 = "275a021bbfb6489e54d471899f7db9d1663fc695ec2fe2a2c4538aabf651fd0f";
+    let (_, by_hash) = s.get(&format!("/hash/{sha256}"), None).await;
+    assert_eq!(by_hash, json!({ sha256: "Not Found" }), "found by hash");
+    assert_eq!(stored_result(&s, &id), None);
+
+    // Storing works again: the next attempt stores it, and it is shown.
+    writer.execute_batch("DROP TRIGGER refuse_results").unwrap();
+    let v = s.wait_final(&id, None).await;
+    assert_eq!(v["scan_results"]["scan_all_result_i"], 1, "{v}");
+    assert_eq!(stored_result(&s, &id).as_ref(), Some(&v));
+    let (_, by_hash) = s.get(&format!("/hash/{sha256}"), None).await;
+    assert_eq!(by_hash["data_id"], json!(id));
+}
+
 /// Retention, end to end: results older than `retention_hours` go at the server's next sweep
 /// (one runs at start), with their jobs and their files, in the database or on disk; a result
 /// inside the retention period stays, and so does the file of a job that is still running.

@@ -382,7 +382,13 @@ async fn receive(state: &AppState, body: Body, length: u64) -> Result<Received, 
         state.metrics.rejected(f.reason);
         return Err(f.error);
     }
-    let received = written.map_err(|e| ApiError::internal("cannot write the file", &e))?;
+    let received = written.map_err(|e| {
+        let error = write_error(&e);
+        if error.status == StatusCode::SERVICE_UNAVAILABLE {
+            state.metrics.rejected("no_space");
+        }
+        error
+    })?;
     if received.fingerprint.size != length {
         state.metrics.rejected("bad_request");
         return Err(ApiError::bad_request(format!(
@@ -391,6 +397,22 @@ async fn receive(state: &AppState, body: Body, length: u64) -> Result<Received, 
         )));
     }
     Ok(received)
+}
+
+/// The answer when an upload cannot be written: a full disk (or quota) is the server's
+/// passing condition, 503 with what to do, logged; anything else is an internal error.
+fn write_error(e: &std::io::Error) -> ApiError {
+    if matches!(
+        e.kind(),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+    ) {
+        tracing::error!(error = %e, "cannot write an upload: out of disk space");
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The server is out of disk space for uploads; try again later",
+        );
+    }
+    ApiError::internal("cannot write the file", e)
 }
 
 /// How long an upload may take: no gap between two chunks longer than `idle`, and, with a
@@ -661,14 +683,6 @@ pub async fn by_hash(
     };
     let rule = decoded(&headers, "rule")?;
     let owner = (!principal.sees_all).then_some(principal.owner.as_str());
-    // A final result held in memory (it could not be stored) is the newest of all.
-    if let Some(result) = state
-        .jobs
-        .finished_by_hash(kind, &hash, owner, rule.as_deref())
-    {
-        let json = serde_json::to_string(&result).expect("a ScanResult always serializes");
-        return Ok(json_response(json));
-    }
     match state
         .store
         .result_by_hash(kind, &hash, owner, rule.as_deref())
@@ -682,6 +696,17 @@ pub async fn by_hash(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_full_disk_answers_503_and_other_write_errors_500() {
+        let full = std::io::Error::from_raw_os_error(28); // ENOSPC
+        assert_eq!(write_error(&full).status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(write_error(&full).message.contains("out of disk space"));
+        let quota = std::io::Error::from_raw_os_error(122); // EDQUOT
+        assert_eq!(write_error(&quota).status, StatusCode::SERVICE_UNAVAILABLE);
+        let io = std::io::Error::from_raw_os_error(5); // EIO
+        assert_eq!(write_error(&io).status, StatusCode::INTERNAL_SERVER_ERROR);
+    }
 
     #[test]
     fn the_rate_budget_counts_only_the_time_waited() {

@@ -3,13 +3,14 @@
 //! | metric | labels | what |
 //! |---|---|---|
 //! | `cordon_submissions_total` | `workflow` | files accepted (answered 200) |
-//! | `cordon_submissions_rejected_total` | `reason` | files refused: `queue_full`, `too_large`, `unknown_rule`, `bad_request`, `empty`, `no_length`, `stalled` (an upload that sent nothing for `upload_idle_timeout_ms`), `too_slow` (an upload slower than `min_upload_rate_bytes_per_s`), `shutting_down` |
+//! | `cordon_submissions_rejected_total` | `reason` | files refused: `queue_full`, `too_large`, `unknown_rule`, `bad_request`, `empty`, `no_length`, `stalled` (an upload that sent nothing for `upload_idle_timeout_ms`), `too_slow` (an upload slower than `min_upload_rate_bytes_per_s`), `no_space` (the disk is full), `shutting_down` |
 //! | `cordon_results_total` | `result`, `verdict` | final results: `Allowed`/`Blocked` and `scan_all_result_a` |
 //! | `cordon_plugin_duration_seconds` | `plugin`, `role` | histogram of plugin run times |
 //! | `cordon_plugin_peak_memory_bytes` | `plugin`, `role` | histogram of plugin peak memory, where the runtime measures it (wasm plugins: linear memory) |
 //! | `cordon_plugin_failures_total` | `plugin`, `kind` | plugin failures by kind: `timeout`, `memory_limit`, `open_files_limit`, `trap`, `signal`, `output_too_large`, `transport`, `could_not_start`, `exit_code`, `http_status`, `invalid_output` |
 //! | `cordon_http_request_duration_seconds` | `method`, `route`, `status` | histogram of the time to answer each request: `route` is the route's pattern (`/file/{data_id}`), `unmatched` when none matched |
 //! | `cordon_callbacks_total` | `outcome` | callback attempts: `delivered`, `retried`, `failed` |
+//! | `cordon_result_store_failures_total` | | attempts to store a final result that failed (a full disk, a database error); each is retried until it succeeds, and the file is shown as still in progress meanwhile |
 //! | `cordon_queue_depth` | | accepted files waiting for a worker |
 //! | `cordon_scans_running` | | files being scanned |
 //!
@@ -58,6 +59,8 @@ pub struct Metrics {
     plugin_failures: Family<Labels, Counter>,
     callbacks: Family<Labels, Counter>,
     requests: Family<Labels, Histogram, fn() -> Histogram>,
+    /// Failed attempts to store a final result.
+    pub result_store_failures: Counter,
     /// Accepted files waiting for a worker.
     pub queue_depth: Gauge,
     /// Files being scanned.
@@ -83,6 +86,7 @@ impl Metrics {
             plugin_failures: Family::default(),
             callbacks: Family::default(),
             requests: Family::new_with_constructor(request_histogram as fn() -> Histogram),
+            result_store_failures: Counter::default(),
             queue_depth: Gauge::default(),
             running: Gauge::default(),
             registry: Registry::default(),
@@ -126,6 +130,11 @@ impl Metrics {
             "cordon_callbacks",
             "Callback delivery attempts, by outcome",
             m.callbacks.clone(),
+        );
+        registry.register(
+            "cordon_result_store_failures",
+            "Failed attempts to store a final result (each retried)",
+            m.result_store_failures.clone(),
         );
         registry.register(
             "cordon_queue_depth",

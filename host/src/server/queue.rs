@@ -25,6 +25,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -36,7 +37,7 @@ use crate::result::{
     self, EngineResult, FileInfo, PostActionSummary, PostProcessing, ProcessInfo, ScanResult,
     ScanResults, iso_millis,
 };
-use crate::store::{HashKind, JobRecord, now_ms};
+use crate::store::{JobRecord, now_ms};
 use crate::verdict::ResultCode;
 use crate::workflow::{self, CancelToken, Submission, Workflow};
 
@@ -63,8 +64,6 @@ struct Active {
     progress: Option<ScanResult>,
     /// Its final result is known (and being stored): there is nothing left to cancel.
     finished: bool,
-    /// `progress` is the final result: it could not be stored (see [`finalize`]).
-    final_in_memory: bool,
 }
 
 /// How many final results, the newest stored, [`Jobs`] keeps in memory to answer polls.
@@ -163,7 +162,6 @@ impl Jobs {
                 cancel,
                 progress: None,
                 finished: false,
-                final_in_memory: false,
             },
         );
     }
@@ -237,37 +235,6 @@ impl Jobs {
         self.active().get(data_id).is_some_and(|a| a.finished)
     }
 
-    /// The newest final result held in memory because it could not be stored (so newer than
-    /// any in the database) of a file with this `hash`, submitted by `owner` (anyone when
-    /// `None`) under the workflow `rule` (any when `None`). A hash lookup asks here first, so
-    /// that a result a client saw as final is found by its hash too.
-    pub fn finished_by_hash(
-        &self,
-        kind: HashKind,
-        hash: &str,
-        owner: Option<&str>,
-        rule: Option<&str>,
-    ) -> Option<ScanResult> {
-        let active = self.active();
-        active
-            .values()
-            .filter(|a| a.final_in_memory)
-            .filter(|a| {
-                let f = &a.record.fingerprint;
-                let file_hash = match kind {
-                    HashKind::Md5 => &f.md5,
-                    HashKind::Sha1 => &f.sha1,
-                    HashKind::Sha256 => &f.sha256,
-                };
-                file_hash.eq_ignore_ascii_case(hash)
-                    && owner.is_none_or(|o| a.record.owner == o)
-                    && rule.is_none_or(|r| a.record.workflow == r)
-            })
-            .filter(|a| a.progress.is_some())
-            .max_by_key(|a| a.record.received_ms)
-            .and_then(|a| a.progress.clone())
-    }
-
     fn set_progress(&self, data_id: &str, result: &ScanResult) {
         if let Some(a) = self.active().get_mut(data_id) {
             a.progress = Some(result.clone());
@@ -279,15 +246,6 @@ impl Jobs {
     fn set_finished(&self, data_id: &str) {
         if let Some(a) = self.active().get_mut(data_id) {
             a.finished = true;
-        }
-    }
-
-    /// Show `result` as the job's final result from memory (it could not be stored).
-    fn set_final(&self, data_id: &str, result: &ScanResult) {
-        if let Some(a) = self.active().get_mut(data_id) {
-            a.progress = Some(result.clone());
-            a.finished = true;
-            a.final_in_memory = true;
         }
     }
 
@@ -453,21 +411,39 @@ async fn run(state: &Arc<AppState>, job: Queued) {
     .await
 }
 
+/// The first wait before storing a final result again, after a failed attempt.
+const STORE_RETRY_FIRST: Duration = Duration::from_millis(100);
+/// The longest wait between attempts to store a final result.
+const STORE_RETRY_MAX: Duration = Duration::from_secs(5);
+
 /// Store the final result, then let go of the job (readers find the result in the
 /// database from then on), count it and start its callback. A final result is shown only
 /// once stored: one shown before its commit could be lost to a crash, and the file scanned
-/// again with another result.
+/// again with another result. So an attempt that fails (a full disk, a database error) is
+/// tried again, after 0.1 s and then waits doubling up to 5 s, for as long as it takes;
+/// meanwhile readers see the scan still in progress. A server stopped before it succeeds
+/// leaves the job `running` in the database, and it runs again at the next start.
 async fn finalize(state: &Arc<AppState>, record: &JobRecord, result: ScanResult) {
     let json: Arc<str> = serde_json::to_string(&result)
         .expect("a ScanResult always serializes")
         .into();
     state.jobs.set_finished(&record.data_id);
-    if let Err(e) = state.store.finish(record, json.clone()).await {
-        // The job stays in memory, where readers now see its final result, and `running` in
-        // the database: it runs again at the next start.
-        tracing::error!(error = %e, "cannot store the final result");
-        state.jobs.set_final(&record.data_id, &result);
-        return;
+    let mut wait = STORE_RETRY_FIRST;
+    let mut failures = 0u32;
+    while let Err(e) = state.store.finish(record, json.clone()).await {
+        failures += 1;
+        state.metrics.result_store_failures.inc();
+        tracing::error!(
+            error = %e,
+            failures,
+            retry_in_ms = wait.as_millis() as u64,
+            "cannot store the final result; the file stays in progress until it is stored"
+        );
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(STORE_RETRY_MAX);
+    }
+    if failures > 0 {
+        tracing::info!(failures, "final result stored after failed attempts");
     }
     state.jobs.retire(&record.data_id, &record.owner, json);
     state.metrics.finished(&result);
@@ -634,53 +610,26 @@ mod tests {
     }
 
     #[test]
-    fn a_final_result_is_found_by_hash_only_once_shown() {
+    fn a_result_being_stored_is_shown_as_progress_until_it_is_stored() {
         let jobs = Jobs::new(8, 1);
-        let (a, b) = ("a".repeat(64), "b".repeat(64));
-        let old = record(&"1".repeat(32), "k1", "w", &a, 1);
-        let new = record(&"2".repeat(32), "k1", "w", &a, 2);
-        let other = record(&"3".repeat(32), "k2", "v", &b, 3);
-        for r in [&old, &new, &other] {
-            jobs.track(r, None);
-        }
-        let lookup = |hash: &str, owner, rule| {
-            jobs.finished_by_hash(HashKind::Sha256, hash, owner, rule)
-                .map(|r| r.data_id)
-        };
-        // Running jobs (progress or not) are not found: their result is not final.
-        jobs.set_progress(&old.data_id, &placeholder(&old, None));
-        assert_eq!(lookup(&a, None, None), None);
-        // Nor are results being stored: they are shown once committed, from the database.
-        jobs.set_finished(&old.data_id);
-        assert!(jobs.is_finished(&old.data_id));
-        assert_eq!(lookup(&a, None, None), None);
-        let (_, shown) = jobs.snapshot(&old.data_id).unwrap();
+        let job = record(&"1".repeat(32), "k1", "w", &"a".repeat(64), 1);
+        jobs.track(&job, None);
+        jobs.set_progress(&job.data_id, &placeholder(&job, None));
+        // The final result is decided and being stored (or retried): readers still see the
+        // progress, never a final result that a crash could take back.
+        jobs.set_finished(&job.data_id);
+        assert!(jobs.is_finished(&job.data_id));
+        let (_, shown) = jobs.snapshot(&job.data_id).unwrap();
+        assert!(!shown.is_final(), "not shown as final");
+        assert_eq!(shown.process_info.progress_percentage, 0);
+        assert_eq!(jobs.recent(&job.data_id), None);
+        // Stored: it leaves the jobs in flight, and the stored text answers.
+        jobs.retire(&job.data_id, "k1", "{}".into());
+        assert!(jobs.snapshot(&job.data_id).is_none());
         assert_eq!(
-            shown.process_info.progress_percentage, 0,
-            "not shown as final"
+            jobs.recent(&job.data_id),
+            Some(("k1".to_owned(), "{}".into()))
         );
-
-        // Results that could not be stored are shown from memory, and found by hash.
-        jobs.set_final(&old.data_id, &placeholder(&old, None));
-        jobs.set_final(&new.data_id, &placeholder(&new, None));
-        jobs.set_final(&other.data_id, &placeholder(&other, None));
-        // The newest submission of that file, whatever the case of the hash.
-        assert_eq!(
-            lookup(&a.to_uppercase(), None, None),
-            Some(new.data_id.clone())
-        );
-        assert_eq!(lookup(&a, Some("k1"), Some("w")), Some(new.data_id.clone()));
-        // Another key, another workflow, another file: nothing.
-        assert_eq!(lookup(&a, Some("k2"), None), None);
-        assert_eq!(lookup(&a, None, Some("v")), None);
-        assert_eq!(lookup(&"c".repeat(64), None, None), None);
-        assert_eq!(
-            lookup(&b, Some("k2"), Some("v")),
-            Some(other.data_id.clone())
-        );
-        // Once stored, the job leaves memory and the database answers.
-        jobs.retire(&new.data_id, "k1", "{}".into());
-        assert_eq!(lookup(&a, None, None), Some(old.data_id.clone()));
     }
 
     #[test]
