@@ -326,7 +326,6 @@ pub struct WasmRuntime {
     component_linker: wasmtime::component::Linker<State<P2>>,
     cache_dir: Option<PathBuf>,
     slots: Arc<Semaphore>,
-    max_concurrent: u32,
     pooling: bool,
 }
 
@@ -362,14 +361,8 @@ impl WasmRuntime {
             component_linker,
             cache_dir: config.cache_dir.clone(),
             slots: Arc::new(Semaphore::new(slots as usize)),
-            max_concurrent: slots,
             pooling,
         })
-    }
-
-    /// How many wasm plugins may run at once; more wait for a slot.
-    pub fn max_concurrent(&self) -> u32 {
-        self.max_concurrent
     }
 
     /// The engine (shared by every plugin).

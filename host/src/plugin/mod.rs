@@ -200,11 +200,11 @@ pub struct Limits {
     /// Bytes of stderr kept; more is Failed with reason `output_too_large`.
     pub max_stderr_bytes: usize,
     /// Files (and other handles) the plugin may hold open at once. wasm: entries of its WASI
-    /// handle table (its open files and directories, its standard streams, any socket); one
-    /// more stops it, Failed with reason `open_files_limit`. Each of those is a descriptor
-    /// of Cordon's own process, so without this cap one plugin could use up the host's
-    /// descriptors while it runs. process: `RLIMIT_NOFILE` (an `open` past it fails with
-    /// `EMFILE`, for the program to handle). Not applied to webhooks.
+    /// handle table (its open files and directories, its standard streams); one more stops
+    /// it, Failed with reason `open_files_limit`. Each open file or directory is a
+    /// descriptor of Cordon's own process, so without this cap one plugin could use up the
+    /// host's descriptors while it runs. process: `RLIMIT_NOFILE` (an `open` past it fails
+    /// with `EMFILE`, for the program to handle). Not applied to webhooks.
     #[serde(default = "Limits::default_max_open_files")]
     pub max_open_files: u32,
 }
@@ -219,9 +219,9 @@ impl Limits {
     /// Default `max_stderr_bytes`: 64 KiB.
     pub const DEFAULT_MAX_STDERR_BYTES: usize = 64 << 10;
     /// Default `max_open_files`: 256, far more than a scanner of one file needs (a wasm
-    /// plugin starts with 4 or 5: its standard streams and its directory), and few enough
-    /// that all of the host's concurrent wasm runs together stay within a usual descriptor
-    /// limit.
+    /// plugin starts with a few: its standard streams and its directory; the example plugins
+    /// run at 8), and few enough that a server's wasm plugins at their caps stay well within
+    /// the descriptor limits systems give services (`serve` warns when they would not).
     pub const DEFAULT_MAX_OPEN_FILES: u32 = 256;
 
     fn default_max_open_files() -> u32 {

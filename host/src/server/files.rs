@@ -399,8 +399,9 @@ async fn receive(state: &AppState, body: Body, length: u64) -> Result<Received, 
     Ok(received)
 }
 
-/// The answer when an upload cannot be written: a full disk (or quota) is the server's
-/// passing condition, 503 with what to do, logged; anything else is an internal error.
+/// The answer when an upload cannot be written: a full disk (or a quota reached) is a state
+/// of the server that passes, so 503 with what to do, and logged; anything else is an
+/// internal error.
 fn write_error(e: &std::io::Error) -> ApiError {
     if matches!(
         e.kind(),

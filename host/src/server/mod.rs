@@ -417,15 +417,15 @@ fn open_files_of_wasm_plugins(
     inventory: &crate::plugin::inventory::Inventory,
     workers: usize,
 ) -> u64 {
-    let cap = |p: &&Arc<crate::executor::Plugin>| {
+    let cap = |p: &crate::executor::Plugin| {
         (p.runtime() == crate::plugin::RuntimeKind::Wasm)
             .then(|| u64::from(p.spec().limits.max_open_files))
     };
     let per_file = inventory
         .workflows()
         .map(|w| {
-            let scanners: u64 = w.scanners.iter().filter_map(|p| cap(&p)).sum();
-            let post_action = w.post_actions.iter().filter_map(|p| cap(&p)).max();
+            let scanners: u64 = w.scanners.iter().filter_map(|p| cap(p)).sum();
+            let post_action = w.post_actions.iter().filter_map(|p| cap(p)).max();
             scanners.max(post_action.unwrap_or(0))
         })
         .max()

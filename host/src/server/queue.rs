@@ -431,6 +431,12 @@ async fn finalize(state: &Arc<AppState>, record: &JobRecord, result: ScanResult)
     let mut wait = STORE_RETRY_FIRST;
     let mut failures = 0u32;
     while let Err(e) = state.store.finish(record, json.clone()).await {
+        if matches!(e, crate::store::StoreError::WriterStopped { .. }) {
+            // The store is closing (or its writer died): no attempt can succeed any more.
+            // The job stays `running` in the database and runs again at the next start.
+            tracing::error!(error = %e, "cannot store the final result; the file runs again at the next start");
+            return;
+        }
         failures += 1;
         state.metrics.result_store_failures.inc();
         tracing::error!(
