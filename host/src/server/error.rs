@@ -63,6 +63,14 @@ impl ApiError {
         )
     }
 
+    /// 503: the disk (or a quota) is full, which passes when space is freed.
+    pub fn no_space() -> ApiError {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The server is out of disk space; try again later",
+        )
+    }
+
     /// An internal error (500): the details go to the log (with the request's span); the
     /// client gets a generic message that leaks no path or internal state.
     pub fn internal(context: &str, error: &dyn std::fmt::Display) -> ApiError {
@@ -76,6 +84,10 @@ impl ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> ApiError {
+        if e.is_full() {
+            tracing::error!(error = %e, "the database cannot grow: out of disk space");
+            return ApiError::no_space();
+        }
         ApiError::internal("the database failed", &e)
     }
 }

@@ -312,6 +312,9 @@ pub async fn submit(
         if in_file_store {
             let _ = state.store.files.remove(&data_id);
         }
+        if e.is_full() {
+            state.metrics.rejected("no_space");
+        }
         return Err(e.into());
     }
     state.metrics.queue_depth.inc();
@@ -408,10 +411,7 @@ fn write_error(e: &std::io::Error) -> ApiError {
         std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
     ) {
         tracing::error!(error = %e, "cannot write an upload: out of disk space");
-        return ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "The server is out of disk space for uploads; try again later",
-        );
+        return ApiError::no_space();
     }
     ApiError::internal("cannot write the file", e)
 }
@@ -699,7 +699,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_full_disk_answers_503_and_other_write_errors_500() {
+    fn a_full_disk_or_database_answers_503_and_other_write_errors_500() {
         let full = std::io::Error::from_raw_os_error(28); // ENOSPC
         assert_eq!(write_error(&full).status, StatusCode::SERVICE_UNAVAILABLE);
         assert!(write_error(&full).message.contains("out of disk space"));
@@ -707,6 +707,23 @@ mod tests {
         assert_eq!(write_error(&quota).status, StatusCode::SERVICE_UNAVAILABLE);
         let io = std::io::Error::from_raw_os_error(5); // EIO
         assert_eq!(write_error(&io).status, StatusCode::INTERNAL_SERVER_ERROR);
+        // The same for the database: full is 503, anything else 500.
+        let commit = |full| crate::store::StoreError::Commit {
+            path: "db".into(),
+            message: "database or disk is full".into(),
+            full,
+        };
+        let answer = ApiError::from(commit(true));
+        assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(
+            answer.message.contains("out of disk space"),
+            "{}",
+            answer.message
+        );
+        assert_eq!(
+            ApiError::from(commit(false)).status,
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! | metric | labels | what |
 //! |---|---|---|
 //! | `cordon_submissions_total` | `workflow` | files accepted (answered 200) |
-//! | `cordon_submissions_rejected_total` | `reason` | files refused: `queue_full`, `too_large`, `unknown_rule`, `bad_request`, `empty`, `no_length`, `stalled` (an upload that sent nothing for `upload_idle_timeout_ms`), `too_slow` (an upload slower than `min_upload_rate_bytes_per_s`), `no_space` (the disk is full), `shutting_down` |
+//! | `cordon_submissions_rejected_total` | `reason` | files refused: `queue_full`, `too_large`, `unknown_rule`, `bad_request`, `empty`, `no_length`, `stalled` (an upload that sent nothing for `upload_idle_timeout_ms`), `too_slow` (an upload slower than `min_upload_rate_bytes_per_s`), `no_space` (the disk, or the database on it, is full), `shutting_down` |
 //! | `cordon_results_total` | `result`, `verdict` | final results: `Allowed`/`Blocked` and `scan_all_result_a` |
 //! | `cordon_plugin_duration_seconds` | `plugin`, `role` | histogram of plugin run times |
 //! | `cordon_plugin_peak_memory_bytes` | `plugin`, `role` | histogram of plugin peak memory, where the runtime measures it (wasm plugins: linear memory) |

@@ -346,7 +346,11 @@ async fn run(state: &Arc<AppState>, job: Queued) {
                 tracing::error!("its workflow no longer exists; the file is not scanned");
                 final_without_run(&record, None, ResultCode::NOT_SCANNED)
             }
-            Some(wf) => match state.store.sample_from(&record, job.inline).await {
+            Some(wf) => match place_sample(state, &record, job.inline, &cancel).await {
+                Err(_) if cancel.is_cancelled() => {
+                    tracing::info!("cancelled before it started");
+                    final_without_run(&record, Some(wf), ResultCode::CANCELED)
+                }
                 Err(e) => {
                     tracing::error!(error = %e, "the stored file cannot be opened");
                     final_without_run(&record, Some(wf), ResultCode::FAILED)
@@ -409,6 +413,35 @@ async fn run(state: &Arc<AppState>, job: Queued) {
     }
     .instrument(span)
     .await
+}
+
+/// The job's file, placed for its scan. When the disk is full (the scan slot's copy cannot
+/// be written), that passes: the job waits, in progress, and tries again (waits as for
+/// [`finalize`]) until it is placed or cancelled, instead of ending Failed for want of space.
+async fn place_sample(
+    state: &Arc<AppState>,
+    record: &JobRecord,
+    inline: Option<Bytes>,
+    cancel: &CancelToken,
+) -> Result<crate::sample::Sample, crate::store::StoreError> {
+    let mut wait = STORE_RETRY_FIRST;
+    loop {
+        match state.store.sample_from(record, inline.clone()).await {
+            Err(e) if e.is_full() && !cancel.is_cancelled() => {
+                tracing::error!(
+                    error = %e,
+                    retry_in_ms = wait.as_millis() as u64,
+                    "no disk space to place the file for its scan; it waits until there is"
+                );
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => {}
+                    () = cancel.cancelled() => {}
+                }
+                wait = (wait * 2).min(STORE_RETRY_MAX);
+            }
+            placed => return placed,
+        }
+    }
 }
 
 /// The first wait before storing a final result again, after a failed attempt.

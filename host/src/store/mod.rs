@@ -75,6 +75,8 @@ pub enum StoreError {
         path: PathBuf,
         /// Why.
         message: String,
+        /// Because the disk (or the database) is full.
+        full: bool,
     },
     /// The writer thread is gone (the store is shutting down, or it panicked).
     #[error("database {path}: the writer has stopped")]
@@ -82,6 +84,50 @@ pub enum StoreError {
         /// The database file.
         path: PathBuf,
     },
+}
+
+impl StoreError {
+    /// Whether it failed because the disk (or a quota, or the database's size limit) is full:
+    /// a state of the server that passes, not a fault of what was written.
+    pub fn is_full(&self) -> bool {
+        match self {
+            StoreError::Sqlite { source, .. } => is_full(source),
+            StoreError::Io { source, .. } => matches!(
+                source.kind(),
+                std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+            ),
+            StoreError::Commit { full, .. } => *full,
+            StoreError::Corrupt { .. } | StoreError::WriterStopped { .. } => false,
+        }
+    }
+}
+
+/// Whether SQLite refused because the disk or the database is full.
+fn is_full(e: &rusqlite::Error) -> bool {
+    e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull)
+}
+
+/// Why the writes of a batch were not stored: the message, and whether the disk was full.
+#[derive(Debug, Clone)]
+struct Refusal {
+    message: String,
+    full: bool,
+}
+
+impl Refusal {
+    fn new(message: impl Into<String>) -> Refusal {
+        Refusal {
+            message: message.into(),
+            full: false,
+        }
+    }
+
+    fn from_sqlite(context: &str, e: &rusqlite::Error) -> Refusal {
+        Refusal {
+            message: format!("{context}{e}"),
+            full: is_full(e),
+        }
+    }
 }
 
 /// How much of a crash a write must survive before it is answered.
@@ -116,11 +162,11 @@ const WAL_SIZE_LIMIT: i64 = 64 << 20;
 const STATEMENT_CACHE: usize = 64;
 
 /// What a write's caller gets once its transaction is committed (or not).
-type Completion = Box<dyn FnOnce(Result<(), &str>) + Send>;
+type Completion = Box<dyn FnOnce(Result<(), &Refusal>) + Send>;
 
 /// A write's body: run on the write connection (or told why there is none); says whether it
 /// succeeded and what to answer after the commit.
-type WriteFn = Box<dyn FnOnce(Result<&Connection, &str>) -> (bool, Completion) + Send>;
+type WriteFn = Box<dyn FnOnce(Result<&Connection, &Refusal>) -> (bool, Completion) + Send>;
 
 /// A write for the writer thread: runs on the write connection inside the batch's
 /// transaction, and says whether it succeeded and what to answer after the commit. Given
@@ -486,13 +532,14 @@ impl Store {
         let (tx, rx) = oneshot::channel();
         let path = self.path.clone();
         let run =
-            move |conn: Result<&Connection, &str>| -> (bool, Completion) {
+            move |conn: Result<&Connection, &Refusal>| -> (bool, Completion) {
                 let conn = match conn {
                     Ok(conn) => conn,
-                    Err(message) => {
+                    Err(refusal) => {
                         let error = StoreError::Commit {
                             path,
-                            message: message.to_owned(),
+                            message: refusal.message.clone(),
+                            full: refusal.full,
                         };
                         return (
                             false,
@@ -505,11 +552,12 @@ impl Store {
                 match f(conn) {
                     Ok(value) => (
                         true,
-                        Box::new(move |commit: Result<(), &str>| {
-                            let _ = tx.send(commit.map(|()| value).map_err(|message| {
+                        Box::new(move |commit: Result<(), &Refusal>| {
+                            let _ = tx.send(commit.map(|()| value).map_err(|refusal| {
                                 StoreError::Commit {
                                     path,
-                                    message: message.to_owned(),
+                                    message: refusal.message.clone(),
+                                    full: refusal.full,
                                 }
                             }));
                         }),
@@ -1036,7 +1084,7 @@ fn commit_batch(
     durability: Durability,
     ops: Vec<WriteOp>,
 ) {
-    let mut failure: Option<String> = None;
+    let mut failure: Option<Refusal> = None;
     if *synchronous != durability {
         let level = match durability {
             Durability::Machine => "FULL",
@@ -1044,19 +1092,22 @@ fn commit_batch(
         };
         match conn.pragma_update(None, "synchronous", level) {
             Ok(()) => *synchronous = durability,
-            Err(e) => failure = Some(format!("cannot set synchronous = {level}: {e}")),
+            Err(e) => {
+                let context = format!("cannot set synchronous = {level}: ");
+                failure = Some(Refusal::from_sqlite(&context, &e));
+            }
         }
     }
     if failure.is_none()
         && let Err(e) = control(conn, "BEGIN IMMEDIATE")
     {
-        failure = Some(e.to_string());
+        failure = Some(Refusal::from_sqlite("", &e));
     }
-    if let Some(message) = failure {
-        tracing::error!(error = %message, writes = ops.len(), "database writes could not start");
+    if let Some(refusal) = failure {
+        tracing::error!(error = %refusal.message, writes = ops.len(), "database writes could not start");
         for op in ops {
-            let (_, completion) = (op.run)(Err(&message));
-            completion(Err(&message));
+            let (_, completion) = (op.run)(Err(&refusal));
+            completion(Err(&refusal));
         }
         return;
     }
@@ -1065,9 +1116,9 @@ fn commit_batch(
     while let Some(op) = ops.next() {
         // A savepoint per write: one that fails is undone alone.
         if let Err(e) = control(conn, "SAVEPOINT op") {
-            let message = e.to_string();
-            let (_, completion) = (op.run)(Err(&message));
-            completion(Err(&message));
+            let refusal = Refusal::from_sqlite("", &e);
+            let (_, completion) = (op.run)(Err(&refusal));
+            completion(Err(&refusal));
             continue;
         }
         let (ok, completion) = (op.run)(Ok(conn));
@@ -1075,14 +1126,14 @@ fn commit_batch(
         if conn.is_autocommit() {
             // SQLite rolled the whole transaction back (an I/O error, a full disk): nothing
             // of this batch is stored. Say so to every write of it.
-            let message = "the transaction was rolled back by an earlier error";
-            tracing::error!(writes = completions.len(), "{message}");
+            let refusal = Refusal::new("the transaction was rolled back by an earlier error");
+            tracing::error!(writes = completions.len(), "{}", refusal.message);
             for completion in completions {
-                completion(Err(message));
+                completion(Err(&refusal));
             }
             for op in ops {
-                let (_, completion) = (op.run)(Err(message));
-                completion(Err(message));
+                let (_, completion) = (op.run)(Err(&refusal));
+                completion(Err(&refusal));
             }
             return;
         }
@@ -1095,12 +1146,12 @@ fn commit_batch(
             tracing::error!(error = %e, "cannot end a savepoint");
         }
     }
-    let commit = control(conn, "COMMIT").map_err(|e| e.to_string());
+    let commit = control(conn, "COMMIT").map_err(|e| Refusal::from_sqlite("", &e));
     if commit.is_err() {
         let _ = conn.execute_batch("ROLLBACK");
     }
     for completion in completions {
-        completion(commit.as_ref().map(|_| ()).map_err(String::as_str));
+        completion(commit.as_ref().map(|_| ()));
     }
 }
 
@@ -1277,6 +1328,68 @@ mod tests {
             std::fs::read(sample.path()).unwrap(),
             b"from the file store"
         );
+    }
+
+    #[tokio::test]
+    async fn a_full_database_is_told_apart_from_other_failures() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        // Cap the writer's database at the pages it has: it is now as full as a full disk
+        // would make it, and SQLite answers SQLITE_FULL.
+        store
+            .write(Durability::Process, |db| {
+                let pages: i64 = db.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+                db.pragma_update(None, "max_page_count", pages)
+            })
+            .await
+            .unwrap();
+        let id = "00000000000000000000000000000002";
+        let err = store
+            .insert_job(job(id, 5), Some(Bytes::from(vec![7u8; 64 << 10])))
+            .await
+            .unwrap_err();
+        assert!(err.is_full(), "{err}");
+        assert!(store.job(id).await.unwrap().is_none(), "nothing stored");
+        // A write refused for another reason is not "full": the same id twice.
+        store
+            .write(Durability::Process, |db| {
+                db.pragma_update(None, "max_page_count", 1_000_000)
+            })
+            .await
+            .unwrap();
+        store.insert_job(job(id, 5), None).await.unwrap();
+        let err = store.insert_job(job(id, 6), None).await.unwrap_err();
+        assert!(!err.is_full(), "{err}");
+    }
+
+    #[test]
+    fn a_commit_refused_for_a_full_disk_says_so() {
+        // What a COMMIT that cannot append to the WAL on a full disk fails with.
+        let full = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
+            Some("database or disk is full".into()),
+        );
+        let refusal = Refusal::from_sqlite("", &full);
+        assert!(refusal.full);
+        assert_eq!(refusal.message, "database or disk is full");
+        let busy = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+            None,
+        );
+        assert!(!Refusal::from_sqlite("", &busy).full);
+        let commit = |full| StoreError::Commit {
+            path: PathBuf::from("db"),
+            message: String::new(),
+            full,
+        };
+        assert!(commit(true).is_full());
+        assert!(!commit(false).is_full());
+        let io = |code| StoreError::Io {
+            path: PathBuf::from("f"),
+            source: std::io::Error::from_raw_os_error(code),
+        };
+        assert!(io(28).is_full(), "ENOSPC");
+        assert!(!io(5).is_full(), "EIO");
     }
 
     #[tokio::test]

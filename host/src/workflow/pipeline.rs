@@ -45,7 +45,8 @@ impl CancelToken {
         self.inner.0.load(Ordering::SeqCst)
     }
 
-    async fn cancelled(&self) {
+    /// Wait until it is cancelled.
+    pub async fn cancelled(&self) {
         loop {
             let notified = self.inner.1.notified();
             if self.is_cancelled() {
