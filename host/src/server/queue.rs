@@ -444,9 +444,10 @@ async fn place_sample(
     }
 }
 
-/// The first wait before storing a final result again, after a failed attempt.
+/// The first wait before trying again to store a final result (or to place a file for its
+/// scan), after an attempt that failed.
 const STORE_RETRY_FIRST: Duration = Duration::from_millis(100);
-/// The longest wait between attempts to store a final result.
+/// The longest wait between such attempts.
 const STORE_RETRY_MAX: Duration = Duration::from_secs(5);
 
 /// Store the final result, then let go of the job (readers find the result in the
