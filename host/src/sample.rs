@@ -184,15 +184,20 @@ struct SlotLease {
 }
 
 impl SlotPool {
-    /// Use `root` for slots, removing whatever a previous run left there. The directory is
-    /// private to Cordon's user (mode 0700).
+    /// Use `root` for slots, removing whatever a previous run left in it. The directory
+    /// itself is kept (it may be a mount point: slots on a tmpfs), and made private to
+    /// Cordon's user (mode 0700).
     pub fn open(root: &Path) -> io::Result<Arc<SlotPool>> {
         use std::os::unix::fs::PermissionsExt;
-        match std::fs::remove_dir_all(root) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-            _ => {}
-        }
         std::fs::create_dir_all(root)?;
+        for entry in std::fs::read_dir(root)? {
+            let entry = entry?;
+            if entry.file_type()?.is_dir() {
+                std::fs::remove_dir_all(entry.path())?;
+            } else {
+                std::fs::remove_file(entry.path())?;
+            }
+        }
         std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o700))?;
         Ok(Arc::new(SlotPool {
             root: std::path::absolute(root)?,

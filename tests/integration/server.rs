@@ -671,6 +671,74 @@ async fn a_final_result_is_shown_only_once_it_is_stored() {
 const EICAR_STRING: &[u8] =
     br"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
 
+/// A tmpfs mounted for a test, unmounted (lazily, so that open files do not hold it) when
+/// dropped.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    /// Mount a tmpfs of `size` (as `mount` takes it: `64k`) on `dir`; `None` where this
+    /// process may not mount (not root, or no mount namespace of its own).
+    fn mount(dir: &std::path::Path, size: &str) -> Option<Tmpfs> {
+        std::fs::create_dir_all(dir).unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| Tmpfs(dir.to_owned()))
+    }
+
+    fn resize(&self, size: &str) {
+        let status = std::process::Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(&self.0)
+            .status()
+            .unwrap();
+        assert!(status.success(), "remount {}", self.0.display());
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_that_cannot_be_placed_for_want_of_space_waits_until_there_is_room() {
+    // The scan slots on a tmpfs too small for the file: the job is stored (the database is
+    // elsewhere) but its copy for the scan cannot be written. A full disk passes, so the file
+    // must wait in progress, not end Failed (which would block it unscanned), and be scanned
+    // once there is room.
+    let dir = tempfile::tempdir().unwrap();
+    let Some(slots) = Tmpfs::mount(&dir.path().join("data").join("scan"), "64k") else {
+        eprintln!("skipped: mounting a tmpfs needs root");
+        return;
+    };
+    let s = TestServer::start_in(dir, EICAR_CONFIG).await;
+    let slots = slots; // Unmounted before the server's directory is removed.
+    let mut body = vec![b'.'; 100 << 10];
+    body.extend_from_slice(EICAR_STRING);
+    let id = s.submit_ok(&body, &[]).await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let (_, v) = s.get(&format!("/file/{id}"), None).await;
+    assert_ne!(
+        v["process_info"]["progress_percentage"], 100,
+        "ended while its file could not be placed: {v}"
+    );
+    slots.resize("4m");
+    let v = s.wait_final(&id, None).await;
+    assert_eq!(v["scan_results"]["scan_all_result_i"], 1, "{v}");
+    assert_eq!(
+        v["scan_results"]["scan_details"]["EICAR"]["scan_result_i"],
+        1
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_final_result_that_cannot_be_stored_stays_in_progress_and_is_retried() {
     // A full disk or a database error when a final result is committed: the result must not
