@@ -1609,6 +1609,34 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_infinite_loop_in_the_start_function_is_interrupted_at_the_deadline() {
+        // A module's `start` function runs while it is instantiated, before `_start`: the
+        // deadline must already hold then.
+        let bytes = wat::parse_str(
+            r#"(module
+                (memory (export "memory") 1)
+                (func $spin (loop $l (br $l)))
+                (start $spin)
+                (func (export "_start")))"#,
+        )
+        .unwrap();
+        let (executor, plugin, dir) = setup(bytes, short(300));
+        let plugin = plugin.unwrap();
+        let sample = Sample::from_bytes(b"x", "x.txt", dir.path()).unwrap();
+        let started = Instant::now();
+        let o = executor
+            .invoke(
+                &plugin,
+                Invocation {
+                    stdin: b"{}\n",
+                    sample: &sample,
+                },
+            )
+            .await;
+        assert_stopped_at_deadline(&o, started, 300);
+    }
+
+    #[tokio::test]
     async fn a_guest_sleeping_in_the_host_is_stopped_at_the_deadline() {
         // One relative clock subscription of 60 s at 128 (monotonic clock, no flags): the
         // case WASIp1 may serve with a blocking sleep.
