@@ -190,6 +190,14 @@ impl SlotPool {
     pub fn open(root: &Path) -> io::Result<Arc<SlotPool>> {
         use std::os::unix::fs::PermissionsExt;
         std::fs::create_dir_all(root)?;
+        // Emptied below: never through a link to some other directory.
+        if std::fs::symlink_metadata(root)?.file_type().is_symlink() {
+            return Err(io::Error::other(format!(
+                "{} is a symbolic link; the scan slots need a directory of their own \
+                 (a mount point is fine)",
+                root.display()
+            )));
+        }
         for entry in std::fs::read_dir(root)? {
             let entry = entry?;
             if entry.file_type()?.is_dir() {
@@ -414,6 +422,25 @@ pub fn sanitize_file_name(display_name: &str) -> String {
 mod tests {
     use super::*;
 
+    #[test]
+    fn the_slot_directory_is_emptied_at_start_but_never_through_a_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("scan");
+        std::fs::create_dir_all(root.join("7")).unwrap();
+        std::fs::write(root.join("7").join("left.txt"), b"x").unwrap();
+        std::fs::write(root.join("stray"), b"x").unwrap();
+        SlotPool::open(&root).unwrap();
+        assert_eq!(std::fs::read_dir(&root).unwrap().count(), 0, "emptied");
+        // A link in its place is refused, and what it points to is left alone.
+        let elsewhere = dir.path().join("elsewhere");
+        std::fs::create_dir(&elsewhere).unwrap();
+        std::fs::write(elsewhere.join("keep.txt"), b"x").unwrap();
+        std::fs::remove_dir(&root).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &root).unwrap();
+        let err = SlotPool::open(&root).unwrap_err();
+        assert!(err.to_string().contains("symbolic link"), "{err}");
+        assert!(elsewhere.join("keep.txt").exists());
+    }
     #[test]
     fn sanitize_keeps_extension_and_drops_paths() {
         assert_eq!(sanitize_file_name("report.pdf"), "report.pdf");
