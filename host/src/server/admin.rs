@@ -143,7 +143,7 @@ async fn change(
     name: String,
     definition: Option<Value>,
 ) -> Result<Arc<Current>, ApiError> {
-    state
+    let current = state
         .inventory
         .change(
             &state.store,
@@ -154,7 +154,10 @@ async fn change(
             },
             &admin.0.owner,
         )
-        .await
+        .await?;
+    // A plugin or workflow changed here can need more descriptors than the start's check saw.
+    super::warn_if_open_files_short(&current.inventory, state.settings.workers);
+    Ok(current)
 }
 
 /// `PUT /admin/plugins/{name}`: answers the plugin as `GET /admin/plugins` lists it.

@@ -289,12 +289,7 @@ impl Server {
             .expect("loading does not panic")?
         };
         let (inventory, executor) = inventory;
-        let plugins = open_files_of_wasm_plugins(&inventory.current().inventory, settings.workers);
-        if let Some(warning) =
-            crate::executor::open_files_warning(crate::executor::open_files_limit(), plugins)
-        {
-            tracing::warn!("{warning}");
-        }
+        warn_if_open_files_short(&inventory.current().inventory, settings.workers);
         let callback_client =
             callbacks::client(settings.callback_timeout).map_err(ServeError::Http)?;
 
@@ -407,6 +402,18 @@ impl Server {
         for task in self.background {
             task.abort();
         }
+    }
+}
+
+/// Log a warning when this process's open files limit is below what the wasm plugins of
+/// `inventory`, `workers` files at once, could hold with the server's own descriptors: at
+/// start, and after each change of the inventory over the admin API.
+fn warn_if_open_files_short(inventory: &crate::plugin::inventory::Inventory, workers: usize) {
+    let plugins = open_files_of_wasm_plugins(inventory, workers);
+    if let Some(warning) =
+        crate::executor::open_files_warning(crate::executor::open_files_limit(), plugins)
+    {
+        tracing::warn!("{warning}");
     }
 }
 
