@@ -205,7 +205,6 @@ pub struct Limits {
     /// descriptor of Cordon's own process, so without this cap one plugin could use up the
     /// host's descriptors while it runs. process: `RLIMIT_NOFILE` (an `open` past it fails
     /// with `EMFILE`, for the program to handle). Not applied to webhooks.
-    #[serde(default = "Limits::default_max_open_files")]
     pub max_open_files: u32,
 }
 
@@ -223,10 +222,6 @@ impl Limits {
     /// run at 8), and few enough that a server's wasm plugins at their caps stay well within
     /// the descriptor limits systems give services (`serve` warns when they would not).
     pub const DEFAULT_MAX_OPEN_FILES: u32 = 256;
-
-    fn default_max_open_files() -> u32 {
-        Self::DEFAULT_MAX_OPEN_FILES
-    }
 }
 
 impl Default for Limits {

@@ -386,11 +386,10 @@ async fn receive(state: &AppState, body: Body, length: u64) -> Result<Received, 
         return Err(f.error);
     }
     let received = written.map_err(|e| {
-        let error = write_error(&e);
-        if error.status == StatusCode::SERVICE_UNAVAILABLE {
+        if crate::store::is_disk_full(&e) {
             state.metrics.rejected("no_space");
         }
-        error
+        write_error(&e)
     })?;
     if received.fingerprint.size != length {
         state.metrics.rejected("bad_request");
@@ -406,10 +405,7 @@ async fn receive(state: &AppState, body: Body, length: u64) -> Result<Received, 
 /// of the server that passes, so 503 with what to do, and logged; anything else is an
 /// internal error.
 fn write_error(e: &std::io::Error) -> ApiError {
-    if matches!(
-        e.kind(),
-        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
-    ) {
+    if crate::store::is_disk_full(e) {
         tracing::error!(error = %e, "cannot write an upload: out of disk space");
         return ApiError::no_space();
     }

@@ -92,14 +92,19 @@ impl StoreError {
     pub fn is_full(&self) -> bool {
         match self {
             StoreError::Sqlite { source, .. } => is_full(source),
-            StoreError::Io { source, .. } => matches!(
-                source.kind(),
-                std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
-            ),
+            StoreError::Io { source, .. } => is_disk_full(source),
             StoreError::Commit { full, .. } => *full,
             StoreError::Corrupt { .. } | StoreError::WriterStopped { .. } => false,
         }
     }
+}
+
+/// Whether a write failed because the disk, or the user's quota on it, is full.
+pub fn is_disk_full(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+    )
 }
 
 /// Whether SQLite refused because the disk or the database is full.
@@ -126,6 +131,15 @@ impl Refusal {
         Refusal {
             message: format!("{context}{e}"),
             full: is_full(e),
+        }
+    }
+
+    /// What a write of the database at `path` answers when its batch was refused.
+    fn error(&self, path: PathBuf) -> StoreError {
+        StoreError::Commit {
+            path,
+            message: self.message.clone(),
+            full: self.full,
         }
     }
 }
@@ -531,48 +545,37 @@ impl Store {
     ) -> Result<R, StoreError> {
         let (tx, rx) = oneshot::channel();
         let path = self.path.clone();
-        let run =
-            move |conn: Result<&Connection, &Refusal>| -> (bool, Completion) {
-                let conn = match conn {
-                    Ok(conn) => conn,
-                    Err(refusal) => {
-                        let error = StoreError::Commit {
-                            path,
-                            message: refusal.message.clone(),
-                            full: refusal.full,
-                        };
-                        return (
-                            false,
-                            Box::new(move |_| {
-                                let _ = tx.send(Err(error));
-                            }),
-                        );
-                    }
-                };
-                match f(conn) {
-                    Ok(value) => (
-                        true,
-                        Box::new(move |commit: Result<(), &Refusal>| {
-                            let _ = tx.send(commit.map(|()| value).map_err(|refusal| {
-                                StoreError::Commit {
-                                    path,
-                                    message: refusal.message.clone(),
-                                    full: refusal.full,
-                                }
-                            }));
+        let run = move |conn: Result<&Connection, &Refusal>| -> (bool, Completion) {
+            let conn = match conn {
+                Ok(conn) => conn,
+                Err(refusal) => {
+                    let error = refusal.error(path);
+                    return (
+                        false,
+                        Box::new(move |_| {
+                            let _ = tx.send(Err(error));
                         }),
-                    ),
-                    Err(source) => {
-                        let error = Store::error(path, source);
-                        (
-                            false,
-                            Box::new(move |_| {
-                                let _ = tx.send(Err(error));
-                            }),
-                        )
-                    }
+                    );
                 }
             };
+            match f(conn) {
+                Ok(value) => (
+                    true,
+                    Box::new(move |commit: Result<(), &Refusal>| {
+                        let _ = tx.send(commit.map(|()| value).map_err(|r| r.error(path)));
+                    }),
+                ),
+                Err(source) => {
+                    let error = Store::error(path, source);
+                    (
+                        false,
+                        Box::new(move |_| {
+                            let _ = tx.send(Err(error));
+                        }),
+                    )
+                }
+            }
+        };
         let stopped = || StoreError::WriterStopped {
             path: self.path.clone(),
         };
