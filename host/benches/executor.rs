@@ -107,6 +107,7 @@ impl Fixture {
                     program: artifacts::NATIVE_BENCH_VERDICT.into(),
                     args: Vec::new(),
                     env: Vec::new(),
+                    sandbox: Default::default(),
                 },
             ))
             .unwrap();

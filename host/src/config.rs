@@ -23,6 +23,9 @@
 //! command = '"/opt/My Tools/quarantine" --dir /var/quarantine'  # quote a path with spaces
 //! inherit_env = ["PATH"]                  # variables copied from Cordon's environment
 //! env = { LANG = "C.UTF-8" }              # variables set explicitly
+//! allow_write = ["/var/quarantine"]       # the Landlock sandbox: trees it may also write,
+//! allow_read = ["/opt/My Tools"]          # read, and TCP (allow_network = true; default
+//!                                         # false); sandbox = false turns it off
 //!
 //! [[plugin]]
 //! name = "Remote AV"
@@ -47,7 +50,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::plugin::{Limits, ModuleSource, PluginName, PluginSpec, Role, RuntimeKind, RuntimeSpec};
+use crate::plugin::{
+    Limits, ModuleSource, NativeSandbox, PluginName, PluginSpec, Role, RuntimeKind, RuntimeSpec,
+};
 use crate::verdict::ResultCode;
 
 /// Default `max_file_size_bytes` of a workflow: 100 MiB (what Assemblyline and clamd use).
@@ -157,6 +162,12 @@ struct RawPlugin {
     inherit_env: Vec<String>,
     #[serde(default)]
     env: toml::Table,
+    sandbox: Option<bool>,
+    #[serde(default)]
+    allow_read: Vec<String>,
+    #[serde(default)]
+    allow_write: Vec<String>,
+    allow_network: Option<bool>,
     timeout_ms: Option<u64>,
     max_memory_bytes: Option<u64>,
     max_stdout_bytes: Option<u64>,
@@ -368,6 +379,21 @@ fn plugin_spec(raw: RawPlugin, ctx: &LoadContext) -> Result<PluginSpec, Vec<Stri
             raw.runtime
         ));
     }
+    let sandbox_fields = raw.sandbox.is_some()
+        || !raw.allow_read.is_empty()
+        || !raw.allow_write.is_empty()
+        || raw.allow_network.is_some();
+    if raw.runtime != RuntimeKind::Process && sandbox_fields {
+        problems.push(format!(
+            "fields `sandbox`, `allow_read`, `allow_write` and `allow_network` are for runtime = \"process\" only; {}",
+            if raw.runtime == RuntimeKind::Wasm {
+                "a wasm plugin is always sandboxed and sees only the file it scans"
+            } else {
+                "a webhook plugin runs elsewhere"
+            }
+        ));
+    }
+    let sandbox = native_sandbox(&raw, ctx, &mut problems);
 
     let limits = limits(&raw, &mut problems);
     let runtime = match raw.runtime {
@@ -378,7 +404,7 @@ fn plugin_spec(raw: RawPlugin, ctx: &LoadContext) -> Result<PluginSpec, Vec<Stri
                 .ok()
         }),
         RuntimeKind::Process => raw.command.as_deref().and_then(|c| {
-            process_spec(c, &raw.inherit_env, &raw.env, ctx)
+            process_spec(c, &raw.inherit_env, &raw.env, sandbox.clone(), ctx)
                 .map_err(|e| problems.push(e))
                 .ok()
         }),
@@ -490,10 +516,46 @@ fn module_source(module: &str, ctx: &LoadContext) -> Result<ModuleSource, String
     Ok(ModuleSource::File(path))
 }
 
+/// The sandbox fields of a process plugin: `{data_dir}` replaced in each path, and a relative
+/// path taken from the configuration file's directory, as programs are.
+fn native_sandbox(raw: &RawPlugin, ctx: &LoadContext, problems: &mut Vec<String>) -> NativeSandbox {
+    let paths = |field: &str, entries: &[String], problems: &mut Vec<String>| -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for entry in entries {
+            let entry = entry.replace("{data_dir}", &ctx.data_dir.display().to_string());
+            if entry.is_empty() {
+                problems.push(format!("field `{field}`: an entry is empty; give a path"));
+                continue;
+            }
+            out.push(ctx.base_dir.join(entry));
+        }
+        out
+    };
+    let enabled = raw.sandbox.unwrap_or(true);
+    let read = paths("allow_read", &raw.allow_read, problems);
+    let write = paths("allow_write", &raw.allow_write, problems);
+    let network = raw.allow_network.unwrap_or(false);
+    if !enabled && (!read.is_empty() || !write.is_empty() || network) {
+        problems.push(
+            "fields `allow_read`, `allow_write` and `allow_network` widen the sandbox, but \
+             `sandbox = false` turns it off: the plugin can reach everything Cordon's user can. \
+             Remove one or the other"
+                .into(),
+        );
+    }
+    NativeSandbox {
+        enabled,
+        read,
+        write,
+        network,
+    }
+}
+
 fn process_spec(
     command: &str,
     inherit_env: &[String],
     env: &toml::Table,
+    sandbox: NativeSandbox,
     ctx: &LoadContext,
 ) -> Result<RuntimeSpec, String> {
     let command = command.replace("{data_dir}", &ctx.data_dir.display().to_string());
@@ -535,6 +597,7 @@ fn process_spec(
         program,
         args: words,
         env: vars,
+        sandbox,
     })
 }
 
@@ -665,7 +728,10 @@ mod tests {
         assert_eq!(c.default_workflow, "File scan");
         assert_eq!(c.plugins[0].limits.timeout, Duration::from_millis(1500));
         assert_eq!(c.plugins[1].limits, Limits::default());
-        let RuntimeSpec::Process { program, args, env } = &c.plugins[2].runtime else {
+        let RuntimeSpec::Process {
+            program, args, env, ..
+        } = &c.plugins[2].runtime
+        else {
             panic!("process plugin expected")
         };
         assert_eq!(program, Path::new("/opt/My Tools/scan"));
@@ -679,6 +745,100 @@ mod tests {
         let w = &c.workflows[0];
         assert_eq!(w.block_results.len(), 2);
         assert_eq!(w.max_file_size_bytes, DEFAULT_MAX_FILE_SIZE_BYTES);
+    }
+
+    #[test]
+    fn a_native_plugin_is_sandboxed_unless_its_configuration_says_otherwise() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("ok.wasm"), b"\0asm\x01\0\0\0").unwrap();
+        let c = parse(GOOD, "t", &ctx(dir.path())).unwrap();
+        let RuntimeSpec::Process { sandbox, .. } = &c.plugins[2].runtime else {
+            panic!("process plugin expected")
+        };
+        assert_eq!(sandbox, &NativeSandbox::default());
+        assert!(sandbox.enabled && !sandbox.network);
+
+        let text = r#"
+            [[plugin]]
+            name = "Quarantine"
+            role = "post_action"
+            runtime = "process"
+            command = "/bin/true"
+            allow_read = ["signatures", "/opt/av"]
+            allow_write = ["{data_dir}/quarantine"]
+            allow_network = true
+
+            [[plugin]]
+            name = "Trusted"
+            role = "scanner"
+            runtime = "process"
+            command = "/bin/true"
+            sandbox = false
+
+            [[workflow]]
+            name = "w"
+            scanners = ["Trusted"]
+            post_actions = ["Quarantine"]
+        "#;
+        let c = parse(text, "t", &ctx(dir.path())).unwrap();
+        let RuntimeSpec::Process { sandbox, .. } = &c.plugins[0].runtime else {
+            panic!("process plugin expected")
+        };
+        assert!(sandbox.enabled);
+        assert_eq!(
+            sandbox.read,
+            vec![dir.path().join("signatures"), PathBuf::from("/opt/av")],
+            "relative to the configuration file"
+        );
+        assert_eq!(sandbox.write, vec![dir.path().join("data/quarantine")]);
+        assert!(sandbox.network);
+        let RuntimeSpec::Process { sandbox, .. } = &c.plugins[1].runtime else {
+            panic!("process plugin expected")
+        };
+        assert!(!sandbox.enabled);
+    }
+
+    #[test]
+    fn sandbox_fields_are_refused_where_they_mean_nothing() {
+        let p = problems(
+            r#"
+            [[plugin]]
+            name = "Wasm"
+            role = "scanner"
+            runtime = "wasm"
+            module = "ok.wasm"
+            allow_read = ["/etc"]
+
+            [[plugin]]
+            name = "Open"
+            role = "scanner"
+            runtime = "process"
+            command = "/bin/true"
+            sandbox = false
+            allow_network = true
+
+            [[plugin]]
+            name = "Empty"
+            role = "scanner"
+            runtime = "process"
+            command = "/bin/true"
+            allow_write = [""]
+        "#,
+        );
+        let joined = p.join("\n");
+        assert!(
+            joined.contains("plugin \"Wasm\": fields `sandbox`, `allow_read`")
+                && joined.contains("always sandboxed"),
+            "{joined}"
+        );
+        assert!(
+            joined.contains("plugin \"Open\"") && joined.contains("`sandbox = false` turns it off"),
+            "{joined}"
+        );
+        assert!(
+            joined.contains("plugin \"Empty\": field `allow_write`: an entry is empty"),
+            "{joined}"
+        );
     }
 
     #[test]

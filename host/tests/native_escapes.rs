@@ -46,7 +46,9 @@ fn slow_scanner(name: &str) -> String {
 #[test]
 fn a_daemon_left_by_a_native_plugin_is_killed_and_does_not_hold_the_scan() {
     let dir = tempfile::tempdir().unwrap();
-    let pidfile = dir.path().join("daemon.pid");
+    // The plugin's sandbox lets it write its pid there and nowhere else.
+    let pids = dir.path().join("pids");
+    let pidfile = pids.join("daemon.pid");
     let config = dir.path().join("cordon.toml");
     // A scan held by the daemon until this deadline would fail instead of being clean.
     std::fs::write(
@@ -58,6 +60,7 @@ fn a_daemon_left_by_a_native_plugin_is_killed_and_does_not_hold_the_scan() {
             role = "scanner"
             runtime = "process"
             command = "{NATIVE_HOSTILE_DAEMON} {}"
+            allow_write = ["{}"]
             timeout_ms = 30000
 
             {slow}
@@ -67,6 +70,7 @@ fn a_daemon_left_by_a_native_plugin_is_killed_and_does_not_hold_the_scan() {
             scanners = ["Daemon", "Slow 1", "Slow 2"]
             "#,
             pidfile.display(),
+            pids.display(),
             slow = ["Slow 1", "Slow 2"].map(slow_scanner).join("\n"),
         ),
     )

@@ -13,7 +13,7 @@ use axum::http::StatusCode;
 use axum::routing::post;
 use cordon::executor::{Executor, ExecutorConfig, Invocation, Outcome, Plugin};
 use cordon::plugin::{
-    Limits, ModuleSource, PluginName, PluginSpec, Role, RuntimeKind, RuntimeSpec,
+    Limits, ModuleSource, NativeSandbox, PluginName, PluginSpec, Role, RuntimeKind, RuntimeSpec,
 };
 use cordon::sample::Sample;
 use cordon_tests::artifacts;
@@ -116,6 +116,7 @@ pub fn process(path: &str) -> RuntimeSpec {
         program: PathBuf::from(path),
         args: Vec::new(),
         env: Vec::new(),
+        sandbox: NativeSandbox::default(),
     }
 }
 

@@ -347,6 +347,7 @@ async fn hostile_plugins_running_together_do_not_disturb_a_good_one() {
                 program: NATIVE_HOSTILE_GRANDCHILD.into(),
                 args: vec![],
                 env: vec![],
+                sandbox: Default::default(),
             },
         ),
     ] {

@@ -8,7 +8,7 @@ use chrono::Utc;
 use cordon::config::WorkflowSpec;
 use cordon::executor::Plugin;
 use cordon::fileinfo;
-use cordon::plugin::{Role, RuntimeKind};
+use cordon::plugin::{NativeSandbox, Role, RuntimeKind, RuntimeSpec};
 use cordon::result::ScanResult;
 use cordon::sample::Sample;
 use cordon::verdict::ResultCode;
@@ -427,7 +427,9 @@ async fn a_file_cancelled_before_its_scan_starts_runs_no_plugin() {
     // already cancelled: no scanner may start, and the file ends Canceled.
     let rig = Rig::new();
     let sample = rig.sample(b"x", "x.bin");
-    let ran = rig.dir.path().join("ran");
+    // The plugin marks each run in a directory its sandbox lets it write.
+    let marks = rig.dir.path().join("marks");
+    let ran = marks.join("ran");
     let script = rig.dir.path().join("marker.sh");
     std::fs::write(
         &script,
@@ -442,7 +444,15 @@ async fn a_file_cancelled_before_its_scan_starts_runs_no_plugin() {
     let marker = rig.plugin(
         "Marker",
         Role::Scanner,
-        process(script.to_str().unwrap()),
+        RuntimeSpec::Process {
+            program: script.clone(),
+            args: Vec::new(),
+            env: Vec::new(),
+            sandbox: NativeSandbox {
+                write: vec![marks],
+                ..NativeSandbox::default()
+            },
+        },
         limits(20_000),
     );
     // Control: not cancelled, it runs.

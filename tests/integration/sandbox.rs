@@ -1,12 +1,15 @@
 //! What a plugin can see and do, as the `escape` plugin observes it from inside: a wasm
 //! plugin reads its one file and nothing else, cannot write it, cannot create files, cannot
 //! reach the network, has no environment; a native plugin gets an empty environment, a fresh
-//! working directory and the absolute sample path as its last argument.
+//! working directory and the absolute sample path as its last argument, and in its Landlock
+//! sandbox reads its file and the system's files, writes only its working directory, cannot
+//! make TCP connections or signal Cordon, unless its configuration widens that.
 
 use std::collections::BTreeMap;
 
 use cordon::contract;
-use cordon::plugin::{Role, RuntimeKind, RuntimeSpec};
+use cordon::executor::{Failure, landlock_abi};
+use cordon::plugin::{NativeSandbox, Role, RuntimeKind, RuntimeSpec};
 use cordon::verdict::ResultCode;
 use cordon_tests::artifacts::{NATIVE_HOSTILE_ESCAPE, WASM_HOSTILE_ESCAPE, WASM_P2_HOSTILE_ESCAPE};
 use serde_json::{Value, json};
@@ -113,6 +116,11 @@ fn assert_sandboxed(report: &Value, sample: &cordon::sample::Sample) {
             p[probe]
         );
     }
+    assert!(
+        denied("signal_parent"),
+        "it cannot signal the host: {}",
+        p["signal_parent"]
+    );
     assert!(ok("clock"), "a clock is available: {}", p["clock"]);
     // The sample is untouched.
     assert_eq!(std::fs::read(sample.path()).unwrap(), b"twelve bytes");
@@ -141,16 +149,9 @@ async fn a_native_plugin_gets_an_empty_environment_and_a_fresh_directory() {
         !std::path::Path::new(cwd).exists(),
         "working directory {cwd} is removed afterwards"
     );
-    // The sample's mode is 0444. That stops a native plugin from writing it, except when
-    // Cordon runs as root, which ignores file modes (the wasm sandbox does not depend on
-    // modes at all). Assert what actually holds for the user running the tests.
-    if running_as_root() {
-        assert!(
-            p["write_sample"].starts_with("ok:"),
-            "{}",
-            p["write_sample"]
-        );
-    } else {
+    // The sample cannot be written: its mode is 0444, and the sandbox (where the kernel has
+    // Landlock) allows only reading it, which holds for root too.
+    if landlock_abi() > 0 || !running_as_root() {
         assert!(
             p["write_sample"].starts_with("err:"),
             "{}",
@@ -166,6 +167,172 @@ fn running_as_root() -> bool {
                 .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
         })
         .unwrap_or(false)
+}
+
+/// What the native `escape` probe sees with `sandbox`, asked to also read `secret`, write in
+/// `outside` and connect to `listener`.
+async fn observe_native(
+    rig: &Rig,
+    sample: &cordon::sample::Sample,
+    sandbox: NativeSandbox,
+    probes_env: &[(&str, String)],
+) -> BTreeMap<String, String> {
+    let spec = RuntimeSpec::Process {
+        program: NATIVE_HOSTILE_ESCAPE.into(),
+        args: Vec::new(),
+        env: probes_env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect(),
+        sandbox,
+    };
+    probes(&observe_with(rig, RuntimeKind::Process, spec, sample).await)
+}
+
+/// The Landlock ABI, or `None` (and a note) when this kernel has none: then there is no
+/// sandbox to observe.
+fn landlock_or_skip() -> Option<i32> {
+    match landlock_abi() {
+        0 => {
+            eprintln!("skipped: this kernel has no Landlock; native plugins run unconfined");
+            None
+        }
+        abi => Some(abi),
+    }
+}
+
+#[tokio::test]
+async fn a_native_plugin_is_confined_to_its_file_the_system_and_its_working_directory() {
+    let Some(abi) = landlock_or_skip() else {
+        return;
+    };
+    let rig = Rig::new();
+    let sample = rig.sample(b"twelve bytes", "invoice.pdf");
+    // Another file Cordon holds (as another scan's sample would be), a directory outside the
+    // plugin's own, and a listening socket on loopback.
+    let elsewhere = rig.dir.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    let secret = elsewhere.join("other-customer.doc");
+    std::fs::write(&secret, b"secret").unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let env = [
+        ("ESCAPE_READ", secret.display().to_string()),
+        ("ESCAPE_WRITE", elsewhere.display().to_string()),
+        ("ESCAPE_CONNECT", listener.local_addr().unwrap().to_string()),
+    ];
+
+    let p = observe_native(&rig, &sample, NativeSandbox::default(), &env).await;
+    let ok = |k: &str| p[k].starts_with("ok:");
+    let denied = |k: &str| p[k].starts_with("err:");
+    assert_eq!(p["read_sample"], "ok:12", "it reads its file");
+    assert!(ok("read_parent"), "by any path: {}", p["read_parent"]);
+    assert!(
+        ok("read_etc_passwd"),
+        "and the system's: {}",
+        p["read_etc_passwd"]
+    );
+    assert!(
+        ok("spawn"),
+        "and runs the system's programs: {}",
+        p["spawn"]
+    );
+    for probe in [
+        "write_sample",
+        "create_file_in_scan_dir",
+        "list_scan_dir",
+        "list_parent",
+        "list_root",
+        "read_named",
+        "write_named",
+    ] {
+        assert!(denied(probe), "{probe} should be denied: {}", p[probe]);
+    }
+    assert!(
+        p["read_named"].contains("Permission denied"),
+        "refused by the sandbox, not missing: {}",
+        p["read_named"]
+    );
+    if abi >= 4 {
+        assert!(denied("connect_named"), "no TCP: {}", p["connect_named"]);
+    }
+    if abi >= 6 {
+        assert!(
+            denied("signal_parent"),
+            "it cannot signal Cordon: {}",
+            p["signal_parent"]
+        );
+    }
+    assert_eq!(std::fs::read(sample.path()).unwrap(), b"twelve bytes");
+    assert_eq!(
+        std::fs::read_dir(&elsewhere).unwrap().count(),
+        1,
+        "nothing written"
+    );
+
+    // Widened by its configuration: exactly what was allowed becomes reachable.
+    let widened = NativeSandbox {
+        read: vec![secret.clone()],
+        write: vec![elsewhere.clone()],
+        network: true,
+        ..NativeSandbox::default()
+    };
+    let p = observe_native(&rig, &sample, widened, &env).await;
+    assert_eq!(p["read_named"], "ok:6", "allow_read");
+    assert_eq!(p["write_named"], "ok:created", "allow_write");
+    assert_eq!(p["connect_named"], "ok:connected", "allow_network");
+    assert!(
+        p["list_parent"].starts_with("err:"),
+        "nothing more: {}",
+        p["list_parent"]
+    );
+    if abi >= 6 {
+        assert!(
+            p["signal_parent"].starts_with("err:"),
+            "{}",
+            p["signal_parent"]
+        );
+    }
+
+    // Without the sandbox the same probes reach all of it: what the assertions above refuse
+    // is the sandbox's doing, not the machine's.
+    let off = NativeSandbox {
+        enabled: false,
+        ..NativeSandbox::default()
+    };
+    let p = observe_native(&rig, &sample, off, &env).await;
+    assert_eq!(p["read_named"], "ok:6");
+    assert_eq!(p["signal_parent"], "ok:allowed");
+    assert_eq!(p["connect_named"], "ok:connected");
+}
+
+#[tokio::test]
+async fn a_native_sandbox_that_would_show_the_files_being_scanned_is_refused() {
+    if landlock_or_skip().is_none() {
+        return;
+    }
+    let rig = Rig::new();
+    let sample = rig.sample(b"twelve bytes", "invoice.pdf");
+    // The rig's directory holds every sample (`samples/`): allowing it would let the plugin
+    // read them all. The invocation does not run, and says why.
+    let spec = RuntimeSpec::Process {
+        program: NATIVE_HOSTILE_ESCAPE.into(),
+        args: Vec::new(),
+        env: Vec::new(),
+        sandbox: NativeSandbox {
+            read: vec![rig.dir.path().to_path_buf()],
+            ..NativeSandbox::default()
+        },
+    };
+    let plugin = rig.plugin("Escape", Role::Scanner, spec, limits(20_000));
+    let outcome = rig.run(&plugin, &sample, &json!({"data_id": "x"})).await;
+    match &outcome.failure {
+        Some(Failure::CouldNotStart { message }) => assert!(
+            message.contains("`allow_read` entry") && message.contains("every file being scanned"),
+            "{message}"
+        ),
+        other => panic!("expected could_not_start, got {other:?}"),
+    }
+    assert!(outcome.stdout.is_empty(), "the plugin did not run");
 }
 
 /// A server's scan slot keeps its directory open for every sample it holds, as wasm plugins'

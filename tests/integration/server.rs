@@ -1348,6 +1348,7 @@ async fn cancel_stops_queued_and_running_scans() {
         role = "scanner"
         runtime = "process"
         command = "{dir}/slow.sh {dir}/markers"
+        allow_write = ["{dir}/markers"]
         inherit_env = ["PATH"]
         [[workflow]]
         name = "w"
@@ -1412,6 +1413,7 @@ async fn inventory_changes_apply_at_run_time_and_persist() {
         role = "scanner"
         runtime = "process"
         command = "{dir}/slow.sh {dir}/markers"
+        allow_write = ["{dir}/markers"]
         inherit_env = ["PATH"]
         [[workflow]]
         name = "base"
@@ -1689,6 +1691,7 @@ async fn a_graceful_shutdown_finishes_the_scans_in_flight() {
         role = "scanner"
         runtime = "process"
         command = "{dir}/slow.sh {dir}/markers"
+        allow_write = ["{dir}/markers"]
         inherit_env = ["PATH"]
         [[workflow]]
         name = "w"

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use cordon::plugin::{
-    Limits, ModuleSource, PluginName, PluginSpec, Role, RuntimeKind, RuntimeSpec,
+    Limits, ModuleSource, NativeSandbox, PluginName, PluginSpec, Role, RuntimeKind, RuntimeSpec,
 };
 use cordon::tools::check::{CheckOptions, CheckReport, check_file};
 use cordon::tools::run::{RunOptions, RunReport, run_plugin};
@@ -461,6 +461,72 @@ async fn run_reports_what_hostile_plugins_do() {
 
     let report = run(WASM_HOSTILE_TRAP, &sample, with_timeout(5000)).await;
     assert_eq!(report.violation.as_ref().unwrap().kind, "trap");
+}
+
+/// What the `escape` probe reported through `cordon plugin run`.
+fn escape_probes(report: &RunReport) -> Value {
+    let engine = report.engine_result.as_ref().expect("a scanner's result");
+    serde_json::from_str(&engine.threat_found).expect("escape reports JSON")
+}
+
+#[tokio::test]
+async fn run_confines_a_native_plugin_as_the_host_does_unless_told_otherwise() {
+    let abi = cordon::executor::landlock_abi();
+    let files = Files::new();
+    let sample = files.put("file.txt", b"some file");
+    let secret = files.put("secret.txt", b"secret");
+
+    let report = run(NATIVE_HOSTILE_ESCAPE, &sample, with_timeout(20_000)).await;
+    assert!(report.contract_met, "{}", report.render());
+    let sandbox = report.sandbox.as_deref().unwrap();
+    assert!(
+        sandbox.starts_with(&format!("Landlock ABI {abi}")),
+        "{sandbox}"
+    );
+    assert!(report.render().contains("sandbox   Landlock"));
+    if abi > 0 {
+        assert!(
+            escape_probes(&report)["list_root"]
+                .as_str()
+                .unwrap()
+                .starts_with("err:"),
+            "confined by default"
+        );
+    }
+
+    // --allow-read: the report says what was allowed.
+    let mut options = with_timeout(20_000);
+    options.sandbox = NativeSandbox {
+        read: vec![secret.clone()],
+        ..NativeSandbox::default()
+    };
+    let report = run(NATIVE_HOSTILE_ESCAPE, &sample, options).await;
+    assert!(
+        report
+            .sandbox
+            .as_deref()
+            .unwrap()
+            .contains(&format!("also reads {}", secret.display())),
+        "{:?}",
+        report.sandbox
+    );
+
+    // --no-sandbox: unconfined, and said so.
+    let mut options = with_timeout(20_000);
+    options.sandbox.enabled = false;
+    let report = run(NATIVE_HOSTILE_ESCAPE, &sample, options).await;
+    assert!(report.sandbox.as_deref().unwrap().starts_with("off"));
+    assert!(
+        escape_probes(&report)["list_root"]
+            .as_str()
+            .unwrap()
+            .starts_with("ok:"),
+        "unconfined"
+    );
+
+    // A wasm plugin has no such line: it is always sandboxed.
+    let report = run(WASM_EICAR, &sample, with_timeout(20_000)).await;
+    assert_eq!(report.sandbox, None);
 }
 
 #[tokio::test]

@@ -6,9 +6,12 @@
 //! The rules that turn an outcome into an engine result or a post-action record live in
 //! [`crate::contract`], in one place for all runtimes.
 
+mod landlock;
 pub mod process;
 pub mod wasm;
 pub mod webhook;
+
+pub use landlock::{SYSTEM_READ, enforced as landlock_enforces, landlock_abi};
 
 use std::fmt;
 use std::path::PathBuf;
@@ -227,6 +230,46 @@ pub fn open_files_limit() -> Option<u64> {
 pub const OPEN_FILES_RESERVE: u64 = 1024;
 
 /// A warning when `limit` (this process's open files limit, `None`: unlimited) is below
+/// Log how the native plugins among `plugins` are confined: a warning for each one whose
+/// sandbox is off, and what this kernel's Landlock enforces for the others (a warning when it
+/// is not everything Cordon asks for). Nothing when there are no native plugins.
+pub fn log_native_sandbox<'a>(plugins: impl IntoIterator<Item = &'a Plugin>) {
+    let mut confined = Vec::new();
+    for plugin in plugins {
+        if let RuntimeSpec::Process { sandbox, .. } = &plugin.spec.runtime {
+            if sandbox.enabled {
+                confined.push(plugin.name().as_str());
+            } else {
+                tracing::warn!(
+                    plugin = plugin.name().as_str(),
+                    "native plugin runs unconfined (sandbox = false): it can reach whatever \
+                     Cordon's user can"
+                );
+            }
+        }
+    }
+    if confined.is_empty() {
+        return;
+    }
+    let abi = landlock_abi();
+    let plugins = confined.join(", ");
+    if abi >= 6 {
+        tracing::info!(
+            landlock_abi = abi,
+            plugins,
+            "native plugins are sandboxed by Landlock: {}",
+            landlock_enforces(abi)
+        );
+    } else {
+        tracing::warn!(
+            landlock_abi = abi,
+            plugins,
+            "native plugins are sandboxed by Landlock against {}",
+            landlock_enforces(abi)
+        );
+    }
+}
+
 /// `plugins` (the handles the wasm plugins that can run at once may hold together, each at
 /// its `max_open_files`) plus [`OPEN_FILES_RESERVE`]: then plugins at their caps could still
 /// leave the server without descriptors.
@@ -423,10 +466,15 @@ impl Executor {
                 info.from_cache = wasm_info.from_cache;
                 Prepared::Wasm(plugin)
             }
-            RuntimeSpec::Process { program, args, env } => Prepared::Process(
+            RuntimeSpec::Process {
+                program,
+                args,
+                env,
+                sandbox,
+            } => Prepared::Process(
                 self.inner
                     .process
-                    .prepare(program, args, env)
+                    .prepare(program, args, env, sandbox)
                     .map_err(fail)?,
             ),
             RuntimeSpec::Webhook { url } => {

@@ -47,8 +47,9 @@ use rustix::process::{Pid, Resource, Rlimit, Signal};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, Command};
 
+use super::landlock::Confinement;
 use super::{ExecutorConfig, Failure, Invocation, Outcome, Stream};
-use crate::plugin::Limits;
+use crate::plugin::{Limits, NativeSandbox};
 
 /// After Cordon has killed a process group, how long it waits at most for the direct child
 /// to be reaped before giving up on its exit status (the kernel still delivers the SIGKILL;
@@ -212,6 +213,9 @@ pub struct ProcessPlugin {
     /// The child's whole environment; names are non-empty and hold no `=` or NUL, values no
     /// NUL.
     env: Vec<(String, String)>,
+    /// Its Landlock sandbox; the allowed trees are absolute, resolved and exist (checked at
+    /// load).
+    sandbox: NativeSandbox,
 }
 
 impl ProcessRuntime {
@@ -226,12 +230,15 @@ impl ProcessRuntime {
     /// Resolve `program` to an absolute path (a name without `/` is looked up in the
     /// absolute directories of Cordon's `PATH`; a relative path is taken from Cordon's current
     /// directory) and check that it is an existing regular file with an execute bit, and that
-    /// `args` and `env` can be passed to `execve`. The error says what to fix.
+    /// `args` and `env` can be passed to `execve`. The sandbox's `allow_read` entries must
+    /// exist and its `allow_write` entries be directories (created when missing); all are
+    /// resolved to absolute paths without links. The error says what to fix.
     pub(super) fn prepare(
         &self,
         program: &Path,
         args: &[String],
         env: &[(String, String)],
+        sandbox: &NativeSandbox,
     ) -> Result<ProcessPlugin, String> {
         let program = resolve_program(program)?;
         if let Some(arg) = args.iter().find(|a| a.contains('\0')) {
@@ -252,10 +259,12 @@ impl ProcessRuntime {
                 ));
             }
         }
+        let sandbox = resolve_sandbox(sandbox)?;
         Ok(ProcessPlugin {
             program,
             args: args.to_vec(),
             env: env.to_vec(),
+            sandbox,
         })
     }
 
@@ -321,11 +330,30 @@ impl ProcessRuntime {
             .process_group(0)
             .kill_on_drop(true);
         let rlimits = RlimitPlan::new(limits);
+        let confinement = if plugin.sandbox.enabled {
+            match Confinement::build(
+                &plugin.sandbox,
+                &plugin.program,
+                &invocation.sample.path(),
+                work.path(),
+            ) {
+                Ok(confinement) => Some(confinement),
+                Err(e) => return could_not_start(format!("could not run `{program}`: {e}")),
+            }
+        } else {
+            None
+        };
         // SAFETY: the closure runs in the forked child before `exec`; it only makes
-        // `getrlimit`/`setrlimit` system calls through rustix (no allocation, no locks), which
-        // is async-signal-safe.
+        // `getrlimit`/`setrlimit`, `prctl` and `landlock_restrict_self` system calls (no
+        // allocation, no locks), which is async-signal-safe.
         unsafe {
-            command.pre_exec(move || rlimits.apply());
+            command.pre_exec(move || {
+                rlimits.apply()?;
+                match &confinement {
+                    Some(confinement) => confinement.apply(),
+                    None => Ok(()),
+                }
+            });
         }
 
         let child = spawn(&mut command, deadline).await;
@@ -708,6 +736,55 @@ fn check_executable(path: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// The sandbox with its trees checked and resolved: each `allow_read` entry must exist, each
+/// `allow_write` entry be a directory (created, with its parents, when missing); all become
+/// absolute paths without symbolic links, so that a rule covers what the entry names.
+fn resolve_sandbox(sandbox: &NativeSandbox) -> Result<NativeSandbox, String> {
+    let resolve = |field: &str, path: &Path| -> Result<PathBuf, String> {
+        if !path.is_absolute() {
+            return Err(format!(
+                "`{field}` entry {} is not an absolute path",
+                path.display()
+            ));
+        }
+        std::fs::canonicalize(path).map_err(|e| {
+            format!(
+                "`{field}` entry {} cannot be resolved: {e}; it must exist",
+                path.display()
+            )
+        })
+    };
+    let mut read = Vec::new();
+    for path in &sandbox.read {
+        read.push(resolve("allow_read", path)?);
+    }
+    let mut write = Vec::new();
+    for path in &sandbox.write {
+        if path.is_absolute() && !path.exists() {
+            std::fs::create_dir_all(path).map_err(|e| {
+                format!(
+                    "`allow_write` entry {} does not exist and cannot be created: {e}",
+                    path.display()
+                )
+            })?;
+        }
+        let resolved = resolve("allow_write", path)?;
+        if !resolved.is_dir() {
+            return Err(format!(
+                "`allow_write` entry {} is not a directory; allow the directory to write in",
+                path.display()
+            ));
+        }
+        write.push(resolved);
+    }
+    Ok(NativeSandbox {
+        enabled: sandbox.enabled,
+        read,
+        write,
+        network: sandbox.network,
+    })
+}
+
 fn could_not_start(message: String) -> Outcome {
     Outcome {
         failure: Some(Failure::CouldNotStart { message }),
@@ -769,7 +846,12 @@ mod tests {
 
         fn plugin(&self, body: &str) -> ProcessPlugin {
             self.runtime
-                .prepare(&self.script("plugin.sh", body), &[], &[])
+                .prepare(
+                    &self.script("plugin.sh", body),
+                    &[],
+                    &[],
+                    &NativeSandbox::default(),
+                )
                 .unwrap()
         }
 
@@ -843,7 +925,12 @@ mod tests {
         );
         let p = f
             .runtime
-            .prepare(&script, &["--flag".into(), "two words".into()], &[])
+            .prepare(
+                &script,
+                &["--flag".into(), "two words".into()],
+                &[],
+                &NativeSandbox::default(),
+            )
             .unwrap();
         let o = f.run(&p, &limits(Duration::from_secs(10)), b"{}\n").await;
         assert_eq!(o.exit, Some(0), "stderr: {}", text(&o.stderr));
@@ -906,6 +993,7 @@ mod tests {
                     ("FOO".into(), "bar baz".into()),
                     ("EMPTY".into(), String::new()),
                 ],
+                &NativeSandbox::default(),
             )
             .unwrap();
         let o = f.run(&p, &limits(Duration::from_secs(10)), b"{}\n").await;
@@ -1133,6 +1221,7 @@ mod tests {
                         format!("b = bytearray({mib} << 20); print(len(b))"),
                     ],
                     &[],
+                    &NativeSandbox::default(),
                 )
                 .unwrap()
         };
@@ -1162,7 +1251,10 @@ mod tests {
     async fn a_program_that_vanished_could_not_start() {
         let f = Fixture::new();
         let script = f.script("gone.sh", "exit 0");
-        let p = f.runtime.prepare(&script, &[], &[]).unwrap();
+        let p = f
+            .runtime
+            .prepare(&script, &[], &[], &NativeSandbox::default())
+            .unwrap();
         std::fs::remove_file(&script).unwrap();
         let o = f.run(&p, &limits(Duration::from_secs(10)), b"{}\n").await;
         match &o.failure {
@@ -1178,21 +1270,38 @@ mod tests {
     fn prepare_checks_the_program() {
         let f = Fixture::new();
         let missing = f.root.path().join("nope");
-        let e = f.runtime.prepare(&missing, &[], &[]).err().unwrap();
+        let e = f
+            .runtime
+            .prepare(&missing, &[], &[], &NativeSandbox::default())
+            .err()
+            .unwrap();
         assert!(e.contains("does not exist"), "{e}");
         assert!(e.contains(missing.to_str().unwrap()), "{e}");
 
         let script = f.script("noexec.sh", "exit 0");
         std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let e = f.runtime.prepare(&script, &[], &[]).err().unwrap();
+        let e = f
+            .runtime
+            .prepare(&script, &[], &[], &NativeSandbox::default())
+            .err()
+            .unwrap();
         assert!(e.contains("chmod +x"), "{e}");
 
-        let e = f.runtime.prepare(f.root.path(), &[], &[]).err().unwrap();
+        let e = f
+            .runtime
+            .prepare(f.root.path(), &[], &[], &NativeSandbox::default())
+            .err()
+            .unwrap();
         assert!(e.contains("not a regular file"), "{e}");
 
         let e = f
             .runtime
-            .prepare(Path::new("cordon-no-such-program-xyz"), &[], &[])
+            .prepare(
+                Path::new("cordon-no-such-program-xyz"),
+                &[],
+                &[],
+                &NativeSandbox::default(),
+            )
             .err()
             .unwrap();
         assert!(e.contains("not found on PATH"), "{e}");
@@ -1200,17 +1309,69 @@ mod tests {
         let good = f.script("ok.sh", "exit 0");
         let e = f
             .runtime
-            .prepare(&good, &[], &[("A=B".into(), "x".into())])
+            .prepare(
+                &good,
+                &[],
+                &[("A=B".into(), "x".into())],
+                &NativeSandbox::default(),
+            )
             .err()
             .unwrap();
         assert!(e.contains("not valid"), "{e}");
-        assert!(f.runtime.prepare(&good, &["a\0b".into()], &[]).is_err());
+        assert!(
+            f.runtime
+                .prepare(&good, &["a\0b".into()], &[], &NativeSandbox::default())
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn prepare_checks_and_resolves_the_sandbox_trees() {
+        let f = Fixture::new();
+        let good = f.script("ok.sh", "exit 0");
+        let prepare = |read: Vec<PathBuf>, write: Vec<PathBuf>| {
+            let sandbox = NativeSandbox {
+                read,
+                write,
+                ..NativeSandbox::default()
+            };
+            f.runtime.prepare(&good, &[], &[], &sandbox)
+        };
+        // A tree to write in is created when missing; both become paths without links.
+        let quarantine = f.root.path().join("q/uarantine");
+        let link = f.root.path().join("link");
+        std::os::unix::fs::symlink(f.root.path(), &link).unwrap();
+        let p = prepare(vec![link.join("bin/ok.sh")], vec![quarantine.clone()]).unwrap();
+        assert!(quarantine.is_dir(), "allow_write directory created");
+        let root = std::fs::canonicalize(f.root.path()).unwrap();
+        assert_eq!(p.sandbox.read, vec![root.join("bin/ok.sh")]);
+        assert_eq!(p.sandbox.write, vec![root.join("q/uarantine")]);
+
+        let e = prepare(vec![f.root.path().join("missing")], vec![])
+            .err()
+            .unwrap();
+        assert!(
+            e.contains("`allow_read` entry") && e.contains("must exist"),
+            "{e}"
+        );
+        let e = prepare(vec![PathBuf::from("relative")], vec![])
+            .err()
+            .unwrap();
+        assert!(e.contains("not an absolute path"), "{e}");
+        let e = prepare(vec![], vec![good.clone()]).err().unwrap();
+        assert!(
+            e.contains("`allow_write` entry") && e.contains("not a directory"),
+            "{e}"
+        );
     }
 
     #[test]
     fn prepare_resolves_a_bare_name_on_path() {
         let f = Fixture::new();
-        let p = f.runtime.prepare(Path::new("sh"), &[], &[]).unwrap();
+        let p = f
+            .runtime
+            .prepare(Path::new("sh"), &[], &[], &NativeSandbox::default())
+            .unwrap();
         assert!(p.program.is_absolute());
         assert!(p.program.ends_with("sh"));
         assert!(p.program.is_file());
@@ -1225,6 +1386,7 @@ mod tests {
                 Path::new("sh"),
                 &["-c".into(), r#"printf '%s' "$0""#.into()],
                 &[],
+                &NativeSandbox::default(),
             )
             .unwrap();
         let o = f.run(&sh, &limits(Duration::from_secs(10)), b"{}\n").await;
@@ -1244,9 +1406,18 @@ mod tests {
     #[tokio::test]
     async fn a_dropped_invocation_kills_the_group() {
         let f = Fixture::new();
-        let p = f.plugin("sleep 1000 & echo $! > \"$1.pid\"; wait");
-        // `$1` is the sample path: the pid lands next to it, in the sample's directory.
-        let pid_file = PathBuf::from(format!("{}.pid", f.sample.path().display()));
+        // The pid goes to a directory the sandbox lets it write.
+        let pids = f.root.path().join("pids");
+        let pid_file = pids.join("sleep.pid");
+        let script = f.script(
+            "drop.sh",
+            &format!("sleep 1000 & echo $! > '{}'; wait", pid_file.display()),
+        );
+        let sandbox = NativeSandbox {
+            write: vec![pids],
+            ..NativeSandbox::default()
+        };
+        let p = f.runtime.prepare(&script, &[], &[], &sandbox).unwrap();
         let l = limits(Duration::from_secs(60));
         let run = f.run(&p, &l, b"{}\n");
         let waited = tokio::time::timeout(Duration::from_millis(500), run).await;

@@ -164,12 +164,47 @@ pub enum RuntimeSpec {
         /// The child's whole environment: the variables named in `inherit_env` (copied from
         /// Cordon's own environment at load) and those set in `env`. Nothing else.
         env: Vec<(String, String)>,
+        /// What the program may reach besides its own file, the sample and its working
+        /// directory.
+        sandbox: NativeSandbox,
     },
     /// POST to an HTTP endpoint.
     Webhook {
         /// The endpoint.
         url: String,
     },
+}
+
+/// The Landlock sandbox of a native plugin: what it may reach besides what every native plugin
+/// gets (the system's programs and libraries and `/etc`, read-only; `/proc` and `/sys`,
+/// read-only; `/dev/null` and the random devices; its own program; the one file it scans,
+/// read-only; its fresh working directory, read-write). Outside that, it can neither read nor
+/// write files, make TCP connections or listen, send signals to processes outside its sandbox
+/// (Cordon, other plugins) or connect to abstract Unix sockets, on kernels that have these
+/// Landlock features (see [`crate::executor::landlock_abi`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NativeSandbox {
+    /// `false` runs the program unconfined, as Cordon's user (`sandbox = false`).
+    pub enabled: bool,
+    /// Files and directories it may read and execute, whole trees (`allow_read`).
+    pub read: Vec<PathBuf>,
+    /// Directories it may read and write, whole trees (`allow_write`); created at load when
+    /// missing.
+    pub write: Vec<PathBuf>,
+    /// Whether it may make TCP connections and listen (`allow_network`).
+    pub network: bool,
+}
+
+impl Default for NativeSandbox {
+    /// Confined, with nothing allowed beyond what every native plugin gets.
+    fn default() -> NativeSandbox {
+        NativeSandbox {
+            enabled: true,
+            read: Vec::new(),
+            write: Vec::new(),
+            network: false,
+        }
+    }
 }
 
 impl RuntimeSpec {

@@ -45,10 +45,19 @@ fn plugin_json(p: &Plugin, current: &Current) -> Value {
             ModuleSource::Builtin { name, .. } => json!({ "module": format!("builtin:{name}") }),
             ModuleSource::Bytes(b) => json!({ "module": format!("<{} bytes>", b.len()) }),
         },
-        RuntimeSpec::Process { program, args, env } => json!({
+        RuntimeSpec::Process {
+            program,
+            args,
+            env,
+            sandbox,
+        } => json!({
             "program": program.display().to_string(),
             "args": args,
             "env": env.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>(),
+            "sandbox": sandbox.enabled,
+            "allow_read": sandbox.read.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+            "allow_write": sandbox.write.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+            "allow_network": sandbox.network,
         }),
         RuntimeSpec::Webhook { url } => json!({ "url": url }),
     };
@@ -157,6 +166,7 @@ async fn change(
         .await?;
     // A plugin or workflow changed here can need more descriptors than the start's check saw.
     super::warn_if_open_files_short(&current.inventory, state.settings.workers);
+    crate::executor::log_native_sandbox(current.inventory.plugins().map(|p| &**p));
     Ok(current)
 }
 

@@ -290,6 +290,7 @@ impl Server {
         };
         let (inventory, executor) = inventory;
         warn_if_open_files_short(&inventory.current().inventory, settings.workers);
+        crate::executor::log_native_sandbox(inventory.current().inventory.plugins().map(|p| &**p));
         let callback_client =
             callbacks::client(settings.callback_timeout).map_err(ServeError::Http)?;
 

@@ -11,7 +11,7 @@ use super::run::{RunOptions, read_input_arg, run_plugin};
 use super::scaffold::{SdkSource, scaffold};
 use super::{EXIT_FAILED, EXIT_OK, ToolError};
 use crate::cli::EXIT_ERROR;
-use crate::plugin::{Limits, Role};
+use crate::plugin::{Limits, NativeSandbox, Role};
 
 /// `cordon plugin ...`
 #[derive(Debug, Subcommand)]
@@ -74,6 +74,19 @@ pub enum PluginCommand {
         #[arg(long, value_name = "N", default_value_t = Limits::DEFAULT_MAX_OPEN_FILES,
               value_parser = clap::value_parser!(u32).range(8..=65_536))]
         max_open_files: u32,
+        /// A native plugin may also read (and execute) this tree, as `allow_read` in the
+        /// configuration. Repeatable.
+        #[arg(long, value_name = "PATH")]
+        allow_read: Vec<PathBuf>,
+        /// A native plugin may also write in this directory, as `allow_write`. Repeatable.
+        #[arg(long, value_name = "DIR")]
+        allow_write: Vec<PathBuf>,
+        /// A native plugin may make TCP connections, as `allow_network = true`.
+        #[arg(long)]
+        allow_network: bool,
+        /// Run a native plugin without its Landlock sandbox, as `sandbox = false`.
+        #[arg(long, conflicts_with_all = ["allow_read", "allow_write", "allow_network"])]
+        no_sandbox: bool,
         /// The plugin's name (its `argv[0]` in wasm). Default: the file's stem, cut to 16
         /// characters.
         #[arg(long, value_name = "NAME")]
@@ -167,6 +180,10 @@ async fn run_inner(command: PluginCommand) -> Result<u8, ToolError> {
             max_stdout_bytes,
             max_stderr_bytes,
             max_open_files,
+            allow_read,
+            allow_write,
+            allow_network,
+            no_sandbox,
             name,
             common,
         } => {
@@ -194,6 +211,12 @@ async fn run_inner(command: PluginCommand) -> Result<u8, ToolError> {
                 },
                 name,
                 data_dir: common.data_dir,
+                sandbox: NativeSandbox {
+                    enabled: !no_sandbox,
+                    read: absolute(allow_read)?,
+                    write: absolute(allow_write)?,
+                    network: allow_network,
+                },
             };
             let report = run_plugin(&plugin, &sample, &options).await?;
             if common.json {
@@ -230,4 +253,14 @@ async fn run_inner(command: PluginCommand) -> Result<u8, ToolError> {
 
 fn to_json<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string_pretty(value).expect("tool reports serialize")
+}
+
+/// Paths given on the command line, made absolute against the current directory.
+fn absolute(paths: Vec<PathBuf>) -> Result<Vec<PathBuf>, ToolError> {
+    paths
+        .into_iter()
+        .map(|p| {
+            std::path::absolute(&p).map_err(|e| ToolError::Invalid(format!("{}: {e}", p.display())))
+        })
+        .collect()
 }

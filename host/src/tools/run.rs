@@ -23,7 +23,9 @@ use crate::contract;
 use crate::executor::wasm::detect_binary;
 use crate::executor::{Invocation, Outcome};
 use crate::fileinfo::fingerprint;
-use crate::plugin::{Limits, ModuleSource, PluginName, PluginSpec, Role, RuntimeKind, RuntimeSpec};
+use crate::plugin::{
+    Limits, ModuleSource, NativeSandbox, PluginName, PluginSpec, Role, RuntimeKind, RuntimeSpec,
+};
 use crate::result::{
     self, FailureReport, FileInfo, PostActionSummary, PostProcessing, ProcessInfo, ScanResult,
     ScanResults, iso_from_epoch_millis, iso_millis,
@@ -51,6 +53,8 @@ pub struct RunOptions {
     pub name: Option<String>,
     /// A data directory (compiled-module cache, work directories); `None` uses a temporary one.
     pub data_dir: Option<PathBuf>,
+    /// A native plugin's sandbox. Default: confined, as a configured plugin is by default.
+    pub sandbox: NativeSandbox,
 }
 
 impl Default for RunOptions {
@@ -62,6 +66,7 @@ impl Default for RunOptions {
             limits: Limits::default(),
             name: None,
             data_dir: None,
+            sandbox: NativeSandbox::default(),
         }
     }
 }
@@ -158,6 +163,10 @@ pub struct RunReport {
     pub peak_memory_bytes: Option<u64>,
     /// The limits it ran under.
     pub limits: LimitsReport,
+    /// A native plugin's sandbox: what confines it on this kernel, and what it was allowed
+    /// beyond the defaults.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<String>,
     /// A scanner's engine result (Failed when the contract was broken).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub engine_result: Option<EngineResultReport>,
@@ -169,6 +178,35 @@ pub struct RunReport {
     pub violation: Option<FailureReport>,
     /// Whether the plugin met the contract (loaded, ran, and succeeded with valid output).
     pub contract_met: bool,
+}
+
+/// One line on a native plugin's sandbox, for [`RunReport::sandbox`].
+fn describe_sandbox(sandbox: &NativeSandbox) -> String {
+    if !sandbox.enabled {
+        return "off (--no-sandbox): it can reach whatever your user can".into();
+    }
+    let abi = crate::executor::landlock_abi();
+    let mut line = format!(
+        "Landlock ABI {abi}, enforcing {}",
+        crate::executor::landlock_enforces(abi)
+    );
+    let list = |paths: &[PathBuf]| {
+        paths
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if !sandbox.read.is_empty() {
+        line.push_str(&format!("; also reads {}", list(&sandbox.read)));
+    }
+    if !sandbox.write.is_empty() {
+        line.push_str(&format!("; also writes {}", list(&sandbox.write)));
+    }
+    if sandbox.network {
+        line.push_str("; TCP allowed");
+    }
+    line
 }
 
 fn as_lossy_text<S: serde::Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
@@ -240,6 +278,9 @@ impl RunReport {
             l.max_stderr_bytes,
             l.max_open_files
         );
+        if let Some(sandbox) = &self.sandbox {
+            let _ = writeln!(out, "sandbox   {sandbox}");
+        }
         let _ = writeln!(out, "--- stdin ({} bytes)", self.stdin.len());
         push_block(&mut out, self.stdin.as_bytes());
         let typed = self
@@ -402,6 +443,7 @@ pub async fn run_plugin(
             })?,
             args: Vec::new(),
             env: Vec::new(),
+            sandbox: options.sandbox.clone(),
         }
     };
     let runtime_kind = runtime.kind();
@@ -429,6 +471,7 @@ pub async fn run_plugin(
         duration_ms: 0.0,
         peak_memory_bytes: None,
         limits: options.limits.into(),
+        sandbox: (runtime_kind == RuntimeKind::Process).then(|| describe_sandbox(&options.sandbox)),
         engine_result: None,
         post_action: None,
         violation: None,

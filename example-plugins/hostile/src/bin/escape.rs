@@ -6,8 +6,15 @@
 //!  "read_sample": "ok:<len>", "write_sample": "...", "create_file_in_scan_dir": "...",
 //!  "list_scan_dir": "ok:<names>", "read_etc_passwd": "...", "read_parent": "...",
 //!  "read_parent_etc_passwd": "...", "list_parent": "...", "list_root": "...",
-//!  "tcp_connect_127.0.0.1:1": "...", "spawn": "...", "clock": "ok:<ms since epoch>"}
+//!  "tcp_connect_127.0.0.1:1": "...", "spawn": "...", "signal_parent": "...",
+//!  "clock": "ok:<ms since epoch>"}
 //! ```
+//!
+//! With `ESCAPE_READ`, `ESCAPE_WRITE` or `ESCAPE_CONNECT` in its environment (a native
+//! plugin's configured `env`), it also reports `read_named` (reading that file),
+//! `write_named` (creating a file in that directory) and `connect_named` (a TCP connection to
+//! that address). `signal_parent` asks, with signal 0 (nothing is sent), whether it may signal
+//! its parent, the host.
 //!
 //! Every probe is `"ok:<detail>"` or `"err:<error>"`. "The scan dir" is the directory of the
 //! sample (the last argument): `/scan` for wasm. `read_parent` opens the sample again through
@@ -128,6 +135,34 @@ fn main() {
                 .status(),
         ),
     ));
+    probes.push(("signal_parent", signal_parent()));
+    // Probes a test asks for through the environment (a native plugin's `env`): a file to read,
+    // a directory to create a file in, an address to connect to.
+    if let Ok(path) = std::env::var("ESCAPE_READ") {
+        probes.push(("read_named", probe(fs::read(&path).map(|b| b.len()))));
+    }
+    if let Ok(dir) = std::env::var("ESCAPE_WRITE") {
+        let created = Path::new(&dir).join("escape-probe.txt");
+        probes.push((
+            "write_named",
+            probe(fs::write(&created, b"escape").map(|()| {
+                let _ = fs::remove_file(&created);
+                "created"
+            })),
+        ));
+    }
+    if let Ok(address) = std::env::var("ESCAPE_CONNECT") {
+        probes.push((
+            "connect_named",
+            probe(
+                address
+                    .parse::<SocketAddr>()
+                    .map_err(io::Error::other)
+                    .and_then(|a| TcpStream::connect_timeout(&a, Duration::from_secs(2)))
+                    .map(|_| "connected"),
+            ),
+        ));
+    }
     probes.push((
         "clock",
         probe(
@@ -152,4 +187,30 @@ fn main() {
     }
     json.push('}');
     println!("{}", hostile::verdict(0, &json));
+}
+
+/// Whether this process may signal its parent (the host), asked with signal 0, which checks
+/// the permission and sends nothing: through the shell's `kill`, so the probe needs no libc.
+fn signal_parent() -> String {
+    #[cfg(unix)]
+    {
+        let parent = std::os::unix::process::parent_id();
+        match std::process::Command::new("/bin/sh")
+            .args(["-c", &format!("kill -0 {parent}")])
+            .output()
+        {
+            Ok(out) if out.status.success() => "ok:allowed".to_owned(),
+            Ok(out) => format!(
+                "err:{}",
+                String::from_utf8_lossy(&out.stderr)
+                    .trim()
+                    .replace('\n', " ")
+            ),
+            Err(e) => format!("err:{e}"),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        "err:no processes in this runtime".to_owned()
+    }
 }

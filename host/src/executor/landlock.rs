@@ -1,0 +1,311 @@
+//! The sandbox of native plugins: a Landlock ruleset built for each invocation and applied in
+//! the forked child just before `exec`, so that the program and everything it starts are
+//! confined from their first instruction.
+//!
+//! What a confined plugin may do (everything else is refused with `EACCES`/`EPERM`):
+//! - read and execute the system's programs, libraries and configuration: [`SYSTEM_READ`];
+//! - read `/proc` and `/sys` (a program's own `/proc/self`, the CPU count; Landlock keeps it
+//!   from tracing or reading the memory of processes outside its sandbox, Cordon included);
+//! - read and write `/dev/null`, `/dev/zero` and `/dev/full`, read the random devices;
+//! - read and execute its own program file;
+//! - read the one file it scans (not its directory, not its neighbours, never write it);
+//! - anything in its fresh working directory, which is removed afterwards;
+//! - what its configuration adds: `allow_read` trees, `allow_write` trees, `allow_network`.
+//!
+//! And it may not (Landlock ABI 4, Linux 6.7) make or accept TCP connections unless
+//! `allow_network`, nor (ABI 6, Linux 6.12) send a signal to a process outside its sandbox
+//! (Cordon, another plugin) or connect to an abstract Unix socket made outside it. It runs with
+//! `no_new_privs`, so a set-user-ID program it starts gains nothing.
+//!
+//! On a kernel with an older Landlock, what that kernel knows is enforced and the rest is not
+//! (best effort); on a kernel without Landlock the plugin runs unconfined, as Cordon's user.
+//! [`landlock_abi`] says which, and `cordon serve` logs it at start.
+
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use landlock::{
+    ABI, Access, AccessFs, AccessNet, BitFlags, PathBeneath, PathFd, Ruleset, RulesetAttr,
+    RulesetCreatedAttr, Scope,
+};
+
+use crate::plugin::NativeSandbox;
+
+/// The Landlock ABI whose access rights Cordon handles: ABI 6 (Linux 6.12) has every right
+/// it uses (files, TCP, signals and abstract Unix sockets). A kernel with a newer ABI enforces
+/// these; one with an older ABI, the subset it knows.
+const TARGET: ABI = ABI::V6;
+
+/// Trees every confined plugin may read and execute: the system's programs, libraries and
+/// configuration (the dynamic loader's cache, locales, time zones, certificates). A path
+/// missing on this system is left out.
+pub const SYSTEM_READ: &[&str] = &[
+    "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc",
+];
+
+/// Trees every confined plugin may read, not execute.
+const SYSTEM_INFO: &[&str] = &["/proc", "/sys"];
+
+/// Devices every confined plugin may read and write.
+const DEVICES_READ_WRITE: &[&str] = &["/dev/null", "/dev/zero", "/dev/full"];
+
+/// Devices every confined plugin may read.
+const DEVICES_READ: &[&str] = &["/dev/random", "/dev/urandom"];
+
+/// `LANDLOCK_CREATE_RULESET_VERSION`: ask `landlock_create_ruleset` for the ABI version.
+const CREATE_RULESET_VERSION: libc::c_uint = 1;
+
+/// The Landlock ABI version this kernel offers: 0 when it has no Landlock (not built in, or
+/// not enabled at boot, or the system call is filtered).
+pub fn landlock_abi() -> i32 {
+    // SAFETY: with a null attribute pointer and size 0, this flag only asks for the version.
+    let version = unsafe {
+        libc::syscall(
+            libc::SYS_landlock_create_ruleset,
+            std::ptr::null::<libc::c_void>(),
+            0usize,
+            CREATE_RULESET_VERSION,
+        )
+    };
+    i32::try_from(version).unwrap_or(0).max(0)
+}
+
+/// What a kernel with Landlock ABI `abi` enforces on a confined native plugin, for logs.
+pub fn enforced(abi: i32) -> &'static str {
+    match abi {
+        i32::MIN..=0 => "nothing: this kernel has no Landlock, so native plugins run unconfined",
+        1..=3 => {
+            "files only: this kernel's Landlock cannot refuse TCP or signals (it needs ABI 6, Linux 6.12)"
+        }
+        4 | 5 => {
+            "files and TCP: this kernel's Landlock cannot refuse signals to Cordon (it needs ABI 6, Linux 6.12)"
+        }
+        _ => "files, TCP, signals and abstract Unix sockets",
+    }
+}
+
+/// A Landlock ruleset built for one invocation, to be applied in the child.
+#[derive(Debug)]
+pub(super) struct Confinement {
+    /// The ruleset; `None` when the kernel has no Landlock (then only `no_new_privs` is set).
+    ruleset: Option<OwnedFd>,
+}
+
+impl Confinement {
+    /// The ruleset for `program` scanning `sample` with `work` as its working directory. Every
+    /// path is opened now, in the parent: the error names the one that failed. Refused when an
+    /// allowed tree holds the directory of the file being scanned, where the plugin could read
+    /// the other files Cordon is scanning.
+    pub(super) fn build(
+        sandbox: &NativeSandbox,
+        program: &Path,
+        sample: &Path,
+        work: &Path,
+    ) -> Result<Confinement, String> {
+        if let Some(dir) = sample.parent() {
+            check_not_beneath(sandbox, dir)?;
+        }
+        let refused = |e: landlock::RulesetError| format!("cannot build its Landlock sandbox: {e}");
+        let mut ruleset = Ruleset::default()
+            .handle_access(AccessFs::from_all(TARGET))
+            .map_err(refused)?;
+        if !sandbox.network {
+            ruleset = ruleset
+                .handle_access(AccessNet::from_all(TARGET))
+                .map_err(refused)?;
+        }
+        let mut created = ruleset
+            .scope(Scope::from_all(TARGET))
+            .map_err(refused)?
+            .create()
+            .map_err(refused)?;
+
+        let read = AccessFs::from_read(TARGET);
+        let info = AccessFs::ReadFile | AccessFs::ReadDir;
+        let all = AccessFs::from_all(TARGET);
+        let mut rules: Vec<(&Path, BitFlags<AccessFs>, Origin)> = Vec::new();
+        rules.extend(
+            SYSTEM_READ
+                .iter()
+                .map(|p| (Path::new(p), read, Origin::System)),
+        );
+        rules.extend(
+            SYSTEM_INFO
+                .iter()
+                .map(|p| (Path::new(p), info, Origin::System)),
+        );
+        rules.extend(DEVICES_READ_WRITE.iter().map(|p| {
+            let rw = AccessFs::ReadFile | AccessFs::WriteFile;
+            (Path::new(p), rw, Origin::System)
+        }));
+        rules.extend(
+            DEVICES_READ
+                .iter()
+                .map(|p| (Path::new(p), AccessFs::ReadFile.into(), Origin::System)),
+        );
+        rules.push((
+            program,
+            AccessFs::Execute | AccessFs::ReadFile,
+            Origin::Named("its program"),
+        ));
+        rules.push((
+            sample,
+            AccessFs::ReadFile.into(),
+            Origin::Named("the file to scan"),
+        ));
+        rules.push((work, all, Origin::Named("its working directory")));
+        rules.extend(
+            sandbox
+                .read
+                .iter()
+                .map(|p| (p.as_path(), read, Origin::Named("allow_read"))),
+        );
+        rules.extend(
+            sandbox
+                .write
+                .iter()
+                .map(|p| (p.as_path(), all, Origin::Named("allow_write"))),
+        );
+
+        for (path, access, origin) in rules {
+            let fd = match PathFd::new(path) {
+                Ok(fd) => fd,
+                Err(_) if origin == Origin::System && !path.exists() => continue,
+                Err(e) => {
+                    return Err(format!(
+                        "cannot build its Landlock sandbox: {} {}: {e}",
+                        origin.describe(),
+                        path.display()
+                    ));
+                }
+            };
+            created = created
+                .add_rule(PathBeneath::new(fd, access))
+                .map_err(refused)?;
+        }
+        Ok(Confinement {
+            ruleset: created.into(),
+        })
+    }
+
+    /// Confine the calling process: `no_new_privs`, then the ruleset. Runs in the forked child
+    /// before `exec`, so it makes two system calls and nothing else (no allocation, no locks).
+    /// Can run more than once on the same ruleset (a spawn that is retried).
+    pub(super) fn apply(&self) -> io::Result<()> {
+        // SAFETY: plain system calls on integers and a descriptor this struct owns.
+        unsafe {
+            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            if let Some(fd) = &self.ruleset
+                && libc::syscall(libc::SYS_landlock_restrict_self, fd.as_raw_fd(), 0u32) != 0
+            {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Where a rule comes from, for errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    /// Built in: skipped when the path does not exist on this system.
+    System,
+    /// The plugin's program, file, working directory or configuration.
+    Named(&'static str),
+}
+
+impl Origin {
+    fn describe(self) -> &'static str {
+        match self {
+            Origin::System => "the system path",
+            Origin::Named(what) => what,
+        }
+    }
+}
+
+/// The system trees, as they resolve on this machine (`/lib` may be a link to `/usr/lib`).
+fn system_trees() -> &'static [PathBuf] {
+    static TREES: OnceLock<Vec<PathBuf>> = OnceLock::new();
+    TREES.get_or_init(|| {
+        SYSTEM_READ
+            .iter()
+            .chain(SYSTEM_INFO)
+            .filter_map(|p| std::fs::canonicalize(p).ok())
+            .collect()
+    })
+}
+
+/// Refuse a sandbox that would let the plugin read `dir`, the directory of the file it scans,
+/// which holds (or sits beside) the other files Cordon is scanning.
+fn check_not_beneath(sandbox: &NativeSandbox, dir: &Path) -> Result<(), String> {
+    let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let configured = sandbox
+        .read
+        .iter()
+        .map(|p| ("allow_read", p))
+        .chain(sandbox.write.iter().map(|p| ("allow_write", p)));
+    for (field, tree) in configured {
+        if dir.starts_with(tree) {
+            return Err(format!(
+                "its `{field}` entry {} holds {}, where Cordon puts the files it scans: the \
+                 plugin could read every file being scanned. Allow a narrower directory",
+                tree.display(),
+                dir.display()
+            ));
+        }
+    }
+    if let Some(tree) = system_trees().iter().find(|t| dir.starts_with(t)) {
+        return Err(format!(
+            "Cordon puts the files it scans in {}, under {}, which every sandboxed native \
+             plugin may read: each could read every file being scanned. Move Cordon's data \
+             directory (--data-dir) out of the system directories",
+            dir.display(),
+            tree.display()
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_allowed_tree_may_not_hold_the_files_being_scanned() {
+        let root = tempfile::tempdir().unwrap();
+        let scan = root.path().join("scan");
+        std::fs::create_dir(&scan).unwrap();
+        let root_path = std::fs::canonicalize(root.path()).unwrap();
+        let holds = NativeSandbox {
+            read: vec![root_path.clone()],
+            ..NativeSandbox::default()
+        };
+        let err = check_not_beneath(&holds, &scan).unwrap_err();
+        assert!(err.contains("`allow_read` entry"), "{err}");
+        let holds = NativeSandbox {
+            write: vec![root_path.join("scan")],
+            ..NativeSandbox::default()
+        };
+        let err = check_not_beneath(&holds, &scan).unwrap_err();
+        assert!(err.contains("`allow_write` entry"), "{err}");
+        // A sibling tree is fine (a quarantine beside the scan slots).
+        let beside = NativeSandbox {
+            write: vec![root_path.join("quarantine")],
+            read: vec![root_path.join("scanners")],
+            ..NativeSandbox::default()
+        };
+        check_not_beneath(&beside, &scan).unwrap();
+    }
+
+    #[test]
+    fn files_scanned_under_a_system_tree_are_refused() {
+        // Every confined plugin may read /usr: a data directory there would show it every
+        // file. (/usr/bin exists on every system these tests run on.)
+        let err = check_not_beneath(&NativeSandbox::default(), Path::new("/usr/bin")).unwrap_err();
+        assert!(err.contains("--data-dir"), "{err}");
+    }
+}
