@@ -306,6 +306,45 @@ async fn a_native_plugin_is_confined_to_its_file_the_system_and_its_working_dire
 }
 
 #[tokio::test]
+async fn a_native_plugin_reads_what_programs_need_of_etc_and_not_a_service_s_secrets() {
+    if landlock_or_skip().is_none() {
+        return;
+    }
+    if !running_as_root() {
+        eprintln!("skipped: only root can put a file in /etc");
+        return;
+    }
+    // A service's configuration with a secret, as Cordon's own could be at /etc/cordon/.
+    let secret = tempfile::Builder::new()
+        .prefix("cordon-sandbox-probe-")
+        .suffix(".toml")
+        .tempfile_in("/etc")
+        .unwrap();
+    std::fs::write(secret.path(), b"key = \"secret\"").unwrap();
+    let rig = Rig::new();
+    let sample = rig.sample(b"twelve bytes", "invoice.pdf");
+    let env = [("ESCAPE_READ", secret.path().display().to_string())];
+    let p = observe_native(&rig, &sample, NativeSandbox::default(), &env).await;
+    assert!(
+        p["read_named"].contains("Permission denied"),
+        "{}",
+        p["read_named"]
+    );
+    assert!(
+        p["read_etc_passwd"].starts_with("ok:"),
+        "{}",
+        p["read_etc_passwd"]
+    );
+    assert!(p["spawn"].starts_with("ok:"), "{}", p["spawn"]);
+    let widened = NativeSandbox {
+        read: vec![secret.path().to_path_buf()],
+        ..NativeSandbox::default()
+    };
+    let p = observe_native(&rig, &sample, widened, &env).await;
+    assert_eq!(p["read_named"], "ok:14", "allow_read names it");
+}
+
+#[tokio::test]
 async fn a_native_sandbox_that_would_show_the_files_being_scanned_is_refused() {
     if landlock_or_skip().is_none() {
         return;

@@ -3,7 +3,9 @@
 //! confined from their first instruction.
 //!
 //! What a confined plugin may do (everything else is refused with `EACCES`/`EPERM`):
-//! - read and execute the system's programs, libraries and configuration: [`SYSTEM_READ`];
+//! - read and execute the system's programs and libraries: [`SYSTEM_READ`];
+//! - read what programs need of `/etc` to start and resolve names: [`SYSTEM_ETC`] (not all of
+//!   `/etc`, where a configuration with secrets may live, Cordon's own included);
 //! - read `/proc` and `/sys` (a program's own `/proc/self`, the CPU count; Landlock keeps it
 //!   from tracing or reading the memory of processes outside its sandbox, Cordon included);
 //! - read and write `/dev/null`, `/dev/zero` and `/dev/full`, read the random devices;
@@ -38,11 +40,41 @@ use crate::plugin::NativeSandbox;
 /// these; one with an older ABI, the subset it knows.
 const TARGET: ABI = ABI::V6;
 
-/// Trees every confined plugin may read and execute: the system's programs, libraries and
-/// configuration (the dynamic loader's cache, locales, time zones, certificates). A path
-/// missing on this system is left out.
+/// Trees every confined plugin may read and execute: the system's programs and libraries. A
+/// path missing on this system is left out.
 pub const SYSTEM_READ: &[&str] = &[
-    "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc",
+    "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32",
+];
+
+/// What every confined plugin may read of `/etc`: what the dynamic loader, the C library (users
+/// and groups, name resolution, time zone, locales), TLS libraries and `file` read. Not the rest
+/// of `/etc`, which holds services' configurations and their secrets (Cordon's own API keys,
+/// when its configuration is there); a plugin that needs more names it in `allow_read`. A path
+/// missing on this system is left out.
+pub const SYSTEM_ETC: &[&str] = &[
+    "/etc/ld.so.cache",
+    "/etc/ld.so.conf",
+    "/etc/ld.so.conf.d",
+    "/etc/ld.so.preload",
+    "/etc/nsswitch.conf",
+    "/etc/passwd",
+    "/etc/group",
+    "/etc/hosts",
+    "/etc/host.conf",
+    "/etc/resolv.conf",
+    "/etc/gai.conf",
+    "/etc/services",
+    "/etc/protocols",
+    "/etc/localtime",
+    "/etc/timezone",
+    "/etc/locale.alias",
+    "/etc/locale.conf",
+    "/etc/ssl",
+    "/etc/ca-certificates",
+    "/etc/pki",
+    "/etc/mime.types",
+    "/etc/magic",
+    "/etc/os-release",
 ];
 
 /// Trees every confined plugin may read, not execute.
@@ -130,6 +162,11 @@ impl Confinement {
             SYSTEM_READ
                 .iter()
                 .map(|p| (Path::new(p), read, Origin::System)),
+        );
+        rules.extend(
+            SYSTEM_ETC
+                .iter()
+                .map(|p| (Path::new(p), info, Origin::System)),
         );
         rules.extend(
             SYSTEM_INFO

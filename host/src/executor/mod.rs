@@ -11,7 +11,7 @@ pub mod process;
 pub mod wasm;
 pub mod webhook;
 
-pub use landlock::{SYSTEM_READ, enforced as landlock_enforces, landlock_abi};
+pub use landlock::{enforced as landlock_enforces, landlock_abi};
 
 use std::fmt;
 use std::path::PathBuf;
