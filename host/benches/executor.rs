@@ -20,7 +20,9 @@ use std::time::{Duration, Instant};
 
 use cordon::executor::wasm::wasi_p1_linker;
 use cordon::executor::{Executor, ExecutorConfig, Invocation, Plugin};
-use cordon::plugin::{Limits, ModuleSource, PluginName, PluginSpec, Role, RuntimeSpec};
+use cordon::plugin::{
+    Limits, ModuleSource, NativeSandbox, PluginName, PluginSpec, Role, RuntimeSpec,
+};
 use cordon::sample::Sample;
 use cordon_tests::artifacts;
 use criterion::Criterion;
@@ -38,6 +40,8 @@ struct Fixture {
     executor: Executor,
     wasm: Plugin,
     native: Plugin,
+    /// The same native program without its Landlock sandbox: what the sandbox costs a scan.
+    native_unconfined: Plugin,
     /// One sample per concurrent scan, each in its own directory, as the server gives each
     /// scan slot its own (`<data_dir>/scan/N`). Scans sharing one directory would contend in
     /// the kernel on that directory's reference count when each opens it for its preopen.
@@ -100,17 +104,27 @@ impl Fixture {
                 },
             ))
             .unwrap();
-        let native = executor
-            .prepare(spec(
-                "Verdict native",
-                RuntimeSpec::Process {
-                    program: artifacts::NATIVE_BENCH_VERDICT.into(),
-                    args: Vec::new(),
-                    env: Vec::new(),
-                    sandbox: Default::default(),
-                },
-            ))
-            .unwrap();
+        let native_with = |name: &str, sandbox: NativeSandbox| {
+            executor
+                .prepare(spec(
+                    name,
+                    RuntimeSpec::Process {
+                        program: artifacts::NATIVE_BENCH_VERDICT.into(),
+                        args: Vec::new(),
+                        env: Vec::new(),
+                        sandbox,
+                    },
+                ))
+                .unwrap()
+        };
+        let native = native_with("Verdict native", NativeSandbox::default());
+        let native_unconfined = native_with(
+            "Verdict open",
+            NativeSandbox {
+                enabled: false,
+                ..NativeSandbox::default()
+            },
+        );
         let content: Vec<u8> = (0..SAMPLE_BYTES).map(|i| (i * 7 % 251) as u8).collect();
         let samples: Vec<Sample> = (0..support::cores().max(1))
             .map(|_| {
@@ -134,6 +148,7 @@ impl Fixture {
             executor,
             wasm,
             native,
+            native_unconfined,
             samples,
             stdin,
             floor,
@@ -157,7 +172,7 @@ impl Fixture {
     /// Every path gives the verdict, before anything is timed.
     async fn check(&self) {
         let verdict = b"{\"def_time\":1767225600000,\"scan_result_i\":0,\"threat_found\":\"\"}\n";
-        for plugin in [&self.wasm, &self.native] {
+        for plugin in [&self.wasm, &self.native, &self.native_unconfined] {
             let o = self.invoke(plugin, 0).await;
             assert_eq!(
                 (o.exit, &o.failure),
@@ -177,6 +192,7 @@ enum Path {
     Floor,
     Wasm,
     Native,
+    NativeUnconfined,
 }
 
 impl Path {
@@ -190,6 +206,9 @@ impl Path {
             }
             Path::Native => {
                 std::hint::black_box(fx.invoke(&fx.native, lane).await);
+            }
+            Path::NativeUnconfined => {
+                std::hint::black_box(fx.invoke(&fx.native_unconfined, lane).await);
             }
         }
     }
@@ -324,6 +343,20 @@ fn main() {
                 Goal::AtLeast,
                 10.0,
             );
+            // What the native sandbox adds to a process scan: building its Landlock ruleset
+            // (about twenty paths opened) and applying it in the child.
+            let (rt, iters) = (runtime(n), support::batch_iters(native));
+            let ratio = support::paired(
+                support::PAIRED_ROUNDS,
+                || timed(&rt, &fx, Path::Native, n, iters),
+                || timed(&rt, &fx, Path::NativeUnconfined, n, iters),
+            );
+            summary.note(format!(
+                "2. concurrency {n}: process scan in its Landlock sandbox / unconfined, paired \
+                 batches of {iters} scans: {ratio}; in them {:.0} us/scan against {:.0} us/scan",
+                micros(ratio.a) / iters as f64,
+                micros(ratio.b) / iters as f64
+            ));
         }
     }
     summary.print();
