@@ -117,7 +117,6 @@ impl Host {
         };
         let executor = Executor::new(&ExecutorConfig::under(&data_dir))?;
         let inventory = Inventory::load(&config, &executor, None)?;
-        crate::executor::log_native_sandbox(inventory.plugins().map(|p| &**p));
         Ok(Host {
             executor,
             inventory,
