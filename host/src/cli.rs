@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::builtin;
 use crate::host::{Host, default_data_dir};
+use crate::plugin::RuntimeSpec;
 use crate::result::{self, ScanResult};
 
 /// Exit status of `cordon scan` for an allowed file.
@@ -180,8 +181,17 @@ pub async fn run(cli: Cli) -> ExitCode {
                 println!("plugins:");
                 for p in host.inventory.plugins() {
                     let info = p.info();
+                    let sandbox = match &p.spec().runtime {
+                        RuntimeSpec::Process { sandbox, .. } if !sandbox.enabled => {
+                            "  UNCONFINED (sandbox = false)".to_owned()
+                        }
+                        RuntimeSpec::Process { sandbox, .. } if !sandbox.widened().is_empty() => {
+                            format!("  sandbox {}", sandbox.widened())
+                        }
+                        _ => String::new(),
+                    };
                     println!(
-                        "  {:<16}  {:<11}  {:<7}  loaded in {:.1} ms{}{}",
+                        "  {:<16}  {:<11}  {:<7}  loaded in {:.1} ms{}{}{sandbox}",
                         p.name().as_str(),
                         p.spec().role.to_string(),
                         p.runtime().to_string(),

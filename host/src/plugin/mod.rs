@@ -195,6 +195,31 @@ pub struct NativeSandbox {
     pub network: bool,
 }
 
+impl NativeSandbox {
+    /// What this sandbox allows beyond the defaults, for people: empty when nothing, else
+    /// "also reads A, B; also writes C; TCP allowed".
+    pub fn widened(&self) -> String {
+        let list = |paths: &[PathBuf]| {
+            paths
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let mut parts = Vec::new();
+        if !self.read.is_empty() {
+            parts.push(format!("also reads {}", list(&self.read)));
+        }
+        if !self.write.is_empty() {
+            parts.push(format!("also writes {}", list(&self.write)));
+        }
+        if self.network {
+            parts.push("TCP allowed".to_owned());
+        }
+        parts.join("; ")
+    }
+}
+
 impl Default for NativeSandbox {
     /// Confined, with nothing allowed beyond what every native plugin gets.
     fn default() -> NativeSandbox {

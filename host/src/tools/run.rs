@@ -190,21 +190,10 @@ fn describe_sandbox(sandbox: &NativeSandbox) -> String {
         "Landlock ABI {abi}, enforcing {}",
         crate::executor::landlock_enforces(abi)
     );
-    let list = |paths: &[PathBuf]| {
-        paths
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    if !sandbox.read.is_empty() {
-        line.push_str(&format!("; also reads {}", list(&sandbox.read)));
-    }
-    if !sandbox.write.is_empty() {
-        line.push_str(&format!("; also writes {}", list(&sandbox.write)));
-    }
-    if sandbox.network {
-        line.push_str("; TCP allowed");
+    let widened = sandbox.widened();
+    if !widened.is_empty() {
+        line.push_str("; ");
+        line.push_str(&widened);
     }
     line
 }
