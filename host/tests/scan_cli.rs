@@ -168,4 +168,13 @@ fn config_default_and_check_describe_the_built_in_setup() {
         assert!(listing.contains(plugin), "{listing}");
     }
     assert!(listing.contains("\"File scan\" (default)"), "{listing}");
+    // The quarantine's sandbox lets it write its folder, and the listing says so.
+    let quarantine = listing.lines().find(|l| l.contains("Quarantine")).unwrap();
+    assert!(
+        quarantine.ends_with(&format!(
+            "sandbox also writes {}",
+            data.join("quarantine").display()
+        )),
+        "{quarantine}"
+    );
 }
