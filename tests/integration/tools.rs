@@ -524,9 +524,20 @@ async fn run_confines_a_native_plugin_as_the_host_does_unless_told_otherwise() {
         "unconfined"
     );
 
-    // A wasm plugin has no such line: it is always sandboxed.
+    // A wasm plugin has no such line: it is always sandboxed, and the native sandbox's
+    // options are refused for it.
     let report = run(WASM_EICAR, &sample, with_timeout(20_000)).await;
     assert_eq!(report.sandbox, None);
+    let mut options = with_timeout(20_000);
+    options.sandbox.network = true;
+    let refused = run_plugin(Path::new(WASM_EICAR), &sample, &options)
+        .await
+        .err()
+        .expect("refused");
+    assert!(
+        refused.to_string().contains("for native plugins"),
+        "{refused}"
+    );
 }
 
 #[tokio::test]

@@ -436,6 +436,13 @@ pub async fn run_plugin(
         }
     };
     let runtime_kind = runtime.kind();
+    if runtime_kind != RuntimeKind::Process && options.sandbox != NativeSandbox::default() {
+        return Err(ToolError::Invalid(
+            "--allow-read, --allow-write, --allow-network and --no-sandbox are for native \
+             plugins; a wasm plugin sees only the file it scans"
+                .into(),
+        ));
+    }
     let spec = PluginSpec {
         name: name.clone(),
         role: options.role,
