@@ -527,7 +527,20 @@ fn native_sandbox(raw: &RawPlugin, ctx: &LoadContext, problems: &mut Vec<String>
                 problems.push(format!("field `{field}`: an entry is empty; give a path"));
                 continue;
             }
-            out.push(ctx.base_dir.join(entry));
+            let path = ctx.base_dir.join(entry);
+            // Checked again at each scan on the resolved paths (links and all); this names the
+            // mistake before anything runs.
+            if ctx.data_dir.starts_with(&path) {
+                problems.push(format!(
+                    "field `{field}`: {} holds Cordon's data directory ({}), with every file it \
+                     scans, its results and its database; allow a narrower directory, such as \
+                     \"{{data_dir}}/quarantine\"",
+                    path.display(),
+                    ctx.data_dir.display()
+                ));
+                continue;
+            }
+            out.push(path);
         }
         out
     };
@@ -823,6 +836,13 @@ mod tests {
             runtime = "process"
             command = "/bin/true"
             allow_write = [""]
+
+            [[plugin]]
+            name = "Greedy"
+            role = "scanner"
+            runtime = "process"
+            command = "/bin/true"
+            allow_read = ["{data_dir}", "{data_dir}/quarantine"]
         "#,
         );
         let joined = p.join("\n");
@@ -837,6 +857,16 @@ mod tests {
         );
         assert!(
             joined.contains("plugin \"Empty\": field `allow_write`: an entry is empty"),
+            "{joined}"
+        );
+        let greedy: Vec<&String> = p.iter().filter(|l| l.contains("\"Greedy\"")).collect();
+        assert_eq!(
+            greedy.len(),
+            1,
+            "only the data directory itself: {greedy:?}"
+        );
+        assert!(
+            greedy[0].contains("holds Cordon's data directory"),
             "{joined}"
         );
     }
