@@ -120,13 +120,6 @@ struct Refusal {
 }
 
 impl Refusal {
-    fn new(message: impl Into<String>) -> Refusal {
-        Refusal {
-            message: message.into(),
-            full: false,
-        }
-    }
-
     fn from_sqlite(context: &str, e: &rusqlite::Error) -> Refusal {
         Refusal {
             message: format!("{context}{e}"),
@@ -180,7 +173,16 @@ type Completion = Box<dyn FnOnce(Result<(), &Refusal>) + Send>;
 
 /// A write's body: run on the write connection (or told why there is none); says whether it
 /// succeeded and what to answer after the commit.
-type WriteFn = Box<dyn FnOnce(Result<&Connection, &Refusal>) -> (bool, Completion) + Send>;
+type WriteFn = Box<dyn FnOnce(Result<&Connection, &Refusal>) -> (Ran, Completion) + Send>;
+
+/// How a write's body went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ran {
+    /// It succeeded; its changes wait for the batch's commit.
+    Ok,
+    /// It failed; `full` when SQLite said the database or disk is full.
+    Failed { full: bool },
+}
 
 /// A write for the writer thread: runs on the write connection inside the batch's
 /// transaction, and says whether it succeeded and what to answer after the commit. Given
@@ -545,13 +547,13 @@ impl Store {
     ) -> Result<R, StoreError> {
         let (tx, rx) = oneshot::channel();
         let path = self.path.clone();
-        let run = move |conn: Result<&Connection, &Refusal>| -> (bool, Completion) {
+        let run = move |conn: Result<&Connection, &Refusal>| -> (Ran, Completion) {
             let conn = match conn {
                 Ok(conn) => conn,
                 Err(refusal) => {
                     let error = refusal.error(path);
                     return (
-                        false,
+                        Ran::Failed { full: refusal.full },
                         Box::new(move |_| {
                             let _ = tx.send(Err(error));
                         }),
@@ -560,15 +562,16 @@ impl Store {
             };
             match f(conn) {
                 Ok(value) => (
-                    true,
+                    Ran::Ok,
                     Box::new(move |commit: Result<(), &Refusal>| {
                         let _ = tx.send(commit.map(|()| value).map_err(|r| r.error(path)));
                     }),
                 ),
                 Err(source) => {
+                    let full = is_full(&source);
                     let error = Store::error(path, source);
                     (
-                        false,
+                        Ran::Failed { full },
                         Box::new(move |_| {
                             let _ = tx.send(Err(error));
                         }),
@@ -1124,12 +1127,17 @@ fn commit_batch(
             completion(Err(&refusal));
             continue;
         }
-        let (ok, completion) = (op.run)(Ok(conn));
+        let (ran, completion) = (op.run)(Ok(conn));
+        let ok = ran == Ran::Ok;
         completions.push(completion);
         if conn.is_autocommit() {
             // SQLite rolled the whole transaction back (an I/O error, a full disk): nothing
-            // of this batch is stored. Say so to every write of it.
-            let refusal = Refusal::new("the transaction was rolled back by an earlier error");
+            // of this batch is stored. Say so to every write of it, and whether the disk was
+            // full, which the write that failed knows.
+            let refusal = Refusal {
+                message: "the transaction was rolled back by an earlier error".into(),
+                full: ran == Ran::Failed { full: true },
+            };
             tracing::error!(writes = completions.len(), "{}", refusal.message);
             for completion in completions {
                 completion(Err(&refusal));
@@ -1205,6 +1213,66 @@ fn job_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobRecord> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A write for [`commit_batch`] whose body is `body` and whose answer lands in `answer`:
+    /// `Ok(())`, or `Err(full)`.
+    fn op(
+        body: impl FnOnce(&Connection) -> Ran + Send + 'static,
+        answer: std::sync::Arc<std::sync::Mutex<Option<Result<(), bool>>>>,
+    ) -> WriteOp {
+        WriteOp {
+            durability: Durability::Machine,
+            run: Box::new(move |conn: Result<&Connection, &Refusal>| {
+                let ran = match conn {
+                    Ok(conn) => body(conn),
+                    Err(refusal) => Ran::Failed { full: refusal.full },
+                };
+                let completion: Completion = Box::new(move |commit: Result<(), &Refusal>| {
+                    *answer.lock().unwrap() = Some(commit.map_err(|r| r.full));
+                });
+                (ran, completion)
+            }),
+        }
+    }
+
+    #[test]
+    fn a_batch_rolled_back_by_a_full_disk_tells_its_other_writes_so() {
+        for full in [true, false] {
+            let conn = Connection::open_in_memory().unwrap();
+            conn.execute_batch("CREATE TABLE t (x INTEGER)").unwrap();
+            let first = std::sync::Arc::new(std::sync::Mutex::new(None));
+            let second = std::sync::Arc::new(std::sync::Mutex::new(None));
+            let ops = vec![
+                op(
+                    |conn| {
+                        conn.execute("INSERT INTO t VALUES (1)", []).unwrap();
+                        Ran::Ok
+                    },
+                    first.clone(),
+                ),
+                // What SQLite does on some errors (a full disk, an I/O error): the statement
+                // fails and the whole transaction is rolled back.
+                op(
+                    move |conn| {
+                        conn.execute_batch("ROLLBACK").unwrap();
+                        Ran::Failed { full }
+                    },
+                    second.clone(),
+                ),
+            ];
+            let mut synchronous = Durability::Machine;
+            commit_batch(&conn, &mut synchronous, Durability::Machine, ops);
+            assert_eq!(
+                *first.lock().unwrap(),
+                Some(Err(full)),
+                "the write that succeeded is told its batch was lost, and whether to a full disk"
+            );
+            let rows: i64 = conn
+                .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(rows, 0, "nothing of the batch is stored");
+        }
+    }
 
     fn job(id: &str, received_ms: i64) -> JobRecord {
         JobRecord {
