@@ -10,7 +10,9 @@
 //! afterwards), in a process group of its own, under rlimits (`RLIMIT_DATA` =
 //! `max_memory_bytes`, `RLIMIT_AS` = 4 × that as a backstop, `RLIMIT_CPU` = the timeout
 //! rounded up to whole seconds + 1 s soft / + 2 s hard, `RLIMIT_NOFILE` = `max_open_files`,
-//! no core dumps).
+//! no core dumps), and, unless the plugin's `sandbox` is off, in a Landlock sandbox built for
+//! that invocation (see `landlock.rs`: the system's files, its program, its one file, its
+//! working directory, and what its configuration allows; no TCP, no signals out).
 //!
 //! Guarantees, whatever the program does:
 //! - the invocation ends by its deadline (`timeout` after the start) plus at most
