@@ -541,6 +541,60 @@ async fn run_confines_a_native_plugin_as_the_host_does_unless_told_otherwise() {
 }
 
 #[tokio::test]
+async fn run_says_when_a_native_plugin_s_failure_looks_like_its_sandbox() {
+    if cordon::executor::landlock_abi() == 0 {
+        eprintln!("skipped: this kernel has no Landlock");
+        return;
+    }
+    let files = Files::new();
+    let sample = files.put("file.txt", b"some file");
+    let signatures = files.put("signatures.db", b"db");
+    // A scanner that needs its signature database, outside the sandbox's defaults.
+    let script = files.put(
+        "needs-db.sh",
+        format!(
+            "#!/bin/sh\ncat > /dev/null\ncat '{}' > /dev/null || exit 3\n\
+             echo '{{\"def_time\": 0, \"scan_result_i\": 0, \"threat_found\": \"\"}}'\n",
+            signatures.display()
+        )
+        .as_bytes(),
+    );
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let script = script.to_str().unwrap();
+
+    let report = run(script, &sample, with_timeout(20_000)).await;
+    assert!(!report.contract_met);
+    let text = report.render();
+    assert!(
+        text.contains("sandbox   its stderr says \"Permission denied\"")
+            && text.contains("--allow-read PATH"),
+        "{text}"
+    );
+
+    // Allowed, it meets the contract, and there is nothing to hint at.
+    let mut options = with_timeout(20_000);
+    options.sandbox.read = vec![signatures.clone()];
+    let report = run(script, &sample, options).await;
+    assert!(report.contract_met, "{}", report.render());
+    assert!(!report.render().contains("its stderr says"));
+
+    // Unconfined, a refusal is not the sandbox's: no hint.
+    std::fs::set_permissions(&signatures, std::fs::Permissions::from_mode(0o000)).unwrap();
+    let mut options = with_timeout(20_000);
+    options.sandbox.enabled = false;
+    let report = run(script, &sample, options).await;
+    if !report.contract_met {
+        // (Not as root, which reads a file of mode 000.)
+        assert!(
+            !report.render().contains("its stderr says"),
+            "{}",
+            report.render()
+        );
+    }
+}
+
+#[tokio::test]
 async fn run_refuses_what_the_host_refuses_and_runs_post_actions() {
     let files = Files::new();
     let sample = files.put("file.txt", b"some file");

@@ -167,6 +167,10 @@ pub struct RunReport {
     /// beyond the defaults.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sandbox: Option<String>,
+    /// Whether a Landlock sandbox confined it (a native plugin, sandbox on, on a kernel with
+    /// Landlock).
+    #[serde(skip)]
+    confined: bool,
     /// A scanner's engine result (Failed when the contract was broken).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub engine_result: Option<EngineResultReport>,
@@ -228,6 +232,25 @@ impl RunReport {
         } else {
             format!("{percent} % of max_memory_bytes: near its memory limit")
         })
+    }
+
+    /// When a sandboxed native plugin's stderr reports a refused access, what to try: the
+    /// sandbox is the likely cause of a plugin that works elsewhere.
+    fn sandbox_hint(&self) -> Option<String> {
+        if !self.confined {
+            return None;
+        }
+        let stderr = String::from_utf8_lossy(&self.stderr);
+        let refused = ["Permission denied", "Operation not permitted"]
+            .into_iter()
+            .find(|m| stderr.contains(m))?;
+        Some(format!(
+            "its stderr says \"{refused}\": the sandbox lets it read the system's files, its \
+             program and its file, and write only its working directory, with no TCP. Name \
+             what it needs with --allow-read PATH, --allow-write DIR or --allow-network \
+             (allow_read, allow_write, allow_network in the configuration), or run it with \
+             --no-sandbox to tell"
+        ))
     }
 
     /// A report for people: stdout and stderr escaped and cut at 4 KiB each.
@@ -310,6 +333,9 @@ impl RunReport {
         );
         if let Some(hint) = self.memory_hint() {
             let _ = writeln!(out, "          {hint}");
+        }
+        if let Some(hint) = self.sandbox_hint() {
+            let _ = writeln!(out, "sandbox   {hint}");
         }
         if let Some(e) = &self.engine_result {
             if self.violation.is_some() {
@@ -468,6 +494,9 @@ pub async fn run_plugin(
         peak_memory_bytes: None,
         limits: options.limits.into(),
         sandbox: (runtime_kind == RuntimeKind::Process).then(|| describe_sandbox(&options.sandbox)),
+        confined: runtime_kind == RuntimeKind::Process
+            && options.sandbox.enabled
+            && crate::executor::landlock_abi() > 0,
         engine_result: None,
         post_action: None,
         violation: None,
