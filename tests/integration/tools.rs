@@ -532,8 +532,7 @@ async fn run_confines_a_native_plugin_as_the_host_does_unless_told_otherwise() {
     options.sandbox.network = true;
     let refused = run_plugin(Path::new(WASM_EICAR), &sample, &options)
         .await
-        .err()
-        .expect("refused");
+        .expect_err("refused");
     assert!(
         refused.to_string().contains("for native plugins"),
         "{refused}"
