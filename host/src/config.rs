@@ -24,7 +24,7 @@
 //! inherit_env = ["PATH"]                  # variables copied from Cordon's environment
 //! env = { LANG = "C.UTF-8" }              # variables set explicitly
 //! allow_write = ["/var/quarantine"]       # the Landlock sandbox: trees it may also write,
-//! allow_read = ["/opt/My Tools"]          # read, and TCP (allow_network = true; default
+//! allow_read = ["/opt/My Tools"]          # read, and the network (allow_network = true; default
 //!                                         # false); sandbox = false turns it off
 //!
 //! [[plugin]]

@@ -108,6 +108,7 @@ fn assert_sandboxed(report: &Value, sample: &cordon::sample::Sample) {
         "list_parent",
         "list_root",
         "tcp_connect_127.0.0.1:1",
+        "udp_socket",
         "spawn",
     ] {
         assert!(
@@ -257,6 +258,12 @@ async fn a_native_plugin_is_confined_to_its_file_the_system_and_its_working_dire
             p["signal_parent"]
         );
     }
+    // UDP, which Landlock does not cover, is refused by the seccomp filter.
+    assert!(
+        p["udp_socket"].contains("Permission denied"),
+        "no UDP: {}",
+        p["udp_socket"]
+    );
     assert_eq!(std::fs::read(sample.path()).unwrap(), b"twelve bytes");
     assert_eq!(
         std::fs::read_dir(&elsewhere).unwrap().count(),
@@ -275,6 +282,7 @@ async fn a_native_plugin_is_confined_to_its_file_the_system_and_its_working_dire
     assert_eq!(p["read_named"], "ok:6", "allow_read");
     assert_eq!(p["write_named"], "ok:created", "allow_write");
     assert_eq!(p["connect_named"], "ok:connected", "allow_network");
+    assert_eq!(p["udp_socket"], "ok:bound", "allow_network covers UDP");
     assert!(
         p["list_parent"].starts_with("err:"),
         "nothing more: {}",
@@ -298,6 +306,7 @@ async fn a_native_plugin_is_confined_to_its_file_the_system_and_its_working_dire
     assert_eq!(p["read_named"], "ok:6");
     assert_eq!(p["signal_parent"], "ok:allowed");
     assert_eq!(p["connect_named"], "ok:connected");
+    assert_eq!(p["udp_socket"], "ok:bound");
 }
 
 #[tokio::test]

@@ -19,10 +19,17 @@
 //! (Cordon, another plugin) or connect to an abstract Unix socket made outside it. It runs with
 //! `no_new_privs`, so a set-user-ID program it starts gains nothing.
 //!
+//! Landlock does not cover UDP. Without `allow_network`, a seccomp filter also makes `socket`
+//! fail with `EACCES` for the IP families (and raw packets), whatever the protocol, and
+//! `io_uring_setup` too (io_uring's own socket operations bypass seccomp). The filter is for
+//! the host's architecture: a process of another one (a 32-bit program) is killed at its first
+//! system call, so a 32-bit plugin program runs without the filter (logged at load).
+//!
 //! On a kernel with an older Landlock, what that kernel knows is enforced and the rest is not
 //! (best effort); on a kernel without Landlock the plugin runs unconfined, as Cordon's user.
 //! [`landlock_abi`] says which, and `cordon serve` logs it at start.
 
+use std::collections::BTreeMap;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -31,6 +38,11 @@ use std::sync::OnceLock;
 use landlock::{
     ABI, Access, AccessFs, AccessNet, BitFlags, PathBeneath, PathFd, Ruleset, RulesetAttr,
     RulesetCreatedAttr, Scope,
+};
+
+use seccompiler::{
+    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
+    SeccompRule, TargetArch,
 };
 
 use crate::plugin::NativeSandbox;
@@ -107,7 +119,9 @@ pub fn landlock_abi() -> i32 {
 /// What a kernel with Landlock ABI `abi` enforces on a confined native plugin, for logs.
 pub fn enforced(abi: i32) -> &'static str {
     match abi {
-        i32::MIN..=0 => "nothing: this kernel has no Landlock, so native plugins run unconfined",
+        i32::MIN..=0 => {
+            "nothing: this kernel has no Landlock, so native plugins' files and signals are unconfined"
+        }
         1..=3 => {
             "files only: this kernel's Landlock cannot refuse TCP or signals (it needs ABI 6, Linux 6.12)"
         }
@@ -118,11 +132,68 @@ pub fn enforced(abi: i32) -> &'static str {
     }
 }
 
-/// A Landlock ruleset built for one invocation, to be applied in the child.
+/// The seccomp filter of a plugin without `allow_network` (see the module documentation),
+/// built once.
+pub(super) fn no_ip_sockets() -> Result<&'static BpfProgram, String> {
+    static FILTER: OnceLock<Result<BpfProgram, String>> = OnceLock::new();
+    FILTER
+        .get_or_init(|| {
+            build_no_ip_sockets().map_err(|e| format!("cannot build its seccomp filter: {e}"))
+        })
+        .as_ref()
+        .map_err(Clone::clone)
+}
+
+fn build_no_ip_sockets() -> Result<BpfProgram, Box<dyn std::error::Error>> {
+    let arch = TargetArch::try_from(std::env::consts::ARCH)?;
+    let family = |family: libc::c_int| {
+        SeccompCondition::new(0, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, family as u64)
+            .and_then(|c| SeccompRule::new(vec![c]))
+    };
+    let socket = || -> Result<Vec<SeccompRule>, seccompiler::BackendError> {
+        Ok(vec![
+            family(libc::AF_INET)?,
+            family(libc::AF_INET6)?,
+            family(libc::AF_PACKET)?,
+        ])
+    };
+    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
+    rules.insert(libc::SYS_socket, socket()?);
+    // An empty chain matches every call.
+    rules.insert(libc::SYS_io_uring_setup, Vec::new());
+    #[cfg(target_arch = "x86_64")]
+    {
+        // The x32 ABI's numbers for the same calls: the architecture check lets them through.
+        const X32: i64 = 0x4000_0000;
+        rules.insert(X32 | libc::SYS_socket, socket()?);
+        rules.insert(X32 | libc::SYS_io_uring_setup, Vec::new());
+    }
+    let filter = SeccompFilter::new(
+        rules,
+        SeccompAction::Allow,
+        SeccompAction::Errno(libc::EACCES as u32),
+        arch,
+    )?;
+    Ok(BpfProgram::try_from(filter)?)
+}
+
+/// Whether `program` is a 32-bit ELF executable (its `e_ident[EI_CLASS]` is `ELFCLASS32`).
+pub(super) fn is_elf32(program: &Path) -> bool {
+    use std::io::Read;
+    let mut ident = [0u8; 5];
+    std::fs::File::open(program)
+        .and_then(|mut f| f.read_exact(&mut ident))
+        .is_ok_and(|()| ident[..4] == *b"\x7fELF" && ident[4] == 1)
+}
+
+/// A Landlock ruleset (and seccomp filter) built for one invocation, to be applied in the
+/// child.
 #[derive(Debug)]
 pub(super) struct Confinement {
     /// The ruleset; `None` when the kernel has no Landlock (then only `no_new_privs` is set).
     ruleset: Option<OwnedFd>,
+    /// The seccomp filter against IP sockets, when the plugin may not use the network.
+    filter: Option<&'static BpfProgram>,
 }
 
 impl Confinement {
@@ -135,6 +206,7 @@ impl Confinement {
         program: &Path,
         sample: &Path,
         work: &Path,
+        filter: Option<&'static BpfProgram>,
     ) -> Result<Confinement, String> {
         if let Some(dir) = sample.parent() {
             check_not_beneath(sandbox, dir)?;
@@ -224,12 +296,14 @@ impl Confinement {
         }
         Ok(Confinement {
             ruleset: created.into(),
+            filter,
         })
     }
 
-    /// Confine the calling process: `no_new_privs`, then the ruleset. Runs in the forked child
-    /// before `exec`, so it makes two system calls and nothing else (no allocation, no locks).
-    /// Can run more than once on the same ruleset (a spawn that is retried).
+    /// Confine the calling process: `no_new_privs`, the ruleset, the seccomp filter. Runs in
+    /// the forked child before `exec`, so it makes system calls and nothing else (no
+    /// allocation, no locks). Can run more than once on the same ruleset (a spawn that is
+    /// retried).
     pub(super) fn apply(&self) -> io::Result<()> {
         // SAFETY: plain system calls on integers and a descriptor this struct owns.
         unsafe {
@@ -241,6 +315,14 @@ impl Confinement {
             {
                 return Err(io::Error::last_os_error());
             }
+        }
+        if let Some(filter) = self.filter {
+            // `prctl(NO_NEW_PRIVS)` again and `seccomp(SET_MODE_FILTER)`; an error carries the
+            // system call's errno and nothing allocated.
+            seccompiler::apply_filter(filter).map_err(|e| match e {
+                seccompiler::Error::Prctl(e) | seccompiler::Error::Seccomp(e) => e,
+                _ => io::Error::from_raw_os_error(libc::EINVAL),
+            })?;
         }
         Ok(())
     }
@@ -310,6 +392,22 @@ fn check_not_beneath(sandbox: &NativeSandbox, dir: &Path) -> Result<(), String> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_ip_socket_filter_builds_and_a_32_bit_program_is_told_apart() {
+        assert!(!no_ip_sockets().unwrap().is_empty());
+        let dir = tempfile::tempdir().unwrap();
+        let elf32 = dir.path().join("elf32");
+        std::fs::write(&elf32, b"\x7fELF\x01\x01\x01\0rest of a header").unwrap();
+        assert!(is_elf32(&elf32));
+        let elf64 = dir.path().join("elf64");
+        std::fs::write(&elf64, b"\x7fELF\x02\x01\x01\0rest of a header").unwrap();
+        assert!(!is_elf32(&elf64));
+        assert!(!is_elf32(Path::new("/bin/sh")) || cfg!(target_pointer_width = "32"));
+        let script = dir.path().join("script");
+        std::fs::write(&script, b"#!/bin/sh\n").unwrap();
+        assert!(!is_elf32(&script));
+    }
 
     #[test]
     fn an_allowed_tree_may_not_hold_the_files_being_scanned() {

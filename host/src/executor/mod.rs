@@ -257,14 +257,16 @@ pub fn log_native_sandbox<'a>(plugins: impl IntoIterator<Item = &'a Plugin>) {
         tracing::info!(
             landlock_abi = abi,
             plugins,
-            "native plugins are sandboxed by Landlock: {}",
+            "native plugins are sandboxed by Landlock ({}) and, without allow_network, by a \
+             seccomp filter against network sockets",
             landlock_enforces(abi)
         );
     } else {
         tracing::warn!(
             landlock_abi = abi,
             plugins,
-            "native plugins are sandboxed by Landlock against {}",
+            "native plugins are sandboxed by Landlock against {} (and, without \
+             allow_network, by a seccomp filter against network sockets)",
             landlock_enforces(abi)
         );
     }

@@ -12,7 +12,7 @@
 //! rounded up to whole seconds + 1 s soft / + 2 s hard, `RLIMIT_NOFILE` = `max_open_files`,
 //! no core dumps), and, unless the plugin's `sandbox` is off, in a Landlock sandbox built for
 //! that invocation (see `landlock.rs`: the system's files, its program, its one file, its
-//! working directory, and what its configuration allows; no TCP, no signals out).
+//! working directory, and what its configuration allows; no network, no signals out).
 //!
 //! Guarantees, whatever the program does:
 //! - the invocation ends by its deadline (`timeout` after the start) plus at most
@@ -49,7 +49,7 @@ use rustix::process::{Pid, Resource, Rlimit, Signal};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, Command};
 
-use super::landlock::Confinement;
+use super::landlock::{Confinement, is_elf32, no_ip_sockets};
 use super::{ExecutorConfig, Failure, Invocation, Outcome, Stream};
 use crate::plugin::{Limits, NativeSandbox};
 
@@ -218,6 +218,9 @@ pub struct ProcessPlugin {
     /// Its Landlock sandbox; the allowed trees are absolute, resolved and exist (checked at
     /// load).
     sandbox: NativeSandbox,
+    /// The seccomp filter against IP sockets, for a sandboxed plugin without
+    /// `allow_network` (none for a 32-bit program, which it would kill).
+    ip_filter: Option<&'static seccompiler::BpfProgram>,
 }
 
 impl ProcessRuntime {
@@ -262,11 +265,24 @@ impl ProcessRuntime {
             }
         }
         let sandbox = resolve_sandbox(sandbox)?;
+        let ip_filter = if !sandbox.enabled || sandbox.network {
+            None
+        } else if is_elf32(&program) {
+            tracing::warn!(
+                program = %program.display(),
+                "a 32-bit program: its sandbox refuses TCP but not UDP (the seccomp filter \
+                 against IP sockets is for 64-bit programs)"
+            );
+            None
+        } else {
+            Some(no_ip_sockets()?)
+        };
         Ok(ProcessPlugin {
             program,
             args: args.to_vec(),
             env: env.to_vec(),
             sandbox,
+            ip_filter,
         })
     }
 
@@ -338,6 +354,7 @@ impl ProcessRuntime {
                 &plugin.program,
                 &invocation.sample.path(),
                 work.path(),
+                plugin.ip_filter,
             ) {
                 Ok(confinement) => Some(confinement),
                 Err(e) => return could_not_start(format!("could not run `{program}`: {e}")),
@@ -346,8 +363,8 @@ impl ProcessRuntime {
             None
         };
         // SAFETY: the closure runs in the forked child before `exec`; it only makes
-        // `getrlimit`/`setrlimit`, `prctl` and `landlock_restrict_self` system calls (no
-        // allocation, no locks), which is async-signal-safe.
+        // `getrlimit`/`setrlimit`, `prctl`, `landlock_restrict_self` and `seccomp` system calls
+        // (no allocation, no locks), which is async-signal-safe.
         unsafe {
             command.pre_exec(move || {
                 rlimits.apply()?;

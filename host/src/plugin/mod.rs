@@ -179,7 +179,7 @@ pub enum RuntimeSpec {
 /// gets (the system's programs and libraries and `/etc`, read-only; `/proc` and `/sys`,
 /// read-only; `/dev/null` and the random devices; its own program; the one file it scans,
 /// read-only; its fresh working directory, read-write). Outside that, it can neither read nor
-/// write files, make TCP connections or listen, send signals to processes outside its sandbox
+/// write files, open network sockets (TCP, UDP), send signals to processes outside its sandbox
 /// (Cordon, other plugins) or connect to abstract Unix sockets, on kernels that have these
 /// Landlock features (see [`crate::executor::landlock_abi`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -191,13 +191,13 @@ pub struct NativeSandbox {
     /// Directories it may read and write, whole trees (`allow_write`); created at load when
     /// missing.
     pub write: Vec<PathBuf>,
-    /// Whether it may make TCP connections and listen (`allow_network`).
+    /// Whether it may use the network, TCP and UDP (`allow_network`).
     pub network: bool,
 }
 
 impl NativeSandbox {
     /// What this sandbox allows beyond the defaults, for people: empty when nothing, else
-    /// "also reads A, B; also writes C; TCP allowed".
+    /// "also reads A, B; also writes C; network allowed".
     pub fn widened(&self) -> String {
         let list = |paths: &[PathBuf]| {
             paths
@@ -214,7 +214,7 @@ impl NativeSandbox {
             parts.push(format!("also writes {}", list(&self.write)));
         }
         if self.network {
-            parts.push("TCP allowed".to_owned());
+            parts.push("network allowed".to_owned());
         }
         parts.join("; ")
     }

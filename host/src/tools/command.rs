@@ -81,7 +81,7 @@ pub enum PluginCommand {
         /// A native plugin may also write in this directory, as `allow_write`. Repeatable.
         #[arg(long, value_name = "DIR")]
         allow_write: Vec<PathBuf>,
-        /// A native plugin may make TCP connections, as `allow_network = true`.
+        /// A native plugin may use the network (TCP, UDP), as `allow_network = true`.
         #[arg(long)]
         allow_network: bool,
         /// Run a native plugin without its Landlock sandbox, as `sandbox = false`.

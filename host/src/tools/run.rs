@@ -246,7 +246,7 @@ impl RunReport {
             .find(|m| stderr.contains(m))?;
         Some(format!(
             "its stderr says \"{refused}\": the sandbox lets it read the system's files, its \
-             program and its file, and write only its working directory, with no TCP. Name \
+             program and its file, and write only its working directory, with no network. Name \
              what it needs with --allow-read PATH, --allow-write DIR or --allow-network \
              (allow_read, allow_write, allow_network in the configuration), or run it with \
              --no-sandbox to tell"

@@ -7,7 +7,7 @@
 //!  "list_scan_dir": "ok:<names>", "read_etc_passwd": "...", "read_parent": "...",
 //!  "read_parent_etc_passwd": "...", "list_parent": "...", "list_root": "...",
 //!  "tcp_connect_127.0.0.1:1": "...", "spawn": "...", "signal_parent": "...",
-//!  "clock": "ok:<ms since epoch>"}
+//!  "udp_socket": "...", "clock": "ok:<ms since epoch>"}
 //! ```
 //!
 //! With `ESCAPE_READ`, `ESCAPE_WRITE` or `ESCAPE_CONNECT` in its environment (a native
@@ -136,6 +136,10 @@ fn main() {
         ),
     ));
     probes.push(("signal_parent", signal_parent()));
+    probes.push((
+        "udp_socket",
+        probe(std::net::UdpSocket::bind("127.0.0.1:0").map(|_| "bound")),
+    ));
     // Probes a test asks for through the environment (a native plugin's `env`): a file to read,
     // a directory to create a file in, an address to connect to.
     if let Ok(path) = std::env::var("ESCAPE_READ") {
