@@ -344,7 +344,7 @@ fn main() {
                 10.0,
             );
             // What the native sandbox adds to a process scan: building its Landlock ruleset
-            // (about twenty paths opened) and applying it in the child.
+            // (about forty paths opened) and applying it and the seccomp filter in the child.
             let (rt, iters) = (runtime(n), support::batch_iters(native));
             let ratio = support::paired(
                 support::PAIRED_ROUNDS,
@@ -352,7 +352,7 @@ fn main() {
                 || timed(&rt, &fx, Path::NativeUnconfined, n, iters),
             );
             summary.note(format!(
-                "2. concurrency {n}: process scan in its Landlock sandbox / unconfined, paired \
+                "2. concurrency {n}: process scan in its sandbox / unconfined, paired \
                  batches of {iters} scans: {ratio}; in them {:.0} us/scan against {:.0} us/scan",
                 micros(ratio.a) / iters as f64,
                 micros(ratio.b) / iters as f64
