@@ -84,7 +84,8 @@ pub enum PluginCommand {
         /// A native plugin may use the network (TCP, UDP), as `allow_network = true`.
         #[arg(long)]
         allow_network: bool,
-        /// Run a native plugin without its Landlock sandbox, as `sandbox = false`.
+        /// Run a native plugin without its sandbox (Landlock and the network filter), as
+        /// `sandbox = false`.
         #[arg(long, conflicts_with_all = ["allow_read", "allow_write", "allow_network"])]
         no_sandbox: bool,
         /// The plugin's name (its `argv[0]` in wasm). Default: the file's stem, cut to 16
