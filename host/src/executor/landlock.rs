@@ -54,7 +54,7 @@ const TARGET: ABI = ABI::V6;
 
 /// Trees every confined plugin may read and execute: the system's programs and libraries. A
 /// path missing on this system is left out.
-pub const SYSTEM_READ: &[&str] = &[
+const SYSTEM_READ: &[&str] = &[
     "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32",
 ];
 
@@ -63,7 +63,7 @@ pub const SYSTEM_READ: &[&str] = &[
 /// of `/etc`, which holds services' configurations and their secrets (Cordon's own API keys,
 /// when its configuration is there); a plugin that needs more names it in `allow_read`. A path
 /// missing on this system is left out.
-pub const SYSTEM_ETC: &[&str] = &[
+const SYSTEM_ETC: &[&str] = &[
     "/etc/ld.so.cache",
     "/etc/ld.so.conf",
     "/etc/ld.so.conf.d",
@@ -198,7 +198,10 @@ pub(super) struct Confinement {
 
 impl Confinement {
     /// The ruleset for `program` scanning `sample` with `work` as its working directory. Every
-    /// path is opened now, in the parent: the error names the one that failed. Refused when an
+    /// path is opened now, in the parent: the error names the one that failed. Opened for each
+    /// run rather than once at load, because a rule holds the inode it was opened on, and
+    /// files such as `/etc/passwd` and `/etc/ld.so.cache` are replaced by renaming a new one
+    /// over them. Refused when an
     /// allowed tree holds the directory of the file being scanned, where the plugin could read
     /// the other files Cordon is scanning.
     pub(super) fn build(

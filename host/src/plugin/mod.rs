@@ -176,12 +176,13 @@ pub enum RuntimeSpec {
 }
 
 /// The Landlock sandbox of a native plugin: what it may reach besides what every native plugin
-/// gets (the system's programs and libraries and `/etc`, read-only; `/proc` and `/sys`,
-/// read-only; `/dev/null` and the random devices; its own program; the one file it scans,
-/// read-only; its fresh working directory, read-write). Outside that, it can neither read nor
-/// write files, open network sockets (TCP, UDP), send signals to processes outside its sandbox
-/// (Cordon, other plugins) or connect to abstract Unix sockets, on kernels that have these
-/// Landlock features (see [`crate::executor::landlock_abi`]).
+/// gets (the system's programs and libraries, and what programs need of `/etc`, read-only;
+/// `/proc` and `/sys`, read-only; `/dev/null` and the random devices; its own program; the one
+/// file it scans, read-only; its fresh working directory, read-write). Outside that, it can
+/// neither read nor write files, send signals to processes outside its sandbox (Cordon, other
+/// plugins) or connect to abstract Unix sockets, on kernels that have these Landlock features
+/// (see [`crate::executor::landlock_abi`]), nor open network sockets (TCP, UDP: a seccomp
+/// filter).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NativeSandbox {
     /// `false` runs the program unconfined, as Cordon's user (`sandbox = false`).
