@@ -23,9 +23,10 @@
 //! command = '"/opt/My Tools/quarantine" --dir /var/quarantine'  # quote a path with spaces
 //! inherit_env = ["PATH"]                  # variables copied from Cordon's environment
 //! env = { LANG = "C.UTF-8" }              # variables set explicitly
-//! allow_write = ["/var/quarantine"]       # the Landlock sandbox: trees it may also write,
-//! allow_read = ["/opt/My Tools"]          # read, and the network (allow_network = true; default
-//!                                         # false); sandbox = false turns it off
+//! allow_write = ["/var/quarantine"]       # the sandbox: trees it may also write, and read;
+//! allow_read = ["/opt/My Tools"]          # allow_unix_sockets = true (local daemons' sockets)
+//!                                         # and allow_network = true (every socket) default to
+//!                                         # false; sandbox = false turns it off
 //!
 //! [[plugin]]
 //! name = "Remote AV"
@@ -168,6 +169,7 @@ struct RawPlugin {
     #[serde(default)]
     allow_write: Vec<String>,
     allow_network: Option<bool>,
+    allow_unix_sockets: Option<bool>,
     timeout_ms: Option<u64>,
     max_memory_bytes: Option<u64>,
     max_stdout_bytes: Option<u64>,
@@ -382,10 +384,11 @@ fn plugin_spec(raw: RawPlugin, ctx: &LoadContext) -> Result<PluginSpec, Vec<Stri
     let sandbox_fields = raw.sandbox.is_some()
         || !raw.allow_read.is_empty()
         || !raw.allow_write.is_empty()
-        || raw.allow_network.is_some();
+        || raw.allow_network.is_some()
+        || raw.allow_unix_sockets.is_some();
     if raw.runtime != RuntimeKind::Process && sandbox_fields {
         problems.push(format!(
-            "fields `sandbox`, `allow_read`, `allow_write` and `allow_network` are for runtime = \"process\" only; {}",
+            "fields `sandbox`, `allow_read`, `allow_write`, `allow_network` and `allow_unix_sockets` are for runtime = \"process\" only; {}",
             if raw.runtime == RuntimeKind::Wasm {
                 "a wasm plugin is always sandboxed and sees only the file it scans"
             } else {
@@ -548,9 +551,11 @@ fn native_sandbox(raw: &RawPlugin, ctx: &LoadContext, problems: &mut Vec<String>
     let read = paths("allow_read", &raw.allow_read, problems);
     let write = paths("allow_write", &raw.allow_write, problems);
     let network = raw.allow_network.unwrap_or(false);
-    if !enabled && (!read.is_empty() || !write.is_empty() || network) {
+    let unix_sockets = raw.allow_unix_sockets.unwrap_or(false);
+    if !enabled && (!read.is_empty() || !write.is_empty() || network || unix_sockets) {
         problems.push(
-            "fields `allow_read`, `allow_write` and `allow_network` widen the sandbox, but \
+            "fields `allow_read`, `allow_write`, `allow_network` and `allow_unix_sockets` widen \
+             the sandbox, but \
              `sandbox = false` turns it off: the plugin can reach everything Cordon's user can. \
              Remove one or the other"
                 .into(),
@@ -561,6 +566,7 @@ fn native_sandbox(raw: &RawPlugin, ctx: &LoadContext, problems: &mut Vec<String>
         read,
         write,
         network,
+        unix_sockets: unix_sockets || network,
     }
 }
 
@@ -769,7 +775,7 @@ mod tests {
             panic!("process plugin expected")
         };
         assert_eq!(sandbox, &NativeSandbox::default());
-        assert!(sandbox.enabled && !sandbox.network);
+        assert!(sandbox.enabled && !sandbox.network && !sandbox.unix_sockets);
 
         let text = r#"
             [[plugin]]
@@ -788,9 +794,16 @@ mod tests {
             command = "/bin/true"
             sandbox = false
 
+            [[plugin]]
+            name = "ClamAV"
+            role = "scanner"
+            runtime = "process"
+            command = "/bin/true"
+            allow_unix_sockets = true
+
             [[workflow]]
             name = "w"
-            scanners = ["Trusted"]
+            scanners = ["Trusted", "ClamAV"]
             post_actions = ["Quarantine"]
         "#;
         let c = parse(text, "t", &ctx(dir.path())).unwrap();
@@ -805,10 +818,19 @@ mod tests {
         );
         assert_eq!(sandbox.write, vec![dir.path().join("data/quarantine")]);
         assert!(sandbox.network);
+        assert!(sandbox.unix_sockets, "the network includes Unix sockets");
         let RuntimeSpec::Process { sandbox, .. } = &c.plugins[1].runtime else {
             panic!("process plugin expected")
         };
         assert!(!sandbox.enabled);
+        let RuntimeSpec::Process { sandbox, .. } = &c.plugins[2].runtime else {
+            panic!("process plugin expected")
+        };
+        assert!(
+            sandbox.unix_sockets && !sandbox.network,
+            "a local daemon, not the network"
+        );
+        assert_eq!(sandbox.widened(), "Unix sockets allowed");
     }
 
     #[test]
@@ -829,6 +851,14 @@ mod tests {
             command = "/bin/true"
             sandbox = false
             allow_network = true
+
+            [[plugin]]
+            name = "Local"
+            role = "scanner"
+            runtime = "process"
+            command = "/bin/true"
+            sandbox = false
+            allow_unix_sockets = true
 
             [[plugin]]
             name = "Empty"
@@ -853,6 +883,11 @@ mod tests {
         );
         assert!(
             joined.contains("plugin \"Open\"") && joined.contains("`sandbox = false` turns it off"),
+            "{joined}"
+        );
+        assert!(
+            p.iter()
+                .any(|l| l.contains("plugin \"Local\"") && l.contains("`sandbox = false`")),
             "{joined}"
         );
         assert!(

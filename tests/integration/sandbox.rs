@@ -211,10 +211,17 @@ async fn a_native_plugin_is_confined_to_its_file_the_system_and_its_working_dire
     let secret = elsewhere.join("other-customer.doc");
     std::fs::write(&secret, b"secret").unwrap();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    // A local daemon's socket that Cordon's user may open, as Docker's or a bus's: what it
+    // serves could run commands outside the sandbox.
+    let run = rig.dir.path().join("run");
+    std::fs::create_dir(&run).unwrap();
+    let daemon = run.join("daemon.sock");
+    let _daemon = std::os::unix::net::UnixListener::bind(&daemon).unwrap();
     let env = [
         ("ESCAPE_READ", secret.display().to_string()),
         ("ESCAPE_WRITE", elsewhere.display().to_string()),
         ("ESCAPE_CONNECT", listener.local_addr().unwrap().to_string()),
+        ("ESCAPE_CONNECT_UNIX", daemon.display().to_string()),
     ];
 
     let p = observe_native(&rig, &sample, NativeSandbox::default(), &env).await;
@@ -258,11 +265,17 @@ async fn a_native_plugin_is_confined_to_its_file_the_system_and_its_working_dire
             p["signal_parent"]
         );
     }
-    // UDP, which Landlock does not cover, is refused by the seccomp filter.
+    // UDP and Unix sockets with a path, which Landlock does not cover, are refused by the
+    // seccomp filter.
     assert!(
         p["udp_socket"].contains("Permission denied"),
         "no UDP: {}",
         p["udp_socket"]
+    );
+    assert!(
+        p["connect_unix_named"].contains("Permission denied"),
+        "no local daemon: {}",
+        p["connect_unix_named"]
     );
     assert_eq!(std::fs::read(sample.path()).unwrap(), b"twelve bytes");
     assert_eq!(
@@ -283,6 +296,7 @@ async fn a_native_plugin_is_confined_to_its_file_the_system_and_its_working_dire
     assert_eq!(p["write_named"], "ok:created", "allow_write");
     assert_eq!(p["connect_named"], "ok:connected", "allow_network");
     assert_eq!(p["udp_socket"], "ok:bound", "allow_network covers UDP");
+    assert_eq!(p["connect_unix_named"], "ok:connected", "and Unix sockets");
     assert!(
         p["list_parent"].starts_with("err:"),
         "nothing more: {}",
@@ -293,6 +307,29 @@ async fn a_native_plugin_is_confined_to_its_file_the_system_and_its_working_dire
             p["signal_parent"].starts_with("err:"),
             "{}",
             p["signal_parent"]
+        );
+    }
+
+    // Unix sockets only: a local daemon (clamd's socket), still no network.
+    let local = NativeSandbox {
+        unix_sockets: true,
+        ..NativeSandbox::default()
+    };
+    let p = observe_native(&rig, &sample, local, &env).await;
+    assert_eq!(
+        p["connect_unix_named"], "ok:connected",
+        "allow_unix_sockets"
+    );
+    assert!(
+        p["udp_socket"].contains("Permission denied"),
+        "no UDP: {}",
+        p["udp_socket"]
+    );
+    if abi >= 4 {
+        assert!(
+            p["connect_named"].starts_with("err:"),
+            "no TCP: {}",
+            p["connect_named"]
         );
     }
 
@@ -307,6 +344,7 @@ async fn a_native_plugin_is_confined_to_its_file_the_system_and_its_working_dire
     assert_eq!(p["signal_parent"], "ok:allowed");
     assert_eq!(p["connect_named"], "ok:connected");
     assert_eq!(p["udp_socket"], "ok:bound");
+    assert_eq!(p["connect_unix_named"], "ok:connected");
 }
 
 #[tokio::test]

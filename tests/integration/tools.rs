@@ -484,6 +484,7 @@ async fn run_confines_a_native_plugin_as_the_host_does_unless_told_otherwise() {
         "{sandbox}"
     );
     assert!(report.render().contains("sandbox   Landlock"));
+    assert!(sandbox.contains("every socket refused"), "{sandbox}");
     if abi > 0 {
         assert!(
             escape_probes(&report)["list_root"]
@@ -510,6 +511,21 @@ async fn run_confines_a_native_plugin_as_the_host_does_unless_told_otherwise() {
         "{:?}",
         report.sandbox
     );
+
+    // --allow-unix-sockets: said so, and the network is still refused.
+    let mut options = with_timeout(20_000);
+    options.sandbox.unix_sockets = true;
+    let report = run(NATIVE_HOSTILE_ESCAPE, &sample, options).await;
+    let sandbox = report.sandbox.as_deref().unwrap();
+    assert!(
+        sandbox.ends_with("; Unix sockets allowed") && !sandbox.contains("every socket"),
+        "{sandbox}"
+    );
+    let udp = escape_probes(&report)["udp_socket"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(udp.contains("Permission denied"), "{udp}");
 
     // --no-sandbox: unconfined, and said so.
     let mut options = with_timeout(20_000);

@@ -12,18 +12,22 @@
 //! - read and execute its own program file;
 //! - read the one file it scans (not its directory, not its neighbours, never write it);
 //! - anything in its fresh working directory, which is removed afterwards;
-//! - what its configuration adds: `allow_read` trees, `allow_write` trees, `allow_network`.
+//! - what its configuration adds: `allow_read` trees, `allow_write` trees, `allow_network`,
+//!   `allow_unix_sockets`.
 //!
 //! And it may not (Landlock ABI 4, Linux 6.7) make or accept TCP connections unless
 //! `allow_network`, nor (ABI 6, Linux 6.12) send a signal to a process outside its sandbox
 //! (Cordon, another plugin) or connect to an abstract Unix socket made outside it. It runs with
 //! `no_new_privs`, so a set-user-ID program it starts gains nothing.
 //!
-//! Landlock does not cover UDP. Without `allow_network`, a seccomp filter also makes `socket`
-//! fail with `EACCES` for the IP families (and raw packets), whatever the protocol, and
-//! `io_uring_setup` too (io_uring's own socket operations bypass seccomp). The filter is for
-//! the host's architecture: a process of another one (a 32-bit program) is killed at its first
-//! system call, so a 32-bit plugin program runs without the filter (logged at load).
+//! Landlock covers neither UDP nor Unix sockets with a path (a local daemon's control socket,
+//! which could run commands outside the sandbox for it). Without `allow_network`, a seccomp
+//! filter makes `socket` fail with `EACCES` whatever the family (IP, Unix, netlink, vsock,
+//! raw packets...), or every family but Unix with `allow_unix_sockets`, and `io_uring_setup`
+//! too (io_uring's own socket operations bypass seccomp). `socketpair`, which connects a
+//! process only to itself and its children, is left alone. The filter is for the host's
+//! architecture: a process of another one (a 32-bit program) would be killed at its first
+//! system call, so a 32-bit plugin program is refused at load unless it has `allow_network`.
 //!
 //! On a kernel with an older Landlock, what that kernel knows is enforced and the rest is not
 //! (best effort); on a kernel without Landlock the plugin runs unconfined, as Cordon's user.
@@ -132,34 +136,38 @@ pub fn enforced(abi: i32) -> &'static str {
     }
 }
 
-/// The seccomp filter of a plugin without `allow_network` (see the module documentation),
-/// built once.
-pub(super) fn no_ip_sockets() -> Result<&'static BpfProgram, String> {
-    static FILTER: OnceLock<Result<BpfProgram, String>> = OnceLock::new();
-    FILTER
-        .get_or_init(|| {
-            build_no_ip_sockets().map_err(|e| format!("cannot build its seccomp filter: {e}"))
-        })
-        .as_ref()
-        .map_err(Clone::clone)
+/// The seccomp filter of a sandboxed plugin without `allow_network` (see the module
+/// documentation), built once for each answer to `unix`: whether it may open Unix-domain
+/// sockets (`allow_unix_sockets`).
+pub(super) fn socket_filter(unix: bool) -> Result<&'static BpfProgram, String> {
+    static NO_SOCKETS: OnceLock<Result<BpfProgram, String>> = OnceLock::new();
+    static UNIX_ONLY: OnceLock<Result<BpfProgram, String>> = OnceLock::new();
+    let cell = if unix { &UNIX_ONLY } else { &NO_SOCKETS };
+    cell.get_or_init(|| {
+        build_socket_filter(unix).map_err(|e| format!("cannot build its seccomp filter: {e}"))
+    })
+    .as_ref()
+    .map_err(Clone::clone)
 }
 
-fn build_no_ip_sockets() -> Result<BpfProgram, Box<dyn std::error::Error>> {
+fn build_socket_filter(unix: bool) -> Result<BpfProgram, Box<dyn std::error::Error>> {
     let arch = TargetArch::try_from(std::env::consts::ARCH)?;
-    let family = |family: libc::c_int| {
-        SeccompCondition::new(0, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, family as u64)
-            .and_then(|c| SeccompRule::new(vec![c]))
-    };
+    // Which `socket` calls fail: every one (an empty chain matches every call), or, when Unix
+    // sockets are allowed, those of any other family.
     let socket = || -> Result<Vec<SeccompRule>, seccompiler::BackendError> {
-        Ok(vec![
-            family(libc::AF_INET)?,
-            family(libc::AF_INET6)?,
-            family(libc::AF_PACKET)?,
-        ])
+        if !unix {
+            return Ok(Vec::new());
+        }
+        let other_family = SeccompCondition::new(
+            0,
+            SeccompCmpArgLen::Dword,
+            SeccompCmpOp::Ne,
+            libc::AF_UNIX as u64,
+        )?;
+        Ok(vec![SeccompRule::new(vec![other_family])?])
     };
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
     rules.insert(libc::SYS_socket, socket()?);
-    // An empty chain matches every call.
     rules.insert(libc::SYS_io_uring_setup, Vec::new());
     #[cfg(target_arch = "x86_64")]
     {
@@ -192,7 +200,7 @@ pub(super) fn is_elf32(program: &Path) -> bool {
 pub(super) struct Confinement {
     /// The ruleset; `None` when the kernel has no Landlock (then only `no_new_privs` is set).
     ruleset: Option<OwnedFd>,
-    /// The seccomp filter against IP sockets, when the plugin may not use the network.
+    /// The seccomp filter against sockets, when the plugin may not use the network.
     filter: Option<&'static BpfProgram>,
 }
 
@@ -397,8 +405,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_ip_socket_filter_builds_and_a_32_bit_program_is_told_apart() {
-        assert!(!no_ip_sockets().unwrap().is_empty());
+    fn the_socket_filters_build_and_a_32_bit_program_is_told_apart() {
+        let none = socket_filter(false).unwrap();
+        let unix = socket_filter(true).unwrap();
+        assert!(!none.is_empty() && !unix.is_empty());
+        assert_ne!(none, unix, "allowing Unix sockets is a different filter");
+        assert!(
+            std::ptr::eq(none, socket_filter(false).unwrap()),
+            "built once"
+        );
         let dir = tempfile::tempdir().unwrap();
         let elf32 = dir.path().join("elf32");
         std::fs::write(&elf32, b"\x7fELF\x01\x01\x01\0rest of a header").unwrap();

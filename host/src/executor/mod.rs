@@ -258,7 +258,7 @@ pub fn log_native_sandbox<'a>(plugins: impl IntoIterator<Item = &'a Plugin>) {
             landlock_abi = abi,
             plugins,
             "native plugins are sandboxed by Landlock ({}) and, without allow_network, by a \
-             seccomp filter against network sockets",
+             seccomp filter against sockets",
             landlock_enforces(abi)
         );
     } else {
@@ -266,7 +266,7 @@ pub fn log_native_sandbox<'a>(plugins: impl IntoIterator<Item = &'a Plugin>) {
             landlock_abi = abi,
             plugins,
             "native plugins are sandboxed by Landlock against {} (and, without \
-             allow_network, by a seccomp filter against network sockets)",
+             allow_network, by a seccomp filter against sockets)",
             landlock_enforces(abi)
         );
     }

@@ -49,7 +49,7 @@ use rustix::process::{Pid, Resource, Rlimit, Signal};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, Command};
 
-use super::landlock::{Confinement, is_elf32, no_ip_sockets};
+use super::landlock::{Confinement, is_elf32, socket_filter};
 use super::{ExecutorConfig, Failure, Invocation, Outcome, Stream};
 use crate::plugin::{Limits, NativeSandbox};
 
@@ -218,9 +218,8 @@ pub struct ProcessPlugin {
     /// Its Landlock sandbox; the allowed trees are absolute, resolved and exist (checked at
     /// load).
     sandbox: NativeSandbox,
-    /// The seccomp filter against IP sockets, for a sandboxed plugin without
-    /// `allow_network` (none for a 32-bit program, which it would kill).
-    ip_filter: Option<&'static seccompiler::BpfProgram>,
+    /// The seccomp filter against sockets, for a sandboxed plugin without `allow_network`.
+    socket_filter: Option<&'static seccompiler::BpfProgram>,
 }
 
 impl ProcessRuntime {
@@ -265,24 +264,27 @@ impl ProcessRuntime {
             }
         }
         let sandbox = resolve_sandbox(sandbox)?;
-        let ip_filter = if !sandbox.enabled || sandbox.network {
+        let socket_filter = if !sandbox.enabled || sandbox.network {
             None
         } else if is_elf32(&program) {
-            tracing::warn!(
-                program = %program.display(),
-                "a 32-bit program: its sandbox refuses TCP but not UDP (the seccomp filter \
-                 against IP sockets is for 64-bit programs)"
-            );
-            None
+            // The filter is for 64-bit system calls: it would kill a 32-bit program at its
+            // first one, and without it the program would reach the network over UDP and
+            // local daemons over Unix sockets.
+            return Err(format!(
+                "{} is a 32-bit program, and the sandbox can keep only 64-bit programs off the \
+                 network; use a 64-bit build, or give it the network with allow_network = true \
+                 (Landlock still confines its files)",
+                program.display()
+            ));
         } else {
-            Some(no_ip_sockets()?)
+            Some(socket_filter(sandbox.unix_sockets)?)
         };
         Ok(ProcessPlugin {
             program,
             args: args.to_vec(),
             env: env.to_vec(),
             sandbox,
-            ip_filter,
+            socket_filter,
         })
     }
 
@@ -354,7 +356,7 @@ impl ProcessRuntime {
                 &plugin.program,
                 &invocation.sample.path(),
                 work.path(),
-                plugin.ip_filter,
+                plugin.socket_filter,
             ) {
                 Ok(confinement) => Some(confinement),
                 Err(e) => return could_not_start(format!("could not run `{program}`: {e}")),
@@ -801,6 +803,7 @@ fn resolve_sandbox(sandbox: &NativeSandbox) -> Result<NativeSandbox, String> {
         read,
         write,
         network: sandbox.network,
+        unix_sockets: sandbox.unix_sockets,
     })
 }
 
@@ -1382,6 +1385,41 @@ mod tests {
             e.contains("`allow_write` entry") && e.contains("not a directory"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_32_bit_program_is_refused_unless_it_may_have_the_network() {
+        let f = Fixture::new();
+        // Only the header is read at load: an executable file that starts as a 32-bit ELF.
+        let elf32 = f.script("elf32", "");
+        std::fs::write(&elf32, b"\x7fELF\x01\x01\x01\0rest of a header").unwrap();
+        let prepare = |sandbox: NativeSandbox| f.runtime.prepare(&elf32, &[], &[], &sandbox);
+        let e = prepare(NativeSandbox::default()).err().unwrap();
+        assert!(
+            e.contains("32-bit program") && e.contains("allow_network = true"),
+            "{e}"
+        );
+        let unix = NativeSandbox {
+            unix_sockets: true,
+            ..NativeSandbox::default()
+        };
+        assert!(
+            prepare(unix).is_err(),
+            "Unix sockets only still needs the filter"
+        );
+        let network = NativeSandbox {
+            network: true,
+            unix_sockets: true,
+            ..NativeSandbox::default()
+        };
+        assert!(prepare(network).unwrap().socket_filter.is_none());
+        let off = NativeSandbox {
+            enabled: false,
+            ..NativeSandbox::default()
+        };
+        assert!(prepare(off).unwrap().socket_filter.is_none());
+        // A 64-bit program (the script's interpreter decides) gets the filter.
+        assert!(f.plugin("exit 0").socket_filter.is_some());
     }
 
     #[test]

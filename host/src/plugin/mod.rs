@@ -181,8 +181,8 @@ pub enum RuntimeSpec {
 /// file it scans, read-only; its fresh working directory, read-write). Outside that, it can
 /// neither read nor write files, send signals to processes outside its sandbox (Cordon, other
 /// plugins) or connect to abstract Unix sockets, on kernels that have these Landlock features
-/// (see [`crate::executor::landlock_abi`]), nor open network sockets (TCP, UDP: a seccomp
-/// filter).
+/// (see [`crate::executor::landlock_abi`]), nor open sockets of any family (a seccomp filter;
+/// `socketpair` is left alone).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NativeSandbox {
     /// `false` runs the program unconfined, as Cordon's user (`sandbox = false`).
@@ -192,8 +192,13 @@ pub struct NativeSandbox {
     /// Directories it may read and write, whole trees (`allow_write`); created at load when
     /// missing.
     pub write: Vec<PathBuf>,
-    /// Whether it may use the network, TCP and UDP (`allow_network`).
+    /// Whether it may open sockets of every family: the network (TCP, UDP) and Unix sockets
+    /// (`allow_network`).
     pub network: bool,
+    /// Whether it may open Unix-domain sockets, and so connect to any local daemon's socket
+    /// that Cordon's user may open, without the network (`allow_unix_sockets`). Implied by
+    /// `network`.
+    pub unix_sockets: bool,
 }
 
 impl NativeSandbox {
@@ -216,6 +221,8 @@ impl NativeSandbox {
         }
         if self.network {
             parts.push("network allowed".to_owned());
+        } else if self.unix_sockets {
+            parts.push("Unix sockets allowed".to_owned());
         }
         parts.join("; ")
     }
@@ -229,6 +236,7 @@ impl Default for NativeSandbox {
             read: Vec::new(),
             write: Vec::new(),
             network: false,
+            unix_sockets: false,
         }
     }
 }

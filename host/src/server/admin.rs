@@ -58,6 +58,7 @@ fn plugin_json(p: &Plugin, current: &Current) -> Value {
             "allow_read": sandbox.read.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
             "allow_write": sandbox.write.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
             "allow_network": sandbox.network,
+            "allow_unix_sockets": sandbox.unix_sockets,
         }),
         RuntimeSpec::Webhook { url } => json!({ "url": url }),
     };

@@ -81,12 +81,17 @@ pub enum PluginCommand {
         /// A native plugin may also write in this directory, as `allow_write`. Repeatable.
         #[arg(long, value_name = "DIR")]
         allow_write: Vec<PathBuf>,
-        /// A native plugin may use the network (TCP, UDP), as `allow_network = true`.
+        /// A native plugin may use the network (TCP, UDP) and Unix sockets, as
+        /// `allow_network = true`.
         #[arg(long)]
         allow_network: bool,
-        /// Run a native plugin without its sandbox (Landlock and the network filter), as
+        /// A native plugin may open Unix sockets (a local daemon's, such as clamd's), not the
+        /// network, as `allow_unix_sockets = true`.
+        #[arg(long)]
+        allow_unix_sockets: bool,
+        /// Run a native plugin without its sandbox (Landlock and the socket filter), as
         /// `sandbox = false`.
-        #[arg(long, conflicts_with_all = ["allow_read", "allow_write", "allow_network"])]
+        #[arg(long, conflicts_with_all = ["allow_read", "allow_write", "allow_network", "allow_unix_sockets"])]
         no_sandbox: bool,
         /// The plugin's name (its `argv[0]` in wasm). Default: the file's stem, cut to 16
         /// characters.
@@ -184,6 +189,7 @@ async fn run_inner(command: PluginCommand) -> Result<u8, ToolError> {
             allow_read,
             allow_write,
             allow_network,
+            allow_unix_sockets,
             no_sandbox,
             name,
             common,
@@ -217,6 +223,7 @@ async fn run_inner(command: PluginCommand) -> Result<u8, ToolError> {
                     read: absolute(allow_read)?,
                     write: absolute(allow_write)?,
                     network: allow_network,
+                    unix_sockets: allow_unix_sockets || allow_network,
                 },
             };
             let report = run_plugin(&plugin, &sample, &options).await?;

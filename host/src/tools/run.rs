@@ -194,6 +194,9 @@ fn describe_sandbox(sandbox: &NativeSandbox) -> String {
         "Landlock ABI {abi}, enforcing {}",
         crate::executor::landlock_enforces(abi)
     );
+    if !sandbox.network && !sandbox.unix_sockets {
+        line.push_str("; every socket refused (seccomp)");
+    }
     let widened = sandbox.widened();
     if !widened.is_empty() {
         line.push_str("; ");
@@ -246,10 +249,10 @@ impl RunReport {
             .find(|m| stderr.contains(m))?;
         Some(format!(
             "its stderr says \"{refused}\": the sandbox lets it read the system's files, its \
-             program and its file, and write only its working directory, with no network. Name \
-             what it needs with --allow-read PATH, --allow-write DIR or --allow-network \
-             (allow_read, allow_write, allow_network in the configuration), or run it with \
-             --no-sandbox to tell"
+             program and its file, and write only its working directory, and opens no socket. \
+             Name what it needs with --allow-read PATH, --allow-write DIR, --allow-unix-sockets \
+             or --allow-network (allow_read, allow_write, allow_unix_sockets, allow_network in \
+             the configuration), or run it with --no-sandbox to tell"
         ))
     }
 
@@ -464,7 +467,7 @@ pub async fn run_plugin(
     let runtime_kind = runtime.kind();
     if runtime_kind != RuntimeKind::Process && options.sandbox != NativeSandbox::default() {
         return Err(ToolError::Invalid(
-            "--allow-read, --allow-write, --allow-network and --no-sandbox are for native \
+            "--allow-read, --allow-write, --allow-unix-sockets, --allow-network and --no-sandbox are for native \
              plugins; a wasm plugin sees only the file it scans"
                 .into(),
         ));

@@ -10,10 +10,11 @@
 //!  "udp_socket": "...", "clock": "ok:<ms since epoch>"}
 //! ```
 //!
-//! With `ESCAPE_READ`, `ESCAPE_WRITE` or `ESCAPE_CONNECT` in its environment (a native
-//! plugin's configured `env`), it also reports `read_named` (reading that file),
-//! `write_named` (creating a file in that directory) and `connect_named` (a TCP connection to
-//! that address). `signal_parent` asks, with signal 0 (nothing is sent), whether it may signal
+//! With `ESCAPE_READ`, `ESCAPE_WRITE`, `ESCAPE_CONNECT` or `ESCAPE_CONNECT_UNIX` in its
+//! environment (a native plugin's configured `env`), it also reports `read_named` (reading
+//! that file), `write_named` (creating a file in that directory), `connect_named` (a TCP
+//! connection to that address) and `connect_unix_named` (a connection to the Unix socket at
+//! that path, as a local daemon's). `signal_parent` asks, with signal 0 (nothing is sent), whether it may signal
 //! its parent, the host.
 //!
 //! Every probe is `"ok:<detail>"` or `"err:<error>"`. "The scan dir" is the directory of the
@@ -167,6 +168,9 @@ fn main() {
             ),
         ));
     }
+    if let Ok(path) = std::env::var("ESCAPE_CONNECT_UNIX") {
+        probes.push(("connect_unix_named", probe(connect_unix(&path))));
+    }
     probes.push((
         "clock",
         probe(
@@ -191,6 +195,22 @@ fn main() {
     }
     json.push('}');
     println!("{}", hostile::verdict(0, &json));
+}
+
+/// Connect to the Unix socket at `path`.
+fn connect_unix(path: &str) -> io::Result<&'static str> {
+    #[cfg(unix)]
+    {
+        std::os::unix::net::UnixStream::connect(path).map(|_| "connected")
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "no Unix sockets in this runtime",
+        ))
+    }
 }
 
 /// Whether this process may signal its parent (the host), asked with signal 0, which checks
