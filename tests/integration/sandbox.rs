@@ -416,6 +416,90 @@ async fn a_native_sandbox_that_would_show_the_files_being_scanned_is_refused() {
     assert!(outcome.stdout.is_empty(), "the plugin did not run");
 }
 
+/// A static i386 program that exits with code 7 (`int 0x80`): 52 bytes of ELF header, one
+/// 32-byte program header, 12 bytes of code.
+fn elf32_exit_7() -> Vec<u8> {
+    const BASE: u32 = 0x0804_8000;
+    let code: [u8; 12] = [
+        0xbb, 7, 0, 0, 0, // mov ebx, 7
+        0xb8, 1, 0, 0, 0, // mov eax, 1 (exit)
+        0xcd, 0x80, // int 0x80
+    ];
+    let size = 52 + 32 + code.len() as u32;
+    let mut elf = b"\x7fELF\x01\x01\x01\0\0\0\0\0\0\0\0\0".to_vec();
+    for half in [2u16, 3] {
+        elf.extend(half.to_le_bytes()); // executable, i386
+    }
+    for word in [1, BASE + 52 + 32, 52, 0, 0] {
+        elf.extend(word.to_le_bytes()); // version, entry, program headers, sections, flags
+    }
+    for half in [52u16, 32, 1, 0, 0, 0] {
+        elf.extend(half.to_le_bytes()); // header sizes and counts
+    }
+    for word in [1, 0, BASE, BASE, size, size, 5, 0x1000] {
+        elf.extend(word.to_le_bytes()); // PT_LOAD of the whole file, read and execute
+    }
+    elf.extend(code);
+    elf
+}
+
+#[tokio::test]
+async fn a_32_bit_program_a_confined_plugin_starts_is_killed_not_let_past_the_socket_filter() {
+    use std::os::unix::fs::PermissionsExt;
+    let rig = Rig::new();
+    let bin = rig.dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let elf = bin.join("exit-7");
+    std::fs::write(&elf, elf32_exit_7()).unwrap();
+    std::fs::set_permissions(&elf, std::fs::Permissions::from_mode(0o755)).unwrap();
+    if std::process::Command::new(&elf)
+        .status()
+        .ok()
+        .and_then(|s| s.code())
+        != Some(7)
+    {
+        eprintln!("skipped: this kernel does not run 32-bit programs");
+        return;
+    }
+    // A script (64-bit, its shell) that hands over to the 32-bit program: it passes the load
+    // check, which reads only the plugin's own program.
+    let script = bin.join("wrap.sh");
+    std::fs::write(&script, format!("#!/bin/sh\nexec '{}'\n", elf.display())).unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let sample = rig.sample(b"twelve bytes", "invoice.pdf");
+    let (rig, sample) = (&rig, &sample);
+    let run = |sandbox: NativeSandbox| {
+        let spec = RuntimeSpec::Process {
+            program: script.clone(),
+            args: Vec::new(),
+            env: Vec::new(),
+            sandbox: NativeSandbox {
+                read: vec![elf.clone()],
+                ..sandbox
+            },
+        };
+        let plugin = rig.plugin("Wrap", Role::Scanner, spec, limits(20_000));
+        async move { rig.run(&plugin, sample, &json!({"data_id": "x"})).await }
+    };
+
+    let confined = run(NativeSandbox::default()).await;
+    let failure = confined.failure.expect("killed");
+    assert_eq!(failure, Failure::Signal { signal: 31 });
+    assert!(
+        failure.to_string().contains("32-bit program"),
+        "the failure says why: {failure}"
+    );
+
+    // With the network allowed there is no filter: it runs to its own exit.
+    let open = run(NativeSandbox {
+        network: true,
+        unix_sockets: true,
+        ..NativeSandbox::default()
+    })
+    .await;
+    assert_eq!((open.failure, open.exit), (None, Some(7)));
+}
+
 /// A server's scan slot keeps its directory open for every sample it holds, as wasm plugins'
 /// preopen: each sample must be what a plugin sees there, under its own name, alone.
 #[tokio::test]

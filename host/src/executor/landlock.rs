@@ -26,7 +26,7 @@
 //! raw packets...), or every family but Unix with `allow_unix_sockets`, and `io_uring_setup`
 //! too (io_uring's own socket operations bypass seccomp). `socketpair`, which connects a
 //! process only to itself and its children, is left alone. The filter is for the host's
-//! architecture: a process of another one (a 32-bit program) would be killed at its first
+//! architecture: a process of another one (a 32-bit program) is killed (`SIGSYS`) at its first
 //! system call, so a 32-bit plugin program is refused at load unless it has `allow_network`.
 //!
 //! On a kernel with an older Landlock, what that kernel knows is enforced and the rest is not

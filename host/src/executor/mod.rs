@@ -162,7 +162,16 @@ impl fmt::Display for Failure {
             ),
             Failure::Trap { message } => write!(f, "trapped: {message}"),
             Failure::Signal { signal } => {
-                write!(f, "killed by signal {signal} ({})", signal_name(*signal))
+                write!(f, "killed by signal {signal} ({})", signal_name(*signal))?;
+                if *signal == libc::SIGSYS {
+                    // What a native plugin's socket filter does to a process of another
+                    // architecture; the other causes (a program's own filter) are rare.
+                    f.write_str(
+                        ": the native sandbox's socket filter kills a 32-bit program at its \
+                         first system call; use a 64-bit build, or allow_network = true",
+                    )?;
+                }
+                Ok(())
             }
             Failure::OutputTooLarge {
                 stream,
