@@ -72,7 +72,7 @@ impl HostArgs {
     fn load(&self) -> Result<Host, String> {
         let data_dir = self.data_dir.clone().unwrap_or_else(default_data_dir);
         let host = Host::load(self.config.as_deref(), &data_dir).map_err(|e| e.to_string())?;
-        crate::executor::log_native_sandbox(host.inventory.plugins().map(|p| &**p));
+        crate::executor::log_native_sandbox(host.inventory.plugins().map(|p| &**p), false);
         Ok(host)
     }
 }

@@ -136,6 +136,54 @@ pub fn enforced(abi: i32) -> &'static str {
     }
 }
 
+/// Whether a confined plugin is kept from other processes' entries in `/proc` (their command
+/// lines, which name the files other scans are scanning): when `/proc` is mounted with
+/// `hidepid` (1 or more), the kernel shows another process's entries only to a process that
+/// may trace it, and Landlock forbids tracing outside the sandbox, unless this process is in
+/// the mount's `gid` group (root's group, 0, by default), which sees everything.
+pub fn proc_hides_other_processes() -> bool {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    // SAFETY: `getegid` cannot fail; `getgroups` with a size of 0 returns the count, then
+    // fills at most `groups.len()` entries.
+    let mut groups = vec![unsafe { libc::getegid() }];
+    unsafe {
+        let n = libc::getgroups(0, std::ptr::null_mut());
+        if n > 0 {
+            let mut more = vec![0; n as usize];
+            let n = libc::getgroups(n, more.as_mut_ptr());
+            more.truncate(n.max(0) as usize);
+            groups.extend(more);
+        }
+    }
+    hides_other_processes(&mountinfo, &groups)
+}
+
+/// [`proc_hides_other_processes`] for a `/proc/self/mountinfo` text and this process's
+/// groups.
+fn hides_other_processes(mountinfo: &str, groups: &[libc::gid_t]) -> bool {
+    let Some(options) = mountinfo.lines().rev().find_map(|line| {
+        // "id parent major:minor root mount-point options [optional...] - type source super"
+        let (mount, fs) = line.split_once(" - ")?;
+        let mut fs = fs.split(' ');
+        (mount.split(' ').nth(4) == Some("/proc") && fs.next() == Some("proc"))
+            .then(|| fs.nth(1))
+            .flatten()
+    }) else {
+        return false;
+    };
+    let option = |name: &str| {
+        options
+            .split(',')
+            .find_map(|o| o.strip_prefix(name)?.strip_prefix('='))
+    };
+    let hidden = matches!(
+        option("hidepid"),
+        Some("1" | "2" | "4" | "noaccess" | "invisible" | "ptraceable")
+    );
+    let gid: libc::gid_t = option("gid").and_then(|g| g.parse().ok()).unwrap_or(0);
+    hidden && !groups.contains(&gid)
+}
+
 /// The seccomp filter of a sandboxed plugin without `allow_network` (see the module
 /// documentation), built once for each answer to `unix`: whether it may open Unix-domain
 /// sockets (`allow_unix_sockets`).
@@ -425,6 +473,47 @@ mod tests {
         let script = dir.path().join("script");
         std::fs::write(&script, b"#!/bin/sh\n").unwrap();
         assert!(!is_elf32(&script));
+    }
+
+    #[test]
+    fn proc_hides_other_processes_only_with_hidepid_and_outside_its_group() {
+        let line = |mount_point: &str, fs: &str, options: &str| {
+            format!(
+                "22 27 0:21 / {mount_point} rw,nosuid,relatime shared:12 - {fs} proc {options}\n"
+            )
+        };
+        let sys = line("/sys", "sysfs", "rw");
+        let plain = format!("{sys}{}", line("/proc", "proc", "rw"));
+        let cordon = [1000, 1000];
+        assert!(!hides_other_processes(&plain, &cordon), "no hidepid");
+        for hidepid in ["invisible", "2", "noaccess", "1", "ptraceable", "4"] {
+            let hidden = line("/proc", "proc", &format!("rw,hidepid={hidepid}"));
+            assert!(hides_other_processes(&hidden, &cordon), "hidepid={hidepid}");
+            assert!(
+                !hides_other_processes(&hidden, &[0]),
+                "root's group sees everything"
+            );
+        }
+        let with_gid = line("/proc", "proc", "rw,hidepid=invisible,gid=1000");
+        assert!(
+            !hides_other_processes(&with_gid, &[0, 1000]),
+            "its gid= group"
+        );
+        assert!(hides_other_processes(&with_gid, &[0]));
+        assert!(
+            !hides_other_processes(&line("/proc", "proc", "rw,hidepid=off"), &cordon),
+            "hidepid=off"
+        );
+        // The mount on top counts; another procfs elsewhere does not.
+        let remounted = format!(
+            "{}{}",
+            line("/proc", "proc", "rw,hidepid=invisible"),
+            line("/proc", "proc", "rw")
+        );
+        assert!(!hides_other_processes(&remounted, &cordon));
+        let elsewhere = format!("{plain}{}", line("/run/p", "proc", "rw,hidepid=2"));
+        assert!(!hides_other_processes(&elsewhere, &cordon));
+        assert!(!hides_other_processes("", &cordon), "no /proc at all");
     }
 
     #[test]

@@ -11,7 +11,7 @@ pub mod process;
 pub mod wasm;
 pub mod webhook;
 
-pub use landlock::{enforced as landlock_enforces, landlock_abi};
+pub use landlock::{enforced as landlock_enforces, landlock_abi, proc_hides_other_processes};
 
 use std::fmt;
 use std::path::PathBuf;
@@ -241,8 +241,10 @@ pub const OPEN_FILES_RESERVE: u64 = 1024;
 /// A warning when `limit` (this process's open files limit, `None`: unlimited) is below
 /// Log how the native plugins among `plugins` are confined: a warning for each one whose
 /// sandbox is off, and what this kernel's Landlock enforces for the others (a warning when it
-/// is not everything Cordon asks for). Nothing when there are no native plugins.
-pub fn log_native_sandbox<'a>(plugins: impl IntoIterator<Item = &'a Plugin>) {
+/// is not everything Cordon asks for). Nothing when there are no native plugins. `serving`: the
+/// plugins scan clients' files (the server), so a warning too when `/proc` shows them the
+/// processes of other scans ([`proc_hides_other_processes`]).
+pub fn log_native_sandbox<'a>(plugins: impl IntoIterator<Item = &'a Plugin>, serving: bool) {
     let mut confined = Vec::new();
     for plugin in plugins {
         if let RuntimeSpec::Process { sandbox, .. } = &plugin.spec.runtime {
@@ -277,6 +279,15 @@ pub fn log_native_sandbox<'a>(plugins: impl IntoIterator<Item = &'a Plugin>) {
             "native plugins are sandboxed by Landlock against {} (and, without \
              allow_network, by a seccomp filter against sockets)",
             landlock_enforces(abi)
+        );
+    }
+    if serving && abi > 0 && !proc_hides_other_processes() {
+        tracing::warn!(
+            plugins,
+            "native plugins can read other processes' command lines in /proc, which name the \
+             files other scans are scanning: mount /proc with hidepid=invisible (its gid= \
+             option, root's group by default, sees everything) and run Cordon as a user of \
+             its own, not in that group; the sandbox then hides every process outside it"
         );
     }
 }

@@ -167,7 +167,7 @@ async fn change(
         .await?;
     // A plugin or workflow changed here can need more descriptors than the start's check saw.
     super::warn_if_open_files_short(&current.inventory, state.settings.workers);
-    crate::executor::log_native_sandbox(current.inventory.plugins().map(|p| &**p));
+    crate::executor::log_native_sandbox(current.inventory.plugins().map(|p| &**p), true);
     Ok(current)
 }
 

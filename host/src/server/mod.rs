@@ -290,7 +290,10 @@ impl Server {
         };
         let (inventory, executor) = inventory;
         warn_if_open_files_short(&inventory.current().inventory, settings.workers);
-        crate::executor::log_native_sandbox(inventory.current().inventory.plugins().map(|p| &**p));
+        crate::executor::log_native_sandbox(
+            inventory.current().inventory.plugins().map(|p| &**p),
+            true,
+        );
         let callback_client =
             callbacks::client(settings.callback_timeout).map_err(ServeError::Http)?;
 
