@@ -386,6 +386,66 @@ async fn a_native_plugin_reads_what_programs_need_of_etc_and_not_a_service_s_sec
     assert_eq!(p["read_named"], "ok:14", "allow_read names it");
 }
 
+/// A procfs instance mounted for one test, unmounted when dropped.
+struct ProcMount(std::path::PathBuf);
+
+impl Drop for ProcMount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[tokio::test]
+async fn with_proc_mounted_hidepid_a_native_plugin_sees_no_process_outside_its_sandbox() {
+    if landlock_or_skip().is_none() {
+        return;
+    }
+    let rig = Rig::new();
+    // A procfs as an administrator would mount /proc, with a `gid=` group this test's process
+    // is not in (root's group, the default, sees everything).
+    let mount = rig.dir.path().join("proc");
+    std::fs::create_dir(&mount).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "proc", "-o", "hidepid=invisible,gid=64999", "proc"])
+        .arg(&mount)
+        .output();
+    match mounted {
+        Ok(out) if out.status.success() => {}
+        other => {
+            eprintln!("skipped: cannot mount a procfs here (root only): {other:?}");
+            return;
+        }
+    }
+    let _unmount = ProcMount(mount.clone());
+    let sample = rig.sample(b"twelve bytes", "invoice.pdf");
+    // This process's command line: what a plugin would read of Cordon or of another scan's
+    // plugin, whose last argument names that scan's file.
+    let ours = |proc: &std::path::Path| {
+        let path = proc.join(std::process::id().to_string()).join("cmdline");
+        [("ESCAPE_READ", path.display().to_string())]
+    };
+    let sandbox = NativeSandbox {
+        read: vec![mount.clone()],
+        ..NativeSandbox::default()
+    };
+    let p = observe_native(&rig, &sample, sandbox.clone(), &ours(&mount)).await;
+    assert!(
+        p["read_named"].contains("No such file"),
+        "hidden: {}",
+        p["read_named"]
+    );
+    // The controls: the same plugin reads it through a /proc without hidepid, and so does an
+    // unconfined one through this mount (Landlock's refusal to trace is what hides it).
+    let p = observe_native(&rig, &sample, sandbox, &ours(std::path::Path::new("/proc"))).await;
+    assert!(p["read_named"].starts_with("ok:"), "{}", p["read_named"]);
+    let off = NativeSandbox {
+        enabled: false,
+        ..NativeSandbox::default()
+    };
+    let p = observe_native(&rig, &sample, off, &ours(&mount)).await;
+    assert!(p["read_named"].starts_with("ok:"), "{}", p["read_named"]);
+}
+
 #[tokio::test]
 async fn a_native_sandbox_that_would_show_the_files_being_scanned_is_refused() {
     if landlock_or_skip().is_none() {
