@@ -285,9 +285,10 @@ pub fn log_native_sandbox<'a>(plugins: impl IntoIterator<Item = &'a Plugin>, ser
         tracing::warn!(
             plugins,
             "native plugins can read other processes' command lines in /proc, which name the \
-             files other scans are scanning: mount /proc with hidepid=invisible (its gid= \
-             option, root's group by default, sees everything) and run Cordon as a user of \
-             its own, not in that group; the sandbox then hides every process outside it"
+             files other scans are scanning: run Cordon as a user of its own with /proc \
+             mounted hidepid=invisible (ProtectProc=invisible in deploy/cordon.service), and \
+             the sandbox then hides every process outside it (the mount's gid= group, root's \
+             by default, still sees everything)"
         );
     }
 }
