@@ -127,10 +127,10 @@ pub fn enforced(abi: i32) -> &'static str {
             "nothing: this kernel has no Landlock, so native plugins' files and signals are unconfined"
         }
         1..=3 => {
-            "files only: this kernel's Landlock cannot refuse signals to Cordon or abstract Unix sockets (that needs ABI 6, Linux 6.12)"
+            "files only: this kernel's Landlock cannot refuse signals to Cordon, nor abstract Unix sockets to a plugin with allow_unix_sockets (that needs ABI 6, Linux 6.12)"
         }
         4 | 5 => {
-            "files and TCP: this kernel's Landlock cannot refuse signals to Cordon or abstract Unix sockets (that needs ABI 6, Linux 6.12)"
+            "files and TCP: this kernel's Landlock cannot refuse signals to Cordon, nor abstract Unix sockets to a plugin with allow_unix_sockets (that needs ABI 6, Linux 6.12)"
         }
         _ => "files, TCP, signals and abstract Unix sockets",
     }
