@@ -417,6 +417,26 @@ fn system_trees() -> &'static [PathBuf] {
     })
 }
 
+/// Whether a plugin confined by `sandbox` may execute the file at `path` (an interpreter its
+/// program needs): one under the system's programs and libraries or an `allow_read` tree, as
+/// they resolve on this machine. The sandbox's own program is allowed by its own rule.
+pub(super) fn may_run(sandbox: &NativeSandbox, path: &Path) -> bool {
+    static RUNNABLE: OnceLock<Vec<PathBuf>> = OnceLock::new();
+    let system = RUNNABLE.get_or_init(|| {
+        SYSTEM_READ
+            .iter()
+            .filter_map(|p| std::fs::canonicalize(p).ok())
+            .collect()
+    });
+    let Ok(path) = std::fs::canonicalize(path) else {
+        return false;
+    };
+    system
+        .iter()
+        .chain(&sandbox.read)
+        .any(|tree| path.starts_with(tree))
+}
+
 /// Refuse a sandbox that would let the plugin read `dir`, the directory of the file it scans,
 /// which holds (or sits beside) the other files Cordon is scanning.
 fn check_not_beneath(sandbox: &NativeSandbox, dir: &Path) -> Result<(), String> {

@@ -49,7 +49,7 @@ use rustix::process::{Pid, Resource, Rlimit, Signal};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, Command};
 
-use super::landlock::{Confinement, is_elf32, socket_filter};
+use super::landlock::{Confinement, is_elf32, may_run, socket_filter};
 use super::{ExecutorConfig, Failure, Invocation, Outcome, Stream};
 use crate::plugin::{Limits, NativeSandbox};
 
@@ -233,8 +233,10 @@ impl ProcessRuntime {
 
     /// Resolve `program` to an absolute path (a name without `/` is looked up in the
     /// absolute directories of Cordon's `PATH`; a relative path is taken from Cordon's current
-    /// directory) and check that it is an existing regular file with an execute bit, and that
-    /// `args` and `env` can be passed to `execve`. The sandbox's `allow_read` entries must
+    /// directory) and check that it is an existing regular file Cordon's user may execute
+    /// (not on a `noexec` mount), that what runs it (a script's `#!` interpreter, a dynamic
+    /// loader) exists and its sandbox lets it run, and that `args` and `env` can be passed to
+    /// `execve`. The sandbox's `allow_read` entries must
     /// exist and its `allow_write` entries be directories (created when missing); all are
     /// resolved to absolute paths without links. The error says what to fix.
     pub(super) fn prepare(
@@ -264,6 +266,7 @@ impl ProcessRuntime {
             }
         }
         let sandbox = resolve_sandbox(sandbox)?;
+        check_interpreters(&program, &sandbox)?;
         let socket_filter = if !sandbox.enabled || sandbox.network {
             None
         } else if is_elf32(&program) {
@@ -738,23 +741,182 @@ fn resolve_program(program: &Path) -> Result<PathBuf, String> {
     Ok(path)
 }
 
-/// An existing regular file (symbolic links followed) with at least one execute bit.
+/// An existing regular file (symbolic links followed) that Cordon's user may execute.
 fn check_executable(path: &Path) -> Result<(), String> {
-    let shown = path.display();
+    match not_executable(path) {
+        Some(why) => Err(format!("program `{}` {why}", path.display())),
+        None => Ok(()),
+    }
+}
+
+/// Why the file at `path` cannot be executed, if it cannot: missing, not a regular file, no
+/// execute bit, on a `noexec` mount, or not executable by Cordon's user.
+fn not_executable(path: &Path) -> Option<String> {
     let meta = match std::fs::metadata(path) {
         Ok(meta) => meta,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return Err(format!("program `{shown}` does not exist"));
-        }
-        Err(e) => return Err(format!("program `{shown}` cannot be inspected: {e}")),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Some("does not exist".into()),
+        Err(e) => return Some(format!("cannot be inspected: {e}")),
     };
     if !meta.is_file() {
-        return Err(format!("program `{shown}` is not a regular file"));
+        return Some("is not a regular file".into());
     }
     if meta.permissions().mode() & 0o111 == 0 {
-        return Err(format!("program `{shown}` is not executable (chmod +x it)"));
+        return Some("is not executable (chmod +x it)".into());
     }
-    Ok(())
+    if let Err(e) = rustix::fs::access(path, rustix::fs::Access::EXEC_OK) {
+        let noexec = rustix::fs::statvfs(path)
+            .is_ok_and(|s| s.f_flag.contains(rustix::fs::StatVfsMountFlags::NOEXEC));
+        return Some(if noexec {
+            "is on a file system mounted noexec, where nothing may be executed; move it to one \
+             that allows it (for a `builtin:` script, move Cordon's data directory)"
+                .into()
+        } else {
+            format!(
+                "may not be executed by Cordon's user: {}",
+                io::Error::from(e)
+            )
+        });
+    }
+    None
+}
+
+/// How many interpreters the kernel follows from a program: four levels of `#!`
+/// (`BINPRM_MAX_RECURSION`), then the last one's dynamic loader.
+const MAX_INTERPRETERS: usize = 5;
+
+/// What runs a program before the program itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Interpreter {
+    /// The interpreter of a script, from its `#!` line.
+    Script,
+    /// The dynamic loader of an ELF program (`PT_INTERP`).
+    Loader,
+}
+
+/// Check what the kernel runs before `program` itself: the interpreter of a script (itself
+/// possibly a script) and the dynamic loader of an ELF program. Each must be an executable
+/// file at an absolute path and, for a sandboxed plugin on a kernel with Landlock, one the
+/// sandbox lets it run. Without this, every scan would fail with "No such file or directory"
+/// for a program that exists, or "Permission denied".
+fn check_interpreters(program: &Path, sandbox: &NativeSandbox) -> Result<(), String> {
+    let confined = sandbox.enabled && super::landlock_abi() > 0;
+    let mut current = program.to_path_buf();
+    for _ in 0..MAX_INTERPRETERS {
+        let Some((interpreter, kind)) = interpreter_of(&current)? else {
+            return Ok(());
+        };
+        let whose = if current == program {
+            "its".to_owned()
+        } else {
+            format!("`{}`'s", current.display())
+        };
+        let needs = match kind {
+            Interpreter::Script => format!("{whose} `#!` line names `{}`", interpreter.display()),
+            Interpreter::Loader => {
+                format!("{whose} dynamic loader is `{}`", interpreter.display())
+            }
+        };
+        let refuse = |why: &str| Err(format!("program `{}`: {needs}, {why}", program.display()));
+        if let Some(name) = interpreter.to_str().and_then(|i| i.strip_suffix('\r')) {
+            return Err(format!(
+                "program `{}`: {whose} `#!` line ends in a carriage return (Windows line \
+                 endings), so the kernel looks for `{name}\\r`, which does not exist; convert \
+                 the file to Unix line endings (dos2unix)",
+                program.display()
+            ));
+        }
+        if !interpreter.is_absolute() {
+            return refuse(
+                "a relative path, which the kernel would look for in the plugin's working \
+                 directory; give an absolute one",
+            );
+        }
+        if let Some(why) = not_executable(&interpreter) {
+            return refuse(&format!("which {why}"));
+        }
+        if confined && !may_run(sandbox, &interpreter) {
+            return refuse(&format!(
+                "which its sandbox does not let it run (it runs the system's programs, under \
+                 /usr, /bin, /sbin and /lib*, and what `allow_read` names); add `{}` or its \
+                 directory to `allow_read`",
+                interpreter.display()
+            ));
+        }
+        if kind == Interpreter::Loader {
+            return Ok(());
+        }
+        current = interpreter;
+    }
+    Err(format!(
+        "program `{}`: its `#!` interpreters run more than four deep, more than the kernel \
+         follows",
+        program.display()
+    ))
+}
+
+/// The interpreter of the program at `path`, when it has one. A file Cordon cannot read, or
+/// an ELF file it cannot parse, has none as far as this check goes: `exec` will tell.
+fn interpreter_of(path: &Path) -> Result<Option<(PathBuf, Interpreter)>, String> {
+    use std::io::Read;
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(mut file) = std::fs::File::open(path) else {
+        return Ok(None);
+    };
+    // What the kernel reads of a script for its `#!` line (`BINPRM_BUF_SIZE`).
+    let mut head = Vec::with_capacity(256);
+    if (&mut file).take(256).read_to_end(&mut head).is_err() {
+        return Ok(None);
+    }
+    if let Some(line) = head.strip_prefix(b"#!") {
+        let line = line.split(|&b| b == b'\n').next().unwrap_or_default();
+        let name = line
+            .split(|&b| b == b' ' || b == b'\t')
+            .find(|word| !word.is_empty())
+            .unwrap_or_default();
+        if name.is_empty() {
+            return Err(format!(
+                "program `{}`: its `#!` line names no interpreter",
+                path.display()
+            ));
+        }
+        let name = PathBuf::from(std::ffi::OsStr::from_bytes(name));
+        return Ok(Some((name, Interpreter::Script)));
+    }
+    if !head.starts_with(b"\x7fELF") {
+        return Ok(None);
+    }
+    let data = &object::ReadCache::new(file);
+    let loader = match object::FileKind::parse(data) {
+        Ok(object::FileKind::Elf64) => {
+            elf_loader::<object::elf::FileHeader64<object::Endianness>>(data)
+        }
+        Ok(object::FileKind::Elf32) => {
+            elf_loader::<object::elf::FileHeader32<object::Endianness>>(data)
+        }
+        _ => None,
+    };
+    Ok(loader.map(|name| {
+        (
+            PathBuf::from(std::ffi::OsStr::from_bytes(&name)),
+            Interpreter::Loader,
+        )
+    }))
+}
+
+/// The `PT_INTERP` of an ELF file: `None` for a static program, or one that does not parse.
+fn elf_loader<Elf>(data: &object::ReadCache<std::fs::File>) -> Option<Vec<u8>>
+where
+    Elf: object::read::elf::FileHeader<Endian = object::Endianness>,
+{
+    use object::read::elf::ProgramHeader;
+    let header = Elf::parse(data).ok()?;
+    let endian = header.endian().ok()?;
+    header
+        .program_headers(endian, data)
+        .ok()?
+        .iter()
+        .find_map(|ph| ph.interpreter(endian, data).ok().flatten())
+        .map(<[u8]>::to_vec)
 }
 
 /// The sandbox with its trees checked and resolved: each `allow_read` entry must exist, each
@@ -1420,6 +1582,132 @@ mod tests {
         assert!(prepare(off).unwrap().socket_filter.is_none());
         // A 64-bit program (the script's interpreter decides) gets the filter.
         assert!(f.plugin("exit 0").socket_filter.is_some());
+    }
+
+    /// `bytes` as the executable file `name` in the fixture's `bin`.
+    fn executable(f: &Fixture, name: &str, bytes: &[u8]) -> PathBuf {
+        let path = f.script(name, "");
+        std::fs::write(&path, bytes).unwrap();
+        path
+    }
+
+    #[test]
+    fn prepare_checks_what_runs_a_program_before_it() {
+        let f = Fixture::new();
+        let prepare =
+            |program: &Path, sandbox: NativeSandbox| f.runtime.prepare(program, &[], &[], &sandbox);
+        let refused = |program: &Path, sandbox: NativeSandbox| {
+            prepare(program, sandbox).err().expect("refused at load")
+        };
+        let open = NativeSandbox {
+            enabled: false,
+            ..NativeSandbox::default()
+        };
+
+        // Each of these would fail every scan with "No such file or directory", for a file
+        // that exists.
+        let python = executable(&f, "scan.py", b"#!/nonexistent/python9 -u\nprint(1)\n");
+        let e = refused(&python, open.clone());
+        assert!(
+            e.contains("its `#!` line names `/nonexistent/python9`, which does not exist"),
+            "{e}"
+        );
+        let crlf = executable(&f, "crlf.sh", b"#!/bin/sh\r\necho\r\n");
+        let e = refused(&crlf, open.clone());
+        assert!(
+            e.contains("carriage return") && e.contains("`/bin/sh\\r`") && e.contains("dos2unix"),
+            "{e}"
+        );
+        let relative = executable(&f, "relative.sh", b"#!  sh -e\n");
+        let e = refused(&relative, open.clone());
+        assert!(e.contains("names `sh`, a relative path"), "{e}");
+        let empty = executable(&f, "empty.sh", b"#!\n");
+        let e = refused(&empty, open.clone());
+        assert!(e.contains("names no interpreter"), "{e}");
+        // Through an interpreter that is a script itself.
+        let inner = executable(&f, "inner", b"#!/nonexistent/perl9\n");
+        let outer = executable(&f, "outer", format!("#!{}\n", inner.display()).as_bytes());
+        let e = refused(&outer, open.clone());
+        assert!(
+            e.contains(&format!(
+                "`{}`'s `#!` line names `/nonexistent/perl9`",
+                inner.display()
+            )),
+            "{e}"
+        );
+        let deep = f.root.path().join("bin/deep");
+        executable(&f, "deep", format!("#!{}\n", deep.display()).as_bytes());
+        let e = refused(&deep, open.clone());
+        assert!(e.contains("more than four deep"), "{e}");
+
+        // An interpreter the sandbox would not let it run ("Permission denied" at every
+        // scan), unless `allow_read` names it.
+        let opt = f.root.path().join("opt");
+        std::fs::create_dir(&opt).unwrap();
+        std::fs::copy("/bin/sh", opt.join("sh")).unwrap();
+        let script = executable(
+            &f,
+            "opt.sh",
+            format!("#!{}\nexit 0\n", opt.join("sh").display()).as_bytes(),
+        );
+        if crate::executor::landlock_abi() > 0 {
+            let e = refused(&script, NativeSandbox::default());
+            assert!(
+                e.contains("its sandbox does not let it run") && e.contains("to `allow_read`"),
+                "{e}"
+            );
+        }
+        let allowed = NativeSandbox {
+            read: vec![opt.clone()],
+            ..NativeSandbox::default()
+        };
+        assert!(prepare(&script, allowed).is_ok());
+        assert!(prepare(&script, open.clone()).is_ok());
+
+        // An ELF program whose dynamic loader is missing (one built for another C library).
+        let system = std::fs::read("/bin/true").unwrap();
+        let loader: &[u8] = b"/lib64/ld-linux-x86-64.so.2";
+        assert!(prepare(Path::new("/bin/true"), NativeSandbox::default()).is_ok());
+        match system.windows(loader.len()).position(|w| w == loader) {
+            Some(at) => {
+                let mut patched = system.clone();
+                patched[at + loader.len() - 1] = b'9';
+                let elf = executable(&f, "true", &patched);
+                let e = refused(&elf, open);
+                assert!(
+                    e.contains(
+                        "its dynamic loader is `/lib64/ld-linux-x86-64.so.9`, which does not exist"
+                    ),
+                    "{e}"
+                );
+            }
+            None => eprintln!("skipped the loader case: /bin/true has no x86-64 glibc loader"),
+        }
+    }
+
+    #[test]
+    fn a_program_on_a_noexec_mount_is_refused_at_load() {
+        let f = Fixture::new();
+        let mount = f.root.path().join("noexec");
+        std::fs::create_dir(&mount).unwrap();
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "noexec,size=1m", "tmpfs"])
+            .arg(&mount)
+            .output();
+        if !mounted.is_ok_and(|o| o.status.success()) {
+            eprintln!("skipped: cannot mount a file system here (root only)");
+            return;
+        }
+        let script = mount.join("scan.sh");
+        std::fs::write(&script, "#!/bin/sh\nexit 0\n").unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let e = f
+            .runtime
+            .prepare(&script, &[], &[], &NativeSandbox::default())
+            .err();
+        let _ = std::process::Command::new("umount").arg(&mount).status();
+        let e = e.expect("refused at load");
+        assert!(e.contains("mounted noexec"), "{e}");
     }
 
     #[test]
