@@ -137,6 +137,9 @@ pub struct LoadContext {
     pub data_dir: PathBuf,
     /// Where the built-in native scripts are (`builtin:<script>` programs).
     pub builtin_scripts_dir: PathBuf,
+    /// Cordon's configuration file, absolute, when it was read from one: it holds the API keys
+    /// and users, so no native plugin's sandbox may reach it.
+    pub config_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -310,6 +313,7 @@ pub fn load_file(
         base_dir: std::path::absolute(&base_dir).unwrap_or(base_dir),
         data_dir: data_dir.to_owned(),
         builtin_scripts_dir: builtin_scripts_dir.to_owned(),
+        config_file: std::path::absolute(path).ok(),
     };
     parse(&text, &path.display().to_string(), &ctx)
 }
@@ -543,11 +547,35 @@ fn native_sandbox(raw: &RawPlugin, ctx: &LoadContext, problems: &mut Vec<String>
                 ));
                 continue;
             }
+            if let Some(file) = &ctx.config_file
+                && holds(&path, file)
+            {
+                problems.push(format!(
+                    "field `{field}`: {} holds Cordon's configuration file ({}), with its API \
+                     keys and users; allow a narrower directory, or keep the configuration \
+                     elsewhere (such as /etc/cordon/)",
+                    path.display(),
+                    file.display()
+                ));
+                continue;
+            }
             out.push(path);
         }
         out
     };
     let enabled = raw.sandbox.unwrap_or(true);
+    if enabled
+        && raw.runtime == RuntimeKind::Process
+        && let Some(file) = &ctx.config_file
+        && let Some(tree) = crate::executor::every_native_plugin_reads(file)
+    {
+        problems.push(format!(
+            "Cordon's configuration file ({}), with its API keys and users, is under {}, which \
+             every sandboxed native plugin may read; keep it elsewhere (such as /etc/cordon/)",
+            file.display(),
+            tree.display()
+        ));
+    }
     let read = paths("allow_read", &raw.allow_read, problems);
     let write = paths("allow_write", &raw.allow_write, problems);
     let network = raw.allow_network.unwrap_or(false);
@@ -568,6 +596,12 @@ fn native_sandbox(raw: &RawPlugin, ctx: &LoadContext, problems: &mut Vec<String>
         network,
         unix_sockets: unix_sockets || network,
     }
+}
+
+/// Whether the tree at `tree` holds `file`, as given or as both resolve (links followed).
+fn holds(tree: &Path, file: &Path) -> bool {
+    let resolved = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    file.starts_with(tree) || resolved(file).starts_with(resolved(tree))
 }
 
 fn process_spec(
@@ -698,6 +732,7 @@ mod tests {
             base_dir: dir.to_owned(),
             data_dir: dir.join("data"),
             builtin_scripts_dir: dir.join("builtin"),
+            config_file: None,
         }
     }
 
@@ -903,6 +938,76 @@ mod tests {
         assert!(
             greedy[0].contains("holds Cordon's data directory"),
             "{joined}"
+        );
+    }
+
+    #[test]
+    fn no_native_sandbox_may_reach_the_configuration_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ctx = ctx(dir.path());
+        let native = |name: &str, extra: &str| {
+            format!(
+                "[[plugin]]\nname = \"{name}\"\nrole = \"scanner\"\nruntime = \"process\"\n\
+                 command = \"/bin/true\"\n{extra}\n"
+            )
+        };
+        let of = |problems: &[String], name: &str| -> Vec<String> {
+            let tag = format!("plugin \"{name}\"");
+            problems
+                .iter()
+                .filter(|p| p.contains(&tag))
+                .cloned()
+                .collect()
+        };
+
+        // Beside the plugins' own files: a tree that holds it is refused, a narrower one not.
+        ctx.config_file = Some(dir.path().join("etc/cordon.toml"));
+        let text = [
+            native("Greedy", "allow_read = [\"etc\"]"),
+            native(
+                "Writer",
+                &format!("allow_write = [\"{}\"]", dir.path().join("etc").display()),
+            ),
+            native("Narrow", "allow_read = [\"signatures\"]"),
+        ]
+        .concat();
+        let p = parse(&text, "t", &ctx).expect_err("refused").problems;
+        for name in ["Greedy", "Writer"] {
+            let mine = of(&p, name);
+            assert!(
+                mine.len() == 1 && mine[0].contains("holds Cordon's configuration file"),
+                "{name}: {p:?}"
+            );
+        }
+        assert!(of(&p, "Narrow").is_empty(), "{p:?}");
+
+        // Under a tree every sandboxed native plugin reads: refused for those only.
+        ctx.config_file = Some(PathBuf::from("/usr/local/etc/cordon.toml"));
+        let text = [
+            native("Confined", ""),
+            native("Unconfined", "sandbox = false"),
+            "[[plugin]]\nname = \"Wasm\"\nrole = \"scanner\"\nruntime = \"wasm\"\nmodule = \"builtin:eicar\"\n".to_owned(),
+        ]
+        .concat();
+        let p = parse(&text, "t", &ctx).expect_err("refused").problems;
+        let mine = of(&p, "Confined");
+        assert!(
+            mine.len() == 1
+                && mine[0].contains("is under /usr, which every sandboxed native plugin may read"),
+            "{p:?}"
+        );
+        assert!(
+            of(&p, "Unconfined").is_empty() && of(&p, "Wasm").is_empty(),
+            "{p:?}"
+        );
+        ctx.config_file = Some(PathBuf::from("/etc/cordon/cordon.toml"));
+        let p = parse(&native("Confined", ""), "t", &ctx)
+            .err()
+            .map(|e| e.problems)
+            .unwrap_or_default();
+        assert!(
+            !p.iter().any(|p| p.contains("configuration file")),
+            "/etc/cordon is not read: {p:?}"
         );
     }
 

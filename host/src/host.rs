@@ -112,6 +112,7 @@ impl Host {
                     base_dir: data_dir.clone(),
                     data_dir: data_dir.clone(),
                     builtin_scripts_dir: scripts,
+                    config_file: None,
                 },
             )?,
         };

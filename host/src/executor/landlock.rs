@@ -417,6 +417,21 @@ fn system_trees() -> &'static [PathBuf] {
     })
 }
 
+/// The system tree under which `path` lies, when every sandboxed native plugin may read it
+/// (the system's programs and libraries, `/proc`, `/sys`, the entries of `/etc` they get).
+pub fn every_native_plugin_reads(path: &Path) -> Option<PathBuf> {
+    let resolved = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    SYSTEM_READ
+        .iter()
+        .chain(SYSTEM_INFO)
+        .chain(SYSTEM_ETC)
+        .map(PathBuf::from)
+        .find(|tree| {
+            let tree_resolved = std::fs::canonicalize(tree).unwrap_or_else(|_| tree.clone());
+            path.starts_with(tree) || resolved.starts_with(&tree_resolved)
+        })
+}
+
 /// Whether a plugin confined by `sandbox` may execute the file at `path` (an interpreter its
 /// program needs): one under the system's programs and libraries or an `allow_read` tree, as
 /// they resolve on this machine. The sandbox's own program is allowed by its own rule.

@@ -11,7 +11,10 @@ pub mod process;
 pub mod wasm;
 pub mod webhook;
 
-pub use landlock::{enforced as landlock_enforces, landlock_abi, proc_hides_other_processes};
+pub use landlock::{
+    enforced as landlock_enforces, every_native_plugin_reads, landlock_abi,
+    proc_hides_other_processes,
+};
 
 use std::fmt;
 use std::path::PathBuf;

@@ -274,10 +274,16 @@ impl Server {
                 config,
                 data_dir,
             } = host;
+            // Plugins defined through the admin API: relative paths start at the data
+            // directory, and no sandbox may reach the configuration file either.
             let ctx = LoadContext {
                 base_dir: data_dir.clone(),
                 data_dir: data_dir.clone(),
                 builtin_scripts_dir: data_dir.join("builtin"),
+                config_file: options
+                    .config
+                    .as_deref()
+                    .and_then(|p| std::path::absolute(p).ok()),
             };
             let modules = inventory::modules_dir(&data_dir);
             tokio::task::spawn_blocking(move || {
@@ -649,6 +655,7 @@ mod tests {
             base_dir: dir.path().to_owned(),
             data_dir: dir.path().to_owned(),
             builtin_scripts_dir: dir.path().join("builtin"),
+            config_file: None,
         };
         crate::builtin::install_scripts(&ctx.builtin_scripts_dir).unwrap();
         let config = parse(
