@@ -235,8 +235,8 @@ impl ProcessRuntime {
     /// absolute directories of Cordon's `PATH`; a relative path is taken from Cordon's current
     /// directory) and check that it is an existing regular file Cordon's user may execute
     /// (not on a `noexec` mount), that what runs it (a script's `#!` interpreter, a dynamic
-    /// loader) exists and its sandbox lets it run, and that `args` and `env` can be passed to
-    /// `execve`. The sandbox's `allow_read` entries must
+    /// loader, the libraries it loads from its own directories) exists and its sandbox lets it
+    /// run, and that `args` and `env` can be passed to `execve`. The sandbox's `allow_read` entries must
     /// exist and its `allow_write` entries be directories (created when missing); all are
     /// resolved to absolute paths without links. The error says what to fix.
     pub(super) fn prepare(
@@ -266,7 +266,7 @@ impl ProcessRuntime {
             }
         }
         let sandbox = resolve_sandbox(sandbox)?;
-        check_interpreters(&program, &sandbox)?;
+        check_interpreters(&program, &sandbox, env)?;
         let socket_filter = if !sandbox.enabled || sandbox.network {
             None
         } else if is_elf32(&program) {
@@ -798,7 +798,11 @@ enum Interpreter {
 /// file at an absolute path and, for a sandboxed plugin on a kernel with Landlock, one the
 /// sandbox lets it run. Without this, every scan would fail with "No such file or directory"
 /// for a program that exists, or "Permission denied".
-fn check_interpreters(program: &Path, sandbox: &NativeSandbox) -> Result<(), String> {
+fn check_interpreters(
+    program: &Path,
+    sandbox: &NativeSandbox,
+    env: &[(String, String)],
+) -> Result<(), String> {
     let confined = sandbox.enabled && super::landlock_abi() > 0;
     let mut current = program.to_path_buf();
     for _ in 0..MAX_INTERPRETERS {
@@ -843,7 +847,12 @@ fn check_interpreters(program: &Path, sandbox: &NativeSandbox) -> Result<(), Str
             ));
         }
         if kind == Interpreter::Loader {
-            return Ok(());
+            // `current` is a dynamically linked program: what it loads must be readable too.
+            return if confined {
+                check_libraries(&current, program, sandbox, env)
+            } else {
+                Ok(())
+            };
         }
         current = interpreter;
     }
@@ -885,16 +894,7 @@ fn interpreter_of(path: &Path) -> Result<Option<(PathBuf, Interpreter)>, String>
     if !head.starts_with(b"\x7fELF") {
         return Ok(None);
     }
-    let data = &object::ReadCache::new(file);
-    let loader = match object::FileKind::parse(data) {
-        Ok(object::FileKind::Elf64) => {
-            elf_loader::<object::elf::FileHeader64<object::Endianness>>(data)
-        }
-        Ok(object::FileKind::Elf32) => {
-            elf_loader::<object::elf::FileHeader32<object::Endianness>>(data)
-        }
-        _ => None,
-    };
+    let loader = elf_info(file).and_then(|elf| elf.loader);
     Ok(loader.map(|name| {
         (
             PathBuf::from(std::ffi::OsStr::from_bytes(&name)),
@@ -903,20 +903,159 @@ fn interpreter_of(path: &Path) -> Result<Option<(PathBuf, Interpreter)>, String>
     }))
 }
 
-/// The `PT_INTERP` of an ELF file: `None` for a static program, or one that does not parse.
-fn elf_loader<Elf>(data: &object::ReadCache<std::fs::File>) -> Option<Vec<u8>>
+/// What the kernel and the dynamic loader read of an ELF file.
+#[derive(Debug, Default)]
+struct ElfInfo {
+    /// Its dynamic loader (`PT_INTERP`); `None` for a static program or a library.
+    loader: Option<Vec<u8>>,
+    /// The libraries it needs (`DT_NEEDED`).
+    needed: Vec<Vec<u8>>,
+    /// Where the loader looks for them first: `DT_RPATH`, ignored when there is a
+    /// `DT_RUNPATH`, then `LD_LIBRARY_PATH`, then `DT_RUNPATH`; each a `:`-separated list.
+    rpath: Vec<Vec<u8>>,
+    runpath: Vec<Vec<u8>>,
+}
+
+/// Parse the ELF file `file` (a 64- or 32-bit one): `None` when it does not parse.
+fn elf_info(file: std::fs::File) -> Option<ElfInfo> {
+    let data = &object::ReadCache::new(file);
+    match object::FileKind::parse(data).ok()? {
+        object::FileKind::Elf64 => {
+            elf_info_of::<object::elf::FileHeader64<object::Endianness>>(data)
+        }
+        object::FileKind::Elf32 => {
+            elf_info_of::<object::elf::FileHeader32<object::Endianness>>(data)
+        }
+        _ => None,
+    }
+}
+
+fn elf_info_of<Elf>(data: &object::ReadCache<std::fs::File>) -> Option<ElfInfo>
 where
     Elf: object::read::elf::FileHeader<Endian = object::Endianness>,
 {
-    use object::read::elf::ProgramHeader;
+    use object::read::elf::{Dyn, ProgramHeader};
     let header = Elf::parse(data).ok()?;
     let endian = header.endian().ok()?;
-    header
-        .program_headers(endian, data)
-        .ok()?
+    let mut info = ElfInfo {
+        loader: header
+            .program_headers(endian, data)
+            .ok()?
+            .iter()
+            .find_map(|ph| ph.interpreter(endian, data).ok().flatten())
+            .map(<[u8]>::to_vec),
+        ..ElfInfo::default()
+    };
+    // The dynamic entries, through the section table (a file stripped of it has none here).
+    let sections = header.sections(endian, data).ok()?;
+    if let Ok(Some((entries, link))) = sections.dynamic(endian, data)
+        && let Ok(strings) = sections.strings(endian, data, link)
+    {
+        for entry in entries {
+            let list = match entry.tag(endian) {
+                object::elf::DT_NULL => break,
+                object::elf::DT_NEEDED => &mut info.needed,
+                object::elf::DT_RPATH => &mut info.rpath,
+                object::elf::DT_RUNPATH => &mut info.runpath,
+                _ => continue,
+            };
+            if let Ok(text) = entry.string(endian, strings) {
+                list.push(text.to_vec());
+            }
+        }
+    }
+    Some(info)
+}
+
+/// How many library files [`check_libraries`] reads at most for one program.
+const MAX_LIBRARIES: usize = 256;
+
+/// Check the libraries the ELF file `elf` (run for `program`) makes the dynamic loader look
+/// for in its own directories (`RPATH`, `RUNPATH`, with `$ORIGIN`) or in `LD_LIBRARY_PATH`
+/// before the system's: one found there that the sandbox does not let it read would fail every
+/// scan with "cannot open shared object file: No such file or directory" (the loader goes on
+/// to the system's directories, where it is not). Libraries it looks for only in the system's
+/// directories, and what those need, are the system's.
+fn check_libraries(
+    elf: &Path,
+    program: &Path,
+    sandbox: &NativeSandbox,
+    env: &[(String, String)],
+) -> Result<(), String> {
+    use std::os::unix::ffi::OsStrExt;
+    let library_path: Vec<u8> = env
         .iter()
-        .find_map(|ph| ph.interpreter(endian, data).ok().flatten())
-        .map(<[u8]>::to_vec)
+        .find(|(name, _)| name == "LD_LIBRARY_PATH")
+        .map(|(_, value)| value.as_bytes().to_vec())
+        .unwrap_or_default();
+    let mut queue = vec![std::fs::canonicalize(elf).unwrap_or_else(|_| elf.to_path_buf())];
+    let mut seen = std::collections::HashSet::new();
+    while let Some(object) = queue.pop() {
+        if seen.len() >= MAX_LIBRARIES || !seen.insert(object.clone()) {
+            continue;
+        }
+        let Some(info) = std::fs::File::open(&object).ok().and_then(elf_info) else {
+            continue;
+        };
+        let origin = object.parent().unwrap_or(Path::new("/"));
+        // Each directory the loader tries before its cache, with what named it.
+        let mut dirs: Vec<(PathBuf, String)> = Vec::new();
+        let mut add = |lists: &[Vec<u8>], what: &str| {
+            for list in lists {
+                for entry in list.split(|&b| b == b':').filter(|e| !e.is_empty()) {
+                    let text = String::from_utf8_lossy(entry);
+                    let expanded = text
+                        .replace("${ORIGIN}", &origin.display().to_string())
+                        .replace("$ORIGIN", &origin.display().to_string());
+                    // `$LIB` and `$PLATFORM` name system directories; a relative entry is
+                    // taken from the working directory, which starts empty.
+                    if !expanded.contains('$') && expanded.starts_with('/') {
+                        dirs.push((PathBuf::from(expanded), format!("{what} `{text}`")));
+                    }
+                }
+            }
+        };
+        if info.runpath.is_empty() {
+            add(&info.rpath, "RPATH");
+        }
+        add(std::slice::from_ref(&library_path), "LD_LIBRARY_PATH entry");
+        add(&info.runpath, "RUNPATH");
+        for name in &info.needed {
+            let name = Path::new(std::ffi::OsStr::from_bytes(name));
+            let found = if name.is_absolute() {
+                name.is_file()
+                    .then(|| (name.to_path_buf(), "path".to_owned()))
+            } else {
+                dirs.iter()
+                    .map(|(dir, via)| (dir.join(name), via))
+                    .find(|(path, _)| path.is_file())
+                    .map(|(path, via)| (path, via.clone()))
+            };
+            let Some((found, via)) = found else {
+                continue;
+            };
+            let found = std::fs::canonicalize(&found).unwrap_or(found);
+            if !may_run(sandbox, &found) {
+                let dir = found.parent().unwrap_or(Path::new("/"));
+                let who = if object == program {
+                    "it".to_owned()
+                } else {
+                    format!("`{}`", object.display())
+                };
+                return Err(format!(
+                    "program `{}`: {who} loads `{}` from `{}` (its {via}), which its sandbox \
+                     does not let it read, so every scan would fail with \"cannot open shared \
+                     object file\"; add `{}` to `allow_read`",
+                    program.display(),
+                    name.display(),
+                    dir.display(),
+                    dir.display()
+                ));
+            }
+            queue.push(found);
+        }
+    }
+    Ok(())
 }
 
 /// The sandbox with its trees checked and resolved: each `allow_read` entry must exist, each
@@ -1683,6 +1822,133 @@ mod tests {
             }
             None => eprintln!("skipped the loader case: /bin/true has no x86-64 glibc loader"),
         }
+    }
+
+    #[tokio::test]
+    async fn a_program_whose_own_libraries_the_sandbox_hides_is_refused_at_load() {
+        let f = Fixture::new();
+        let vendor = f.root.path().join("vendor");
+        for dir in ["bin", "lib", "core"] {
+            std::fs::create_dir_all(vendor.join(dir)).unwrap();
+        }
+        // A vendor's layout: bin/scan needs lib/libsig.so (its RUNPATH), which needs
+        // core/libcore.so (the library's own RUNPATH). Built with the C compiler Rust links with.
+        let cc = |args: &[&str]| {
+            std::process::Command::new("cc")
+                .current_dir(&vendor)
+                .args(args)
+                .output()
+                .is_ok_and(|o| o.status.success())
+        };
+        std::fs::write(vendor.join("core.c"), "int core(void) { return 0; }\n").unwrap();
+        std::fs::write(
+            vendor.join("sig.c"),
+            "int core(void);\nint sig(void) { return core(); }\n",
+        )
+        .unwrap();
+        std::fs::write(
+            vendor.join("scan.c"),
+            "#include <stdio.h>\nint sig(void);\nint main(void) {\n\
+             printf(\"{\\\"def_time\\\":1,\\\"scan_result_i\\\":%d,\\\"threat_found\\\":\\\"\\\"}\\n\", sig());\n\
+             return 0;\n}\n",
+        )
+        .unwrap();
+        let built = cc(&["-shared", "-fPIC", "-o", "core/libcore.so", "core.c"])
+            && cc(&[
+                "-shared",
+                "-fPIC",
+                "-o",
+                "lib/libsig.so",
+                "sig.c",
+                "-Lcore",
+                "-lcore",
+                "-Wl,--enable-new-dtags,-rpath,$ORIGIN/../core",
+            ])
+            && cc(&[
+                "-o",
+                "bin/scan",
+                "scan.c",
+                "-Llib",
+                "-lsig",
+                "-Wl,-rpath-link,core",
+                "-Wl,--enable-new-dtags,-rpath,$ORIGIN/../lib",
+            ])
+            && cc(&[
+                "-o",
+                "bin/scan-rpath",
+                "scan.c",
+                "-Llib",
+                "-lsig",
+                "-Wl,-rpath-link,core",
+                "-Wl,--disable-new-dtags,-rpath,$ORIGIN/../lib",
+            ])
+            && cc(&[
+                "-o",
+                "bin/scan-env",
+                "scan.c",
+                "-Llib",
+                "-lsig",
+                "-Wl,-rpath-link,core",
+            ]);
+        if !built {
+            eprintln!("skipped: no C compiler (cc) to build the vendor's program");
+            return;
+        }
+        let vendor = std::fs::canonicalize(&vendor).unwrap();
+        let (lib, core) = (vendor.join("lib"), vendor.join("core"));
+        let sandbox = |read: &[&Path]| NativeSandbox {
+            read: read.iter().map(|p| p.to_path_buf()).collect(),
+            ..NativeSandbox::default()
+        };
+        let prepare = |program: &str, env: &[(String, String)], sandbox: NativeSandbox| {
+            f.runtime.prepare(&vendor.join(program), &[], env, &sandbox)
+        };
+        let env = [(
+            "LD_LIBRARY_PATH".to_owned(),
+            format!("/nonexistent:{}", lib.display()),
+        )];
+
+        if crate::executor::landlock_abi() > 0 {
+            let refused = |program: &str, env: &[(String, String)], read: &[&Path]| {
+                prepare(program, env, sandbox(read))
+                    .err()
+                    .expect("refused at load")
+            };
+            let e = refused("bin/scan", &[], &[]);
+            assert!(
+                e.contains(&format!(
+                    "it loads `libsig.so` from `{}` (its RUNPATH `$ORIGIN/../lib`)",
+                    lib.display()
+                )) && e.contains(&format!("add `{}` to `allow_read`", lib.display())),
+                "{e}"
+            );
+            let e = refused("bin/scan-rpath", &[], &[]);
+            assert!(e.contains("(its RPATH `$ORIGIN/../lib`)"), "{e}");
+            let e = refused("bin/scan-env", &env, &[]);
+            assert!(e.contains("(its LD_LIBRARY_PATH entry"), "{e}");
+            // What the library needs in turn.
+            let e = refused("bin/scan", &[], &[&lib]);
+            assert!(
+                e.contains(&format!(
+                    "`{}` loads `libcore.so` from `{}`",
+                    lib.join("libsig.so").display(),
+                    core.display()
+                )),
+                "{e}"
+            );
+        }
+        // Allowed, it runs, confined: what the check asked for is all it needs.
+        let scan = prepare("bin/scan", &[], sandbox(&[&lib, &core])).unwrap();
+        let o = f
+            .run(&scan, &limits(Duration::from_secs(10)), b"{}\n")
+            .await;
+        assert_eq!((o.failure, o.exit), (None, Some(0)), "{}", text(&o.stderr));
+        assert!(prepare("bin/scan-env", &env, sandbox(&[&vendor])).is_ok());
+        let open = NativeSandbox {
+            enabled: false,
+            ..NativeSandbox::default()
+        };
+        assert!(prepare("bin/scan", &[], open).is_ok());
     }
 
     #[test]
