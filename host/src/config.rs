@@ -583,9 +583,8 @@ fn native_sandbox(raw: &RawPlugin, ctx: &LoadContext, problems: &mut Vec<String>
     if !enabled && (!read.is_empty() || !write.is_empty() || network || unix_sockets) {
         problems.push(
             "fields `allow_read`, `allow_write`, `allow_network` and `allow_unix_sockets` widen \
-             the sandbox, but \
-             `sandbox = false` turns it off: the plugin can reach everything Cordon's user can. \
-             Remove one or the other"
+             the sandbox, but `sandbox = false` turns it off: the plugin can reach everything \
+             Cordon's user can. Remove one or the other"
                 .into(),
         );
     }

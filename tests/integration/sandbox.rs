@@ -2,8 +2,9 @@
 //! plugin reads its one file and nothing else, cannot write it, cannot create files, cannot
 //! reach the network, has no environment; a native plugin gets an empty environment, a fresh
 //! working directory and the absolute sample path as its last argument, and in its Landlock
-//! sandbox reads its file and the system's files, writes only its working directory, cannot
-//! make TCP connections or signal Cordon, unless its configuration widens that.
+//! sandbox reads its file and the system's files, writes only its working directory, opens no
+//! socket (TCP, UDP, a local daemon's) and cannot signal Cordon, unless its configuration
+//! widens that; with `/proc` mounted `hidepid`, it sees no process outside its sandbox.
 
 use std::collections::BTreeMap;
 

@@ -241,7 +241,6 @@ pub fn open_files_limit() -> Option<u64> {
 /// checking that the wasm plugins' caps fit in the process's limit.
 pub const OPEN_FILES_RESERVE: u64 = 1024;
 
-/// A warning when `limit` (this process's open files limit, `None`: unlimited) is below
 /// Log how the native plugins among `plugins` are confined: a warning for each one whose
 /// sandbox is off, and what this kernel's Landlock enforces for the others (a warning when it
 /// is not everything Cordon asks for). Nothing when there are no native plugins. `serving`: the
@@ -296,6 +295,7 @@ pub fn log_native_sandbox<'a>(plugins: impl IntoIterator<Item = &'a Plugin>, ser
     }
 }
 
+/// A warning when `limit` (this process's open files limit, `None`: unlimited) is below
 /// `plugins` (the handles the wasm plugins that can run at once may hold together, each at
 /// its `max_open_files`) plus [`OPEN_FILES_RESERVE`]: then plugins at their caps could still
 /// leave the server without descriptors.

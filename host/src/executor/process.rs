@@ -235,10 +235,11 @@ impl ProcessRuntime {
     /// absolute directories of Cordon's `PATH`; a relative path is taken from Cordon's current
     /// directory) and check that it is an existing regular file Cordon's user may execute
     /// (not on a `noexec` mount), that what runs it (a script's `#!` interpreter, a dynamic
-    /// loader, the libraries it loads from its own directories) exists and its sandbox lets it
-    /// run, and that `args` and `env` can be passed to `execve`. The sandbox's `allow_read` entries must
-    /// exist and its `allow_write` entries be directories (created when missing); all are
-    /// resolved to absolute paths without links. The error says what to fix.
+    /// loader, the libraries it loads from its own directories) exists and its sandbox lets
+    /// it run, and that `args` and `env` can be passed to `execve`. The sandbox's
+    /// `allow_read` entries must exist and its `allow_write` entries be directories (created
+    /// when missing); all are resolved to absolute paths without links. The error says what
+    /// to fix.
     pub(super) fn prepare(
         &self,
         program: &Path,
@@ -274,9 +275,9 @@ impl ProcessRuntime {
             // first one, and without it the program would reach the network over UDP and
             // local daemons over Unix sockets.
             return Err(format!(
-                "{} is a 32-bit program, and the sandbox can keep only 64-bit programs off the \
-                 network; use a 64-bit build, or give it the network with allow_network = true \
-                 (Landlock still confines its files)",
+                "{} is a 32-bit program, and the sandbox's socket filter is for 64-bit ones (it \
+                 would kill this one); use a 64-bit build, or let it open sockets with \
+                 allow_network = true (Landlock still confines its files)",
                 program.display()
             ));
         } else {
@@ -913,6 +914,7 @@ struct ElfInfo {
     /// Where the loader looks for them first: `DT_RPATH`, ignored when there is a
     /// `DT_RUNPATH`, then `LD_LIBRARY_PATH`, then `DT_RUNPATH`; each a `:`-separated list.
     rpath: Vec<Vec<u8>>,
+    /// `DT_RUNPATH` (see `rpath`).
     runpath: Vec<Vec<u8>>,
 }
 
@@ -988,7 +990,9 @@ fn check_libraries(
         .find(|(name, _)| name == "LD_LIBRARY_PATH")
         .map(|(_, value)| value.as_bytes().to_vec())
         .unwrap_or_default();
-    let mut queue = vec![std::fs::canonicalize(elf).unwrap_or_else(|_| elf.to_path_buf())];
+    let resolved = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    let shown_as_it = resolved(program);
+    let mut queue = vec![resolved(elf)];
     let mut seen = std::collections::HashSet::new();
     while let Some(object) = queue.pop() {
         if seen.len() >= MAX_LIBRARIES || !seen.insert(object.clone()) {
@@ -1034,10 +1038,10 @@ fn check_libraries(
             let Some((found, via)) = found else {
                 continue;
             };
-            let found = std::fs::canonicalize(&found).unwrap_or(found);
+            let found = resolved(&found);
             if !may_run(sandbox, &found) {
                 let dir = found.parent().unwrap_or(Path::new("/"));
-                let who = if object == program {
+                let who = if object == shown_as_it {
                     "it".to_owned()
                 } else {
                     format!("`{}`", object.display())

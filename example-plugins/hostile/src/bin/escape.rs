@@ -14,8 +14,8 @@
 //! environment (a native plugin's configured `env`), it also reports `read_named` (reading
 //! that file), `write_named` (creating a file in that directory), `connect_named` (a TCP
 //! connection to that address) and `connect_unix_named` (a connection to the Unix socket at
-//! that path, as a local daemon's). `signal_parent` asks, with signal 0 (nothing is sent), whether it may signal
-//! its parent, the host.
+//! that path, as a local daemon's). `signal_parent` asks, with signal 0 (nothing is sent),
+//! whether it may signal its parent, the host.
 //!
 //! Every probe is `"ok:<detail>"` or `"err:<error>"`. "The scan dir" is the directory of the
 //! sample (the last argument): `/scan` for wasm. `read_parent` opens the sample again through
