@@ -124,7 +124,7 @@ fn assert_sandboxed(report: &Value, sample: &cordon::sample::Sample) {
 }
 
 #[tokio::test]
-async fn a_native_plugin_gets_an_empty_environment_and_a_fresh_directory() {
+async fn a_native_plugin_gets_no_environment_but_tmpdir_and_a_fresh_directory() {
     let rig = Rig::new();
     let sample = rig.sample(b"twelve bytes", "invoice.pdf");
     let report = observe(&rig, RuntimeKind::Process, &sample).await;
@@ -135,9 +135,14 @@ async fn a_native_plugin_gets_an_empty_environment_and_a_fresh_directory() {
         &json!(sample.path().to_str().unwrap()),
         "absolute path last"
     );
-    assert_eq!(report["env_count"], json!(0), "empty environment");
+    assert_eq!(report["env_count"], json!(1), "nothing but TMPDIR");
     assert_eq!(p["read_sample"], "ok:12");
     let cwd = p["cwd"].strip_prefix("ok:").unwrap();
+    assert_eq!(
+        p["tmpdir"].strip_prefix("ok:"),
+        Some(cwd),
+        "temporary files go to its working directory"
+    );
     assert!(
         !sample.dir().starts_with(cwd),
         "working directory {cwd} is not the sample's"

@@ -6,8 +6,8 @@
 //! are checked for characters a command line cannot carry.
 //!
 //! Per invocation: `program args... <absolute sample path>`, with exactly the configured
-//! environment and nothing inherited, in a fresh empty working directory (removed
-//! afterwards), in a process group of its own, under rlimits (`RLIMIT_DATA` =
+//! environment and nothing inherited (but `TMPDIR`, its working directory, unless configured),
+//! in a fresh empty working directory (removed afterwards), in a process group of its own, under rlimits (`RLIMIT_DATA` =
 //! `max_memory_bytes`, `RLIMIT_AS` = 4 × that as a backstop, `RLIMIT_CPU` = the timeout
 //! rounded up to whole seconds + 1 s soft / + 2 s hard, `RLIMIT_NOFILE` = `max_open_files`,
 //! no core dumps), and, unless the plugin's `sandbox` is off, in a Landlock sandbox built for
@@ -346,6 +346,10 @@ impl ProcessRuntime {
             .args(&plugin.args)
             .arg(invocation.sample.path())
             .env_clear()
+            // Temporary files go to its working directory, the one place the sandbox lets it
+            // write, removed afterwards (`/tmp` is shared, and refused), unless its
+            // configuration sets TMPDIR.
+            .env("TMPDIR", work.path())
             .envs(plugin.env.iter().map(|(k, v)| (k, v)))
             .current_dir(work.path())
             .stdin(Stdio::piped())
@@ -1325,13 +1329,47 @@ mod tests {
             .unwrap();
         let o = f.run(&p, &limits(Duration::from_secs(10)), b"{}\n").await;
         assert_eq!(o.exit, Some(0));
-        let mut vars: Vec<&str> = text(&o.stdout)
+        let stdout = text(&o.stdout);
+        let mut vars: Vec<&str> = stdout
             .lines()
             // The shell itself exports its working directory.
             .filter(|l| !l.starts_with("PWD="))
             .collect();
         vars.sort();
-        assert_eq!(vars, ["EMPTY=", "FOO=bar baz"]);
+        assert_eq!(vars.len(), 3, "{vars:?}");
+        assert_eq!(vars[..2], ["EMPTY=", "FOO=bar baz"]);
+        let pwd = stdout.lines().find_map(|l| l.strip_prefix("PWD=")).unwrap();
+        assert_eq!(vars[2], format!("TMPDIR={pwd}"), "its working directory");
+
+        // A configured TMPDIR wins.
+        let p = f
+            .runtime
+            .prepare(
+                &script,
+                &[],
+                &[("TMPDIR".into(), "/var/tmp/av".into())],
+                &NativeSandbox::default(),
+            )
+            .unwrap();
+        let o = f.run(&p, &limits(Duration::from_secs(10)), b"{}\n").await;
+        assert!(text(&o.stdout).lines().any(|l| l == "TMPDIR=/var/tmp/av"));
+        assert_eq!(text(&o.stdout).matches("TMPDIR=").count(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_confined_plugin_makes_temporary_files_in_its_working_directory() {
+        let f = Fixture::new();
+        // `/tmp` is refused by the sandbox; `mktemp` follows TMPDIR.
+        let p = f.plugin("mktemp && pwd");
+        let o = f.run(&p, &limits(Duration::from_secs(10)), b"{}\n").await;
+        assert_eq!((o.failure, o.exit), (None, Some(0)), "{}", text(&o.stderr));
+        let stdout = text(&o.stdout);
+        let (temp, cwd) = stdout.trim().split_once('\n').unwrap();
+        assert!(
+            Path::new(temp).starts_with(cwd),
+            "{temp} is in its working directory {cwd}"
+        );
+        assert!(!Path::new(cwd).exists(), "removed afterwards, with it");
     }
 
     #[tokio::test]

@@ -36,9 +36,9 @@ pub enum PluginCommand {
     /// Run a plugin on one file exactly as Cordon does, and show everything.
     ///
     /// A .wasm file runs in the wasm sandbox; another executable runs as a native process
-    /// (no extra arguments, empty environment). Shows the stdin sent, raw stdout and stderr,
-    /// exit code, duration, peak memory, and the engine result or the precise contract
-    /// violation.
+    /// (no extra arguments, no environment but TMPDIR). Shows the stdin sent, raw stdout and
+    /// stderr, exit code, duration, peak memory, and the engine result or the precise
+    /// contract violation.
     ///
     /// Exit status: 0 the plugin met the contract, 1 it did not (or Cordon refuses to load
     /// it), 2 could not run it.

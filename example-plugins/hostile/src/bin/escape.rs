@@ -7,7 +7,7 @@
 //!  "list_scan_dir": "ok:<names>", "read_etc_passwd": "...", "read_parent": "...",
 //!  "read_parent_etc_passwd": "...", "list_parent": "...", "list_root": "...",
 //!  "tcp_connect_127.0.0.1:1": "...", "spawn": "...", "signal_parent": "...",
-//!  "udp_socket": "...", "clock": "ok:<ms since epoch>"}
+//!  "udp_socket": "...", "tmpdir": "ok:<dir>", "clock": "ok:<ms since epoch>"}
 //! ```
 //!
 //! With `ESCAPE_READ`, `ESCAPE_WRITE`, `ESCAPE_CONNECT` or `ESCAPE_CONNECT_UNIX` in its
@@ -15,7 +15,8 @@
 //! that file), `write_named` (creating a file in that directory), `connect_named` (a TCP
 //! connection to that address) and `connect_unix_named` (a connection to the Unix socket at
 //! that path, as a local daemon's). `signal_parent` asks, with signal 0 (nothing is sent),
-//! whether it may signal its parent, the host.
+//! whether it may signal its parent, the host. `tmpdir` (native only: WASI has no temporary
+//! directory) is where the standard library puts temporary files.
 //!
 //! Every probe is `"ok:<detail>"` or `"err:<error>"`. "The scan dir" is the directory of the
 //! sample (the last argument): `/scan` for wasm. `read_parent` opens the sample again through
@@ -141,6 +142,10 @@ fn main() {
         "udp_socket",
         probe(std::net::UdpSocket::bind("127.0.0.1:0").map(|_| "bound")),
     ));
+    // Where temporary files go (TMPDIR, else /tmp; WASI has no such directory, and the
+    // standard library panics when asked).
+    #[cfg(not(target_os = "wasi"))]
+    probes.push(("tmpdir", format!("ok:{}", std::env::temp_dir().display())));
     // Probes a test asks for through the environment (a native plugin's `env`): a file to read,
     // a directory to create a file in, an address to connect to.
     if let Ok(path) = std::env::var("ESCAPE_READ") {
