@@ -1482,6 +1482,26 @@ async fn inventory_changes_apply_at_run_time_and_persist() {
     assert_eq!(r["process_info"]["result"], "Blocked");
 
     // Refused changes change nothing, and say why.
+    let config = s.data_dir().parent().unwrap().join("cordon.toml");
+    let (status, v) = s
+        .call(
+            Method::PUT,
+            "/admin/plugins/Nosy",
+            key,
+            Some(
+                json!({"role": "scanner", "runtime": "process", "command": "/bin/true",
+                        "allow_read": [config.display().to_string()]}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert!(
+        v["err"]
+            .as_str()
+            .unwrap()
+            .contains("holds Cordon's configuration file"),
+        "a plugin defined at run time may not read the API keys either: {v}"
+    );
     let (status, v) = s
         .call(
             Method::PUT,
