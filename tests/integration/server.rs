@@ -1482,68 +1482,38 @@ async fn inventory_changes_apply_at_run_time_and_persist() {
     assert_eq!(r["process_info"]["result"], "Blocked");
 
     // Refused changes change nothing, and say why.
+    let refused = async |path: &str, body: Value, reason: &str| {
+        let (status, v) = s.call(Method::PUT, path, key, Some(body)).await;
+        assert_eq!(status, 400, "{path}: {v}");
+        assert!(v["err"].as_str().unwrap().contains(reason), "{path}: {v}");
+    };
+    // A plugin defined at run time may not read the API keys either.
     let config = s.data_dir().parent().unwrap().join("cordon.toml");
-    let (status, v) = s
-        .call(
-            Method::PUT,
-            "/admin/plugins/Nosy",
-            key,
-            Some(
-                json!({"role": "scanner", "runtime": "process", "command": "/bin/true",
-                        "allow_read": [config.display().to_string()]}),
-            ),
-        )
-        .await;
-    assert_eq!(status, 400);
-    assert!(
-        v["err"]
-            .as_str()
-            .unwrap()
-            .contains("holds Cordon's configuration file"),
-        "a plugin defined at run time may not read the API keys either: {v}"
-    );
-    let (status, v) = s
-        .call(
-            Method::PUT,
-            "/admin/plugins/Bad",
-            key,
-            Some(json!({"role": "scanner", "runtime": "wasm", "modul": "x"})),
-        )
-        .await;
-    assert_eq!(status, 400);
-    assert!(
-        v["err"].as_str().unwrap().contains("unknown field `modul`"),
-        "{v}"
-    );
-    let (status, v) = s
-        .call(
-            Method::PUT,
-            "/admin/plugins/Way%20too%20long%20a%20name",
-            key,
-            Some(json!({"role": "scanner", "runtime": "webhook", "url": "http://127.0.0.1:1/"})),
-        )
-        .await;
-    assert_eq!(status, 400);
-    assert!(
-        v["err"].as_str().unwrap().contains("the limit is 16"),
-        "{v}"
-    );
-    let (status, v) = s
-        .call(
-            Method::PUT,
-            "/admin/workflows/x",
-            key,
-            Some(json!({"scanners": ["Nobody"]})),
-        )
-        .await;
-    assert_eq!(status, 400);
-    assert!(
-        v["err"]
-            .as_str()
-            .unwrap()
-            .contains("no plugin is named \"Nobody\""),
-        "{v}"
-    );
+    refused(
+        "/admin/plugins/Nosy",
+        json!({"role": "scanner", "runtime": "process", "command": "/bin/true",
+               "allow_read": [config.display().to_string()]}),
+        "holds Cordon's configuration file",
+    )
+    .await;
+    refused(
+        "/admin/plugins/Bad",
+        json!({"role": "scanner", "runtime": "wasm", "modul": "x"}),
+        "unknown field `modul`",
+    )
+    .await;
+    refused(
+        "/admin/plugins/Way%20too%20long%20a%20name",
+        json!({"role": "scanner", "runtime": "webhook", "url": "http://127.0.0.1:1/"}),
+        "the limit is 16",
+    )
+    .await;
+    refused(
+        "/admin/workflows/x",
+        json!({"scanners": ["Nobody"]}),
+        "no plugin is named \"Nobody\"",
+    )
+    .await;
     let (status, v) = s
         .call(Method::DELETE, "/admin/plugins/Uploaded", key, None)
         .await;

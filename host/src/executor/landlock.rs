@@ -405,15 +405,31 @@ impl Origin {
     }
 }
 
-/// The system trees, as they resolve on this machine (`/lib` may be a link to `/usr/lib`).
-fn system_trees() -> &'static [PathBuf] {
-    static TREES: OnceLock<Vec<PathBuf>> = OnceLock::new();
+/// The system trees every confined plugin gets, as they resolve on this machine (`/lib` may be
+/// a link to `/usr/lib`); one missing here is left out. Resolved once.
+struct SystemTrees {
+    /// [`SYSTEM_READ`]: read and execute.
+    run: Vec<PathBuf>,
+    /// [`SYSTEM_INFO`]: read only.
+    info: Vec<PathBuf>,
+    /// [`SYSTEM_ETC`]: read only.
+    etc: Vec<PathBuf>,
+}
+
+fn system_trees() -> &'static SystemTrees {
+    static TREES: OnceLock<SystemTrees> = OnceLock::new();
     TREES.get_or_init(|| {
-        SYSTEM_READ
-            .iter()
-            .chain(SYSTEM_INFO)
-            .filter_map(|p| std::fs::canonicalize(p).ok())
-            .collect()
+        let resolve = |trees: &[&str]| -> Vec<PathBuf> {
+            trees
+                .iter()
+                .filter_map(|p| std::fs::canonicalize(p).ok())
+                .collect()
+        };
+        SystemTrees {
+            run: resolve(SYSTEM_READ),
+            info: resolve(SYSTEM_INFO),
+            etc: resolve(SYSTEM_ETC),
+        }
     })
 }
 
@@ -421,32 +437,25 @@ fn system_trees() -> &'static [PathBuf] {
 /// (the system's programs and libraries, `/proc`, `/sys`, the entries of `/etc` they get).
 pub fn every_native_plugin_reads(path: &Path) -> Option<PathBuf> {
     let resolved = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-    SYSTEM_READ
+    let trees = system_trees();
+    trees
+        .run
         .iter()
-        .chain(SYSTEM_INFO)
-        .chain(SYSTEM_ETC)
-        .map(PathBuf::from)
-        .find(|tree| {
-            let tree_resolved = std::fs::canonicalize(tree).unwrap_or_else(|_| tree.clone());
-            path.starts_with(tree) || resolved.starts_with(&tree_resolved)
-        })
+        .chain(&trees.info)
+        .chain(&trees.etc)
+        .find(|tree| resolved.starts_with(tree) || path.starts_with(tree))
+        .cloned()
 }
 
 /// Whether a plugin confined by `sandbox` may execute the file at `path` (an interpreter its
 /// program needs): one under the system's programs and libraries or an `allow_read` tree, as
 /// they resolve on this machine. The sandbox's own program is allowed by its own rule.
 pub(super) fn may_run(sandbox: &NativeSandbox, path: &Path) -> bool {
-    static RUNNABLE: OnceLock<Vec<PathBuf>> = OnceLock::new();
-    let system = RUNNABLE.get_or_init(|| {
-        SYSTEM_READ
-            .iter()
-            .filter_map(|p| std::fs::canonicalize(p).ok())
-            .collect()
-    });
     let Ok(path) = std::fs::canonicalize(path) else {
         return false;
     };
-    system
+    system_trees()
+        .run
         .iter()
         .chain(&sandbox.read)
         .any(|tree| path.starts_with(tree))
@@ -471,7 +480,13 @@ fn check_not_beneath(sandbox: &NativeSandbox, dir: &Path) -> Result<(), String> 
             ));
         }
     }
-    if let Some(tree) = system_trees().iter().find(|t| dir.starts_with(t)) {
+    let trees = system_trees();
+    if let Some(tree) = trees
+        .run
+        .iter()
+        .chain(&trees.info)
+        .find(|t| dir.starts_with(t))
+    {
         return Err(format!(
             "Cordon puts the files it scans in {}, under {}, which every sandboxed native \
              plugin may read: each could read every file being scanned. Move Cordon's data \
