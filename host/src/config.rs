@@ -173,6 +173,7 @@ struct RawPlugin {
     allow_write: Vec<String>,
     allow_network: Option<bool>,
     allow_unix_sockets: Option<bool>,
+    allow_ipc: Option<bool>,
     timeout_ms: Option<u64>,
     max_memory_bytes: Option<u64>,
     max_stdout_bytes: Option<u64>,
@@ -389,10 +390,11 @@ fn plugin_spec(raw: RawPlugin, ctx: &LoadContext) -> Result<PluginSpec, Vec<Stri
         || !raw.allow_read.is_empty()
         || !raw.allow_write.is_empty()
         || raw.allow_network.is_some()
-        || raw.allow_unix_sockets.is_some();
+        || raw.allow_unix_sockets.is_some()
+        || raw.allow_ipc.is_some();
     if raw.runtime != RuntimeKind::Process && sandbox_fields {
         problems.push(format!(
-            "fields `sandbox`, `allow_read`, `allow_write`, `allow_network` and `allow_unix_sockets` are for runtime = \"process\" only; {}",
+            "fields `sandbox`, `allow_read`, `allow_write`, `allow_network`, `allow_unix_sockets` and `allow_ipc` are for runtime = \"process\" only; {}",
             if raw.runtime == RuntimeKind::Wasm {
                 "a wasm plugin is always sandboxed and sees only the file it scans"
             } else {
@@ -580,11 +582,12 @@ fn native_sandbox(raw: &RawPlugin, ctx: &LoadContext, problems: &mut Vec<String>
     let write = paths("allow_write", &raw.allow_write, problems);
     let network = raw.allow_network.unwrap_or(false);
     let unix_sockets = raw.allow_unix_sockets.unwrap_or(false);
-    if !enabled && (!read.is_empty() || !write.is_empty() || network || unix_sockets) {
+    let ipc = raw.allow_ipc.unwrap_or(false);
+    if !enabled && (!read.is_empty() || !write.is_empty() || network || unix_sockets || ipc) {
         problems.push(
-            "fields `allow_read`, `allow_write`, `allow_network` and `allow_unix_sockets` widen \
-             the sandbox, but `sandbox = false` turns it off: the plugin can reach everything \
-             Cordon's user can. Remove one or the other"
+            "fields `allow_read`, `allow_write`, `allow_network`, `allow_unix_sockets` and \
+             `allow_ipc` widen the sandbox, but `sandbox = false` turns it off: the plugin can \
+             reach everything Cordon's user can. Remove one or the other"
                 .into(),
         );
     }
@@ -594,6 +597,7 @@ fn native_sandbox(raw: &RawPlugin, ctx: &LoadContext, problems: &mut Vec<String>
         write,
         network,
         unix_sockets: unix_sockets || network,
+        ipc,
     }
 }
 
@@ -835,9 +839,16 @@ mod tests {
             command = "/bin/true"
             allow_unix_sockets = true
 
+            [[plugin]]
+            name = "Legacy"
+            role = "scanner"
+            runtime = "process"
+            command = "/bin/true"
+            allow_ipc = true
+
             [[workflow]]
             name = "w"
-            scanners = ["Trusted", "ClamAV"]
+            scanners = ["Trusted", "ClamAV", "Legacy"]
             post_actions = ["Quarantine"]
         "#;
         let c = parse(text, "t", &ctx(dir.path())).unwrap();
@@ -865,6 +876,15 @@ mod tests {
             "a local daemon, not the network"
         );
         assert_eq!(sandbox.widened(), "Unix sockets allowed");
+        assert!(!sandbox.ipc, "kernel IPC is its own field");
+        let RuntimeSpec::Process { sandbox, .. } = &c.plugins[3].runtime else {
+            panic!("process plugin expected")
+        };
+        assert!(
+            sandbox.ipc && !sandbox.unix_sockets && !sandbox.network,
+            "kernel IPC, and no socket"
+        );
+        assert_eq!(sandbox.widened(), "kernel IPC allowed");
     }
 
     #[test]
@@ -895,6 +915,21 @@ mod tests {
             allow_unix_sockets = true
 
             [[plugin]]
+            name = "Shared"
+            role = "scanner"
+            runtime = "process"
+            command = "/bin/true"
+            sandbox = false
+            allow_ipc = true
+
+            [[plugin]]
+            name = "Hook"
+            role = "post_action"
+            runtime = "webhook"
+            url = "http://127.0.0.1:9/"
+            allow_ipc = false
+
+            [[plugin]]
             name = "Empty"
             role = "scanner"
             runtime = "process"
@@ -922,6 +957,17 @@ mod tests {
         assert!(
             p.iter()
                 .any(|l| l.contains("plugin \"Local\"") && l.contains("`sandbox = false`")),
+            "{joined}"
+        );
+        assert!(
+            p.iter()
+                .any(|l| l.contains("plugin \"Shared\"") && l.contains("`sandbox = false`")),
+            "{joined}"
+        );
+        assert!(
+            p.iter().any(|l| l.contains("plugin \"Hook\"")
+                && l.contains("`allow_ipc` are for runtime = \"process\" only")
+                && l.contains("runs elsewhere")),
             "{joined}"
         );
         assert!(

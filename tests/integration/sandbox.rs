@@ -223,7 +223,10 @@ async fn a_native_plugin_is_confined_to_its_file_the_system_and_its_working_dire
     std::fs::create_dir(&run).unwrap();
     let daemon = run.join("daemon.sock");
     let _daemon = std::os::unix::net::UnixListener::bind(&daemon).unwrap();
+    // The name of the POSIX message queue the probe tries to make, to look for it afterwards.
+    let mq_name = format!("/cordon-test-{}", std::process::id());
     let env = [
+        ("ESCAPE_MQ_NAME", mq_name.clone()),
         ("ESCAPE_READ", secret.display().to_string()),
         ("ESCAPE_WRITE", elsewhere.display().to_string()),
         ("ESCAPE_CONNECT", listener.local_addr().unwrap().to_string()),
@@ -283,6 +286,23 @@ async fn a_native_plugin_is_confined_to_its_file_the_system_and_its_working_dire
         "no local daemon: {}",
         p["connect_unix_named"]
     );
+    // Nor kernel objects that are not files, which Landlock does not cover either: System V
+    // IPC and POSIX message queues outlive the plugin, and memory files escape its memory
+    // limit.
+    let refused_ipc = |p: &BTreeMap<String, String>, why: &str| {
+        for probe in KERNEL_IPC {
+            assert!(
+                p[probe].contains("Permission denied"),
+                "{why}: {probe}: {}",
+                p[probe]
+            );
+        }
+        assert!(
+            !remove_message_queue(&mq_name),
+            "{why}: a POSIX message queue was left behind"
+        );
+    };
+    refused_ipc(&p, "no kernel IPC");
     assert_eq!(std::fs::read(sample.path()).unwrap(), b"twelve bytes");
     assert_eq!(
         std::fs::read_dir(&elsewhere).unwrap().count(),
@@ -303,6 +323,7 @@ async fn a_native_plugin_is_confined_to_its_file_the_system_and_its_working_dire
     assert_eq!(p["connect_named"], "ok:connected", "allow_network");
     assert_eq!(p["udp_socket"], "ok:bound", "allow_network covers UDP");
     assert_eq!(p["connect_unix_named"], "ok:connected", "and Unix sockets");
+    refused_ipc(&p, "the network is not kernel IPC");
     assert!(
         p["list_parent"].starts_with("err:"),
         "nothing more: {}",
@@ -338,6 +359,32 @@ async fn a_native_plugin_is_confined_to_its_file_the_system_and_its_working_dire
             p["connect_named"]
         );
     }
+    refused_ipc(&p, "Unix sockets are not kernel IPC");
+
+    // Kernel IPC only: each probe gets what it gets unconfined (below), and no socket.
+    let ipc = NativeSandbox {
+        ipc: true,
+        ..NativeSandbox::default()
+    };
+    let with_ipc = observe_native(&rig, &sample, ipc, &env).await;
+    if abi > 0 {
+        // Made, but Landlock refuses opening it: it is a file, in no allowed tree.
+        assert!(
+            with_ipc["posix_mq"].contains("made, not opened: Permission denied"),
+            "a POSIX message queue is a file to Landlock: {}",
+            with_ipc["posix_mq"]
+        );
+    }
+    assert!(
+        with_ipc["udp_socket"].contains("Permission denied"),
+        "no UDP: {}",
+        with_ipc["udp_socket"]
+    );
+    assert!(
+        with_ipc["connect_unix_named"].contains("Permission denied"),
+        "no local daemon: {}",
+        with_ipc["connect_unix_named"]
+    );
 
     // Without the sandbox the same probes reach all of it: what the assertions above refuse
     // is the sandbox's doing, not the machine's.
@@ -351,7 +398,27 @@ async fn a_native_plugin_is_confined_to_its_file_the_system_and_its_working_dire
     assert_eq!(p["connect_named"], "ok:connected");
     assert_eq!(p["udp_socket"], "ok:bound");
     assert_eq!(p["connect_unix_named"], "ok:connected");
+    // System V IPC and memory files are there on every Linux; keys may be refused by the
+    // machine itself (a container's own filter).
+    for probe in ["sysv_shm", "sysv_msg", "sysv_sem", "memfd"] {
+        assert_eq!(p[probe], "ok:created", "{probe}");
+    }
+    for probe in KERNEL_IPC.into_iter().filter(|&p| p != "posix_mq") {
+        assert_eq!(with_ipc[probe], p[probe], "allow_ipc: {probe}");
+    }
 }
+
+/// Removes the POSIX message queue `name`: whether there was one.
+fn remove_message_queue(name: &str) -> bool {
+    let name = std::ffi::CString::new(name).unwrap();
+    // SAFETY: a NUL-terminated name that outlives the call.
+    unsafe { libc::mq_unlink(name.as_ptr()) == 0 }
+}
+
+/// The `escape` probe's attempts at kernel objects that Landlock does not cover.
+const KERNEL_IPC: [&str; 6] = [
+    "sysv_shm", "sysv_msg", "sysv_sem", "posix_mq", "memfd", "keyring",
+];
 
 #[tokio::test]
 async fn a_native_plugin_reads_what_programs_need_of_etc_and_not_a_service_s_secrets() {
@@ -510,7 +577,7 @@ fn elf32_exit_7() -> Vec<u8> {
 }
 
 #[tokio::test]
-async fn a_32_bit_program_a_confined_plugin_starts_is_killed_not_let_past_the_socket_filter() {
+async fn a_32_bit_program_a_confined_plugin_starts_is_killed_not_let_past_the_seccomp_filter() {
     use std::os::unix::fs::PermissionsExt;
     let rig = Rig::new();
     let bin = rig.dir.path().join("bin");
@@ -556,11 +623,19 @@ async fn a_32_bit_program_a_confined_plugin_starts_is_killed_not_let_past_the_so
         "the failure says why: {failure}"
     );
 
-    // With the network allowed there is no filter: it runs to its own exit.
-    let open = run(NativeSandbox {
+    // The network alone still leaves the filter, against kernel IPC.
+    let network = NativeSandbox {
         network: true,
         unix_sockets: true,
         ..NativeSandbox::default()
+    };
+    let killed = run(network.clone()).await;
+    assert_eq!(killed.failure, Some(Failure::Signal { signal: 31 }));
+
+    // With the network and kernel IPC allowed there is no filter: it runs to its own exit.
+    let open = run(NativeSandbox {
+        ipc: true,
+        ..network
     })
     .await;
     assert_eq!((open.failure, open.exit), (None, Some(7)));

@@ -484,7 +484,10 @@ async fn run_confines_a_native_plugin_as_the_host_does_unless_told_otherwise() {
         "{sandbox}"
     );
     assert!(report.render().contains("sandbox   Landlock"));
-    assert!(sandbox.contains("every socket refused"), "{sandbox}");
+    assert!(
+        sandbox.contains("; seccomp refuses every socket, and kernel IPC"),
+        "{sandbox}"
+    );
     if abi > 0 {
         assert!(
             escape_probes(&report)["list_root"]
@@ -518,7 +521,9 @@ async fn run_confines_a_native_plugin_as_the_host_does_unless_told_otherwise() {
     let report = run(NATIVE_HOSTILE_ESCAPE, &sample, options).await;
     let sandbox = report.sandbox.as_deref().unwrap();
     assert!(
-        sandbox.ends_with("; Unix sockets allowed") && !sandbox.contains("every socket"),
+        sandbox.ends_with(
+            "; seccomp refuses sockets but Unix ones, and kernel IPC; Unix sockets allowed"
+        ),
         "{sandbox}"
     );
     let udp = escape_probes(&report)["udp_socket"]
@@ -526,6 +531,25 @@ async fn run_confines_a_native_plugin_as_the_host_does_unless_told_otherwise() {
         .unwrap()
         .to_owned();
     assert!(udp.contains("Permission denied"), "{udp}");
+
+    // --allow-ipc: said so, and the plugin makes a System V segment; sockets stay refused.
+    let mut options = with_timeout(20_000);
+    options.sandbox.ipc = true;
+    let report = run(NATIVE_HOSTILE_ESCAPE, &sample, options).await;
+    let sandbox = report.sandbox.as_deref().unwrap();
+    assert!(
+        sandbox.ends_with("; seccomp refuses every socket; kernel IPC allowed"),
+        "{sandbox}"
+    );
+    let probes = escape_probes(&report);
+    assert_eq!(probes["sysv_shm"], "ok:created", "{probes}");
+    assert!(
+        probes["udp_socket"]
+            .as_str()
+            .unwrap()
+            .contains("Permission denied"),
+        "{probes}"
+    );
 
     // --no-sandbox: unconfined, and said so.
     let mut options = with_timeout(20_000);

@@ -167,11 +167,12 @@ impl fmt::Display for Failure {
             Failure::Signal { signal } => {
                 write!(f, "killed by signal {signal} ({})", signal_name(*signal))?;
                 if *signal == libc::SIGSYS {
-                    // What a native plugin's socket filter does to a process of another
+                    // What a native plugin's seccomp filter does to a process of another
                     // architecture; the other causes (a program's own filter) are rare.
                     f.write_str(
-                        ": the native sandbox's socket filter kills a 32-bit program at its \
-                         first system call; use a 64-bit build, or allow_network = true",
+                        ": the native sandbox's seccomp filter kills a 32-bit program at its \
+                         first system call; use a 64-bit build, or allow_network = true and \
+                         allow_ipc = true",
                     )?;
                 }
                 Ok(())
@@ -270,16 +271,16 @@ pub fn log_native_sandbox<'a>(plugins: impl IntoIterator<Item = &'a Plugin>, ser
         tracing::info!(
             landlock_abi = abi,
             plugins,
-            "native plugins are sandboxed by Landlock ({}) and, without allow_network, by a \
-             seccomp filter against sockets",
+            "native plugins are sandboxed by Landlock ({}) and by a seccomp filter against \
+             sockets (unless allow_network) and kernel IPC (unless allow_ipc)",
             landlock_enforces(abi)
         );
     } else {
         tracing::warn!(
             landlock_abi = abi,
             plugins,
-            "native plugins are sandboxed by Landlock against {} (and, without \
-             allow_network, by a seccomp filter against sockets)",
+            "native plugins are sandboxed by Landlock against {} (and by a seccomp filter \
+             against sockets, unless allow_network, and kernel IPC, unless allow_ipc)",
             landlock_enforces(abi)
         );
     }

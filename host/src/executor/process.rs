@@ -49,7 +49,7 @@ use rustix::process::{Pid, Resource, Rlimit, Signal};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, Command};
 
-use super::landlock::{Confinement, is_elf32, may_run, socket_filter};
+use super::landlock::{Confinement, is_elf32, may_run, seccomp_filter};
 use super::{ExecutorConfig, Failure, Invocation, Outcome, Stream};
 use crate::plugin::{Limits, NativeSandbox};
 
@@ -218,8 +218,9 @@ pub struct ProcessPlugin {
     /// Its Landlock sandbox; the allowed trees are absolute, resolved and exist (checked at
     /// load).
     sandbox: NativeSandbox,
-    /// The seccomp filter against sockets, for a sandboxed plugin without `allow_network`.
-    socket_filter: Option<&'static seccompiler::BpfProgram>,
+    /// The seccomp filter of a sandboxed plugin, unless it is allowed all that the filter
+    /// refuses (`allow_network` and `allow_ipc`).
+    filter: Option<&'static seccompiler::BpfProgram>,
 }
 
 impl ProcessRuntime {
@@ -268,27 +269,29 @@ impl ProcessRuntime {
         }
         let sandbox = resolve_sandbox(sandbox)?;
         check_interpreters(&program, &sandbox, env)?;
-        let socket_filter = if !sandbox.enabled || sandbox.network {
+        let filter = if sandbox.enabled {
+            seccomp_filter(&sandbox)?
+        } else {
             None
-        } else if is_elf32(&program) {
+        };
+        if filter.is_some() && is_elf32(&program) {
             // The filter is for 64-bit system calls: it would kill a 32-bit program at its
-            // first one, and without it the program would reach the network over UDP and
-            // local daemons over Unix sockets.
+            // first one, and without it the program would reach the network over UDP, local
+            // daemons over Unix sockets, and kernel IPC.
             return Err(format!(
-                "{} is a 32-bit program, and the sandbox's socket filter is for 64-bit ones (it \
-                 would kill this one); use a 64-bit build, or let it open sockets with \
-                 allow_network = true (Landlock still confines its files)",
+                "{} is a 32-bit program, and the sandbox's seccomp filter is for 64-bit ones (it \
+                 would kill this one); use a 64-bit build, or let it open sockets and use kernel \
+                 IPC with allow_network = true and allow_ipc = true, which leave no filter to \
+                 apply (Landlock still confines its files)",
                 program.display()
             ));
-        } else {
-            Some(socket_filter(sandbox.unix_sockets)?)
-        };
+        }
         Ok(ProcessPlugin {
             program,
             args: args.to_vec(),
             env: env.to_vec(),
             sandbox,
-            socket_filter,
+            filter,
         })
     }
 
@@ -364,7 +367,7 @@ impl ProcessRuntime {
                 &plugin.program,
                 &invocation.sample.path(),
                 work.path(),
-                plugin.socket_filter,
+                plugin.filter,
             ) {
                 Ok(confinement) => Some(confinement),
                 Err(e) => return could_not_start(format!("could not run `{program}`: {e}")),
@@ -1113,6 +1116,7 @@ fn resolve_sandbox(sandbox: &NativeSandbox) -> Result<NativeSandbox, String> {
         write,
         network: sandbox.network,
         unix_sockets: sandbox.unix_sockets,
+        ipc: sandbox.ipc,
     })
 }
 
@@ -1731,7 +1735,7 @@ mod tests {
     }
 
     #[test]
-    fn a_32_bit_program_is_refused_unless_it_may_have_the_network() {
+    fn a_32_bit_program_is_refused_unless_nothing_is_left_to_filter() {
         let f = Fixture::new();
         // Only the header is read at load: an executable file that starts as a 32-bit ELF.
         let elf32 = f.script("elf32", "");
@@ -1739,7 +1743,7 @@ mod tests {
         let prepare = |sandbox: NativeSandbox| f.runtime.prepare(&elf32, &[], &[], &sandbox);
         let e = prepare(NativeSandbox::default()).err().unwrap();
         assert!(
-            e.contains("32-bit program") && e.contains("allow_network = true"),
+            e.contains("32-bit program") && e.contains("allow_network = true and allow_ipc = true"),
             "{e}"
         );
         let unix = NativeSandbox {
@@ -1755,14 +1759,30 @@ mod tests {
             unix_sockets: true,
             ..NativeSandbox::default()
         };
-        assert!(prepare(network).unwrap().socket_filter.is_none());
+        assert!(
+            prepare(network.clone()).is_err(),
+            "the network alone still needs the filter, against kernel IPC"
+        );
+        let ipc = NativeSandbox {
+            ipc: true,
+            ..NativeSandbox::default()
+        };
+        assert!(
+            prepare(ipc).is_err(),
+            "kernel IPC alone too, against sockets"
+        );
+        let both = NativeSandbox {
+            ipc: true,
+            ..network
+        };
+        assert!(prepare(both).unwrap().filter.is_none());
         let off = NativeSandbox {
             enabled: false,
             ..NativeSandbox::default()
         };
-        assert!(prepare(off).unwrap().socket_filter.is_none());
+        assert!(prepare(off).unwrap().filter.is_none());
         // A 64-bit program (the script's interpreter decides) gets the filter.
-        assert!(f.plugin("exit 0").socket_filter.is_some());
+        assert!(f.plugin("exit 0").filter.is_some());
     }
 
     /// `bytes` as the executable file `name` in the fixture's `bin`.

@@ -181,8 +181,9 @@ pub enum RuntimeSpec {
 /// file it scans, read-only; its fresh working directory, read-write). Outside that, it can
 /// neither read nor write files, send signals to processes outside its sandbox (Cordon, other
 /// plugins) or connect to abstract Unix sockets, on kernels that have these Landlock features
-/// (see [`crate::executor::landlock_abi`]), nor open sockets of any family (a seccomp filter;
-/// `socketpair` is left alone).
+/// (see [`crate::executor::landlock_abi`]), nor open sockets of any family or make the kernel
+/// objects that outlive it or escape its memory limit: System V IPC, POSIX message queues,
+/// memory files, keys (a seccomp filter; `socketpair` and pipes are left alone).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NativeSandbox {
     /// `false` runs the program unconfined, as Cordon's user (`sandbox = false`).
@@ -199,6 +200,14 @@ pub struct NativeSandbox {
     /// that Cordon's user may open, without the network (`allow_unix_sockets`). Implied by
     /// `network`.
     pub unix_sockets: bool,
+    /// Whether it may make kernel objects that are not files (`allow_ipc`): System V shared
+    /// memory, semaphores and message queues, POSIX message queues, memory files
+    /// (`memfd_create`, `memfd_secret`) and keys in the kernel's keyrings. System V objects and
+    /// POSIX queues outlive the plugin (nothing removes them when it ends) and other plugins of
+    /// Cordon's user can reach System V ones; their memory, as a memory file's, is not counted
+    /// by `max_memory_bytes`. Landlock still refuses opening a POSIX queue: it is a file, in no
+    /// allowed tree.
+    pub ipc: bool,
 }
 
 impl NativeSandbox {
@@ -224,6 +233,9 @@ impl NativeSandbox {
         } else if self.unix_sockets {
             parts.push("Unix sockets allowed".to_owned());
         }
+        if self.ipc {
+            parts.push("kernel IPC allowed".to_owned());
+        }
         parts.join("; ")
     }
 }
@@ -237,6 +249,7 @@ impl Default for NativeSandbox {
             write: Vec::new(),
             network: false,
             unix_sockets: false,
+            ipc: false,
         }
     }
 }

@@ -59,6 +59,7 @@ fn plugin_json(p: &Plugin, current: &Current) -> Value {
             "allow_write": sandbox.write.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
             "allow_network": sandbox.network,
             "allow_unix_sockets": sandbox.unix_sockets,
+            "allow_ipc": sandbox.ipc,
         }),
         RuntimeSpec::Webhook { url } => json!({ "url": url }),
     };

@@ -89,9 +89,14 @@ pub enum PluginCommand {
         /// network, as `allow_unix_sockets = true`.
         #[arg(long)]
         allow_unix_sockets: bool,
-        /// Run a native plugin without its sandbox (Landlock and the socket filter), as
+        /// A native plugin may use kernel IPC (System V shared memory, semaphores and
+        /// message queues, POSIX message queues, memory files, keyrings), as
+        /// `allow_ipc = true`.
+        #[arg(long)]
+        allow_ipc: bool,
+        /// Run a native plugin without its sandbox (Landlock and the seccomp filter), as
         /// `sandbox = false`.
-        #[arg(long, conflicts_with_all = ["allow_read", "allow_write", "allow_network", "allow_unix_sockets"])]
+        #[arg(long, conflicts_with_all = ["allow_read", "allow_write", "allow_network", "allow_unix_sockets", "allow_ipc"])]
         no_sandbox: bool,
         /// The plugin's name (its `argv[0]` in wasm). Default: the file's stem, cut to 16
         /// characters.
@@ -190,6 +195,7 @@ async fn run_inner(command: PluginCommand) -> Result<u8, ToolError> {
             allow_write,
             allow_network,
             allow_unix_sockets,
+            allow_ipc,
             no_sandbox,
             name,
             common,
@@ -224,6 +230,7 @@ async fn run_inner(command: PluginCommand) -> Result<u8, ToolError> {
                     write: absolute(allow_write)?,
                     network: allow_network,
                     unix_sockets: allow_unix_sockets || allow_network,
+                    ipc: allow_ipc,
                 },
             };
             let report = run_plugin(&plugin, &sample, &options).await?;

@@ -194,8 +194,17 @@ fn describe_sandbox(sandbox: &NativeSandbox) -> String {
         "Landlock ABI {abi}, enforcing {}",
         crate::executor::landlock_enforces(abi)
     );
-    if !sandbox.network && !sandbox.unix_sockets {
-        line.push_str("; every socket refused (seccomp)");
+    // What the seccomp filter refuses, as the configuration leaves it.
+    let refused = match (sandbox.network, sandbox.unix_sockets, sandbox.ipc) {
+        (true, _, true) => None,
+        (true, _, false) => Some("kernel IPC"),
+        (false, true, false) => Some("sockets but Unix ones, and kernel IPC"),
+        (false, true, true) => Some("sockets but Unix ones"),
+        (false, false, false) => Some("every socket, and kernel IPC"),
+        (false, false, true) => Some("every socket"),
+    };
+    if let Some(refused) = refused {
+        line.push_str(&format!("; seccomp refuses {refused}"));
     }
     let widened = sandbox.widened();
     if !widened.is_empty() {
@@ -249,10 +258,11 @@ impl RunReport {
             .find(|m| stderr.contains(m))?;
         Some(format!(
             "its stderr says \"{refused}\": the sandbox lets it read the system's files, its \
-             program and its file, and write only its working directory, and opens no socket. \
-             Name what it needs with --allow-read PATH, --allow-write DIR, --allow-unix-sockets \
-             or --allow-network (allow_read, allow_write, allow_unix_sockets, allow_network in \
-             the configuration), or run it with --no-sandbox to tell"
+             program and its file, and write only its working directory, and opens no socket \
+             and no kernel IPC. Name what it needs with --allow-read PATH, --allow-write DIR, \
+             --allow-unix-sockets, --allow-network or --allow-ipc (allow_read, allow_write, \
+             allow_unix_sockets, allow_network, allow_ipc in the configuration), or run it with \
+             --no-sandbox to tell"
         ))
     }
 
@@ -467,7 +477,7 @@ pub async fn run_plugin(
     let runtime_kind = runtime.kind();
     if runtime_kind != RuntimeKind::Process && options.sandbox != NativeSandbox::default() {
         return Err(ToolError::Invalid(
-            "--allow-read, --allow-write, --allow-unix-sockets, --allow-network and --no-sandbox are for native \
+            "--allow-read, --allow-write, --allow-unix-sockets, --allow-network, --allow-ipc and --no-sandbox are for native \
              plugins; a wasm plugin sees only the file it scans"
                 .into(),
         ));

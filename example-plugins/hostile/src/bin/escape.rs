@@ -10,6 +10,12 @@
 //!  "udp_socket": "...", "tmpdir": "ok:<dir>", "clock": "ok:<ms since epoch>"}
 //! ```
 //!
+//! On Linux it also tries to make each kind of kernel object that is not a file, and removes
+//! what it made: `sysv_shm`, `sysv_msg` and `sysv_sem` (a System V shared memory segment,
+//! message queue and semaphore set), `posix_mq` (a POSIX message queue: under Landlock its
+//! making may succeed and its opening fail, "err:made, not opened: ...", so it is removed
+//! either way; named `ESCAPE_MQ_NAME` when that is set), `memfd` (a memory file) and `keyring` (a key in its process keyring).
+//!
 //! With `ESCAPE_READ`, `ESCAPE_WRITE`, `ESCAPE_CONNECT` or `ESCAPE_CONNECT_UNIX` in its
 //! environment (a native plugin's configured `env`), it also reports `read_named` (reading
 //! that file), `write_named` (creating a file in that directory), `connect_named` (a TCP
@@ -146,6 +152,10 @@ fn main() {
     // standard library panics when asked).
     #[cfg(not(target_os = "wasi"))]
     probes.push(("tmpdir", format!("ok:{}", std::env::temp_dir().display())));
+    #[cfg(target_os = "linux")]
+    for (name, make) in kernel_ipc::PROBES {
+        probes.push((name, probe(make())));
+    }
     // Probes a test asks for through the environment (a native plugin's `env`): a file to read,
     // a directory to create a file in, an address to connect to.
     if let Ok(path) = std::env::var("ESCAPE_READ") {
@@ -241,5 +251,117 @@ fn signal_parent() -> String {
     #[cfg(not(unix))]
     {
         "err:no processes in this runtime".to_owned()
+    }
+}
+
+/// Making (and removing again) the kernel objects that are not files: what the native
+/// sandbox's seccomp filter refuses unless `allow_ipc`.
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+mod kernel_ipc {
+    use std::ffi::CString;
+    use std::io;
+
+    type Probe = fn() -> io::Result<&'static str>;
+
+    /// Each probe's name, and what it tries.
+    pub const PROBES: [(&str, Probe); 6] = [
+        ("sysv_shm", sysv_shm),
+        ("sysv_msg", sysv_msg),
+        ("sysv_sem", sysv_sem),
+        ("posix_mq", posix_mq),
+        ("memfd", memfd),
+        ("keyring", keyring),
+    ];
+
+    fn check(ret: libc::c_long) -> io::Result<libc::c_long> {
+        if ret < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(ret)
+        }
+    }
+
+    fn sysv_shm() -> io::Result<&'static str> {
+        // SAFETY: system calls on integers; IPC_RMID takes no buffer.
+        unsafe {
+            let id =
+                check(libc::shmget(libc::IPC_PRIVATE, 65_536, libc::IPC_CREAT | 0o600).into())?;
+            libc::shmctl(id as libc::c_int, libc::IPC_RMID, std::ptr::null_mut());
+        }
+        Ok("created")
+    }
+
+    fn sysv_msg() -> io::Result<&'static str> {
+        // SAFETY: as above.
+        unsafe {
+            let id = check(libc::msgget(libc::IPC_PRIVATE, libc::IPC_CREAT | 0o600).into())?;
+            libc::msgctl(id as libc::c_int, libc::IPC_RMID, std::ptr::null_mut());
+        }
+        Ok("created")
+    }
+
+    fn sysv_sem() -> io::Result<&'static str> {
+        // SAFETY: as above; IPC_RMID ignores the semaphore number and takes no fourth argument.
+        unsafe {
+            let id = check(libc::semget(libc::IPC_PRIVATE, 1, libc::IPC_CREAT | 0o600).into())?;
+            libc::semctl(id as libc::c_int, 0, libc::IPC_RMID);
+        }
+        Ok("created")
+    }
+
+    fn posix_mq() -> io::Result<&'static str> {
+        let name = std::env::var("ESCAPE_MQ_NAME")
+            .unwrap_or_else(|_| format!("/cordon-escape-{}", std::process::id()));
+        let name = CString::new(name).map_err(io::Error::other)?;
+        // SAFETY: a NUL-terminated name that outlives the calls; a null attribute pointer asks
+        // for the defaults.
+        unsafe {
+            let mq = libc::mq_open(
+                name.as_ptr(),
+                libc::O_CREAT | libc::O_EXCL | libc::O_RDWR,
+                0o600 as libc::mode_t,
+                std::ptr::null_mut::<libc::mq_attr>(),
+            );
+            let opened = check(mq.into());
+            if opened.is_ok() {
+                libc::mq_close(mq);
+            }
+            let removed = libc::mq_unlink(name.as_ptr()) == 0;
+            match opened {
+                Ok(_) => Ok("created"),
+                Err(e) if removed => {
+                    Err(io::Error::new(e.kind(), format!("made, not opened: {e}")))
+                }
+                Err(e) => Err(e),
+            }
+        }
+    }
+
+    fn memfd() -> io::Result<&'static str> {
+        // SAFETY: a NUL-terminated name; the descriptor is closed at once.
+        unsafe {
+            let fd = check(libc::memfd_create(c"escape".as_ptr(), libc::MFD_CLOEXEC).into())?;
+            libc::close(fd as libc::c_int);
+        }
+        Ok("created")
+    }
+
+    fn keyring() -> io::Result<&'static str> {
+        const KEY_SPEC_PROCESS_KEYRING: libc::c_long = -2;
+        let payload = b"escape";
+        // SAFETY: NUL-terminated type and description, a payload of the length given; the
+        // key lives in the process keyring, which goes with the process.
+        unsafe {
+            check(libc::syscall(
+                libc::SYS_add_key,
+                c"user".as_ptr(),
+                c"cordon-escape".as_ptr(),
+                payload.as_ptr(),
+                payload.len(),
+                KEY_SPEC_PROCESS_KEYRING,
+            ))?;
+        }
+        Ok("created")
     }
 }
