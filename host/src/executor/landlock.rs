@@ -21,26 +21,14 @@
 //! `no_new_privs`, so a set-user-ID program it starts gains nothing.
 //!
 //! Landlock covers neither UDP nor Unix sockets with a path (a local daemon's control socket,
-//! which could run commands outside the sandbox for it), nor kernel objects that are not files.
-//! A seccomp filter ([`seccomp_filter`]) makes these system calls fail with `EACCES`:
-//! - without `allow_network`, `socket` whatever the family (IP, Unix, netlink, vsock, raw
-//!   packets...), or every family but Unix with `allow_unix_sockets`, and `io_uring_setup`
-//!   (io_uring's own socket operations bypass seccomp). `socketpair`, which connects a process
-//!   only to itself and its children, is left alone;
-//! - without `allow_ipc`, those of System V IPC, POSIX message queues, memory files and the
-//!   kernel's keyrings ([`IPC_CALLS`]): objects that outlive the plugin, that other plugins
-//!   reach, or whose memory `max_memory_bytes` does not count. Pipes are left alone; POSIX
-//!   shared memory is files in `/dev/shm`, which Landlock refuses.
-//!
-//! The filter is for the host's architecture: a process of another one (a 32-bit program) is
-//! killed (`SIGSYS`) at its first system call, so a 32-bit plugin program is refused at load
-//! unless it has both `allow_network` and `allow_ipc`, which leave no filter to apply.
+//! which could run commands outside the sandbox for it), nor kernel objects that are not files
+//! (System V IPC, memory files, keyrings): the seccomp filter of `seccomp.rs`, applied after
+//! the ruleset, refuses these unless the configuration allows them.
 //!
 //! On a kernel with an older Landlock, what that kernel knows is enforced and the rest is not
 //! (best effort); on a kernel without Landlock the plugin runs unconfined, as Cordon's user.
 //! [`landlock_abi`] says which, and `cordon serve` logs it at start.
 
-use std::collections::BTreeMap;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -51,10 +39,7 @@ use landlock::{
     RulesetCreatedAttr, Scope,
 };
 
-use seccompiler::{
-    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
-    SeccompRule, TargetArch,
-};
+use seccompiler::BpfProgram;
 
 use crate::plugin::NativeSandbox;
 
@@ -189,122 +174,6 @@ fn hides_other_processes(mountinfo: &str, groups: &[libc::gid_t]) -> bool {
     );
     let gid: libc::gid_t = option("gid").and_then(|g| g.parse().ok()).unwrap_or(0);
     hidden && !groups.contains(&gid)
-}
-
-/// Which sockets a sandboxed plugin may open.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Sockets {
-    /// None: the default.
-    None,
-    /// Unix-domain sockets only (`allow_unix_sockets`).
-    Unix,
-    /// Every family (`allow_network`).
-    All,
-}
-
-/// The system calls that make or reach kernel objects that Landlock does not cover, refused
-/// unless `allow_ipc`: System V shared memory, semaphores and message queues (objects that
-/// outlive the plugin, which other programs of Cordon's user reach by a small integer id),
-/// POSIX message queues (Landlock refuses opening one, not making it: a plugin could leave
-/// queues behind, each counted against the queue quota of Cordon's user), memory files (whose
-/// pages no rlimit counts) and the kernel's keyrings (a session keyring is inherited from
-/// Cordon, with whatever keys it holds).
-const IPC_CALLS: [libc::c_long; 23] = [
-    libc::SYS_shmget,
-    libc::SYS_shmat,
-    libc::SYS_shmdt,
-    libc::SYS_shmctl,
-    libc::SYS_semget,
-    libc::SYS_semop,
-    libc::SYS_semtimedop,
-    libc::SYS_semctl,
-    libc::SYS_msgget,
-    libc::SYS_msgsnd,
-    libc::SYS_msgrcv,
-    libc::SYS_msgctl,
-    libc::SYS_mq_open,
-    libc::SYS_mq_unlink,
-    libc::SYS_mq_timedsend,
-    libc::SYS_mq_timedreceive,
-    libc::SYS_mq_notify,
-    libc::SYS_mq_getsetattr,
-    libc::SYS_memfd_create,
-    libc::SYS_memfd_secret,
-    libc::SYS_add_key,
-    libc::SYS_request_key,
-    libc::SYS_keyctl,
-];
-
-/// The seccomp filter of a sandboxed plugin (see the module documentation), or `None` when its
-/// configuration allows all that the filter refuses (`allow_network` and `allow_ipc`). Built
-/// once for each combination of what it allows.
-pub(super) fn seccomp_filter(
-    sandbox: &NativeSandbox,
-) -> Result<Option<&'static BpfProgram>, String> {
-    type Cell = OnceLock<Result<BpfProgram, String>>;
-    static FILTERS: [Cell; 6] = [const { OnceLock::new() }; 6];
-    let sockets = if sandbox.network {
-        Sockets::All
-    } else if sandbox.unix_sockets {
-        Sockets::Unix
-    } else {
-        Sockets::None
-    };
-    if sockets == Sockets::All && sandbox.ipc {
-        return Ok(None);
-    }
-    FILTERS[sockets as usize * 2 + usize::from(sandbox.ipc)]
-        .get_or_init(|| {
-            build_filter(sockets, sandbox.ipc)
-                .map_err(|e| format!("cannot build its seccomp filter: {e}"))
-        })
-        .as_ref()
-        .map(Some)
-        .map_err(Clone::clone)
-}
-
-fn build_filter(sockets: Sockets, ipc: bool) -> Result<BpfProgram, Box<dyn std::error::Error>> {
-    let arch = TargetArch::try_from(std::env::consts::ARCH)?;
-    // Each refused call with the arguments for which it fails; an empty chain matches every
-    // call.
-    let mut refused: Vec<(libc::c_long, Vec<SeccompRule>)> = Vec::new();
-    match sockets {
-        Sockets::None => refused.push((libc::SYS_socket, Vec::new())),
-        Sockets::Unix => {
-            let other_family = SeccompCondition::new(
-                0,
-                SeccompCmpArgLen::Dword,
-                SeccompCmpOp::Ne,
-                libc::AF_UNIX as u64,
-            )?;
-            refused.push((
-                libc::SYS_socket,
-                vec![SeccompRule::new(vec![other_family])?],
-            ));
-        }
-        Sockets::All => {}
-    }
-    if sockets != Sockets::All {
-        // io_uring's own socket operations bypass seccomp.
-        refused.push((libc::SYS_io_uring_setup, Vec::new()));
-    }
-    if !ipc {
-        refused.extend(IPC_CALLS.iter().map(|&call| (call, Vec::new())));
-    }
-    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
-    for (call, chain) in refused {
-        // The x32 ABI's numbers for the same calls: the architecture check lets them through.
-        #[cfg(target_arch = "x86_64")]
-        rules.insert(0x4000_0000 | call, chain.clone());
-        rules.insert(call, chain);
-    }
-    let filter = SeccompFilter::new(
-        rules,
-        SeccompAction::Allow,
-        SeccompAction::Errno(libc::EACCES as u32),
-        arch,
-    )?;
-    Ok(BpfProgram::try_from(filter)?)
 }
 
 /// Whether `program` is a 32-bit ELF executable (its `e_ident[EI_CLASS]` is `ELFCLASS32`).
@@ -577,38 +446,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_seccomp_filters_build_and_a_32_bit_program_is_told_apart() {
-        let filter = |network: bool, unix_sockets: bool, ipc: bool| {
-            seccomp_filter(&NativeSandbox {
-                network,
-                unix_sockets,
-                ipc,
-                ..NativeSandbox::default()
-            })
-            .unwrap()
-        };
-        let none = filter(false, false, false).expect("the default sandbox has a filter");
-        let all = [
-            none,
-            filter(false, true, false).unwrap(),
-            filter(true, true, false).unwrap(),
-            filter(false, false, true).unwrap(),
-            filter(false, true, true).unwrap(),
-        ];
-        for (i, a) in all.iter().enumerate() {
-            assert!(!a.is_empty());
-            for b in &all[i + 1..] {
-                assert_ne!(a, b, "each combination is a filter of its own");
-            }
-        }
-        assert!(
-            filter(true, true, true).is_none(),
-            "nothing left to refuse with the network and kernel IPC allowed"
-        );
-        assert!(
-            std::ptr::eq(none, filter(false, false, false).unwrap()),
-            "built once"
-        );
+    fn a_32_bit_program_is_told_apart() {
         let dir = tempfile::tempdir().unwrap();
         let elf32 = dir.path().join("elf32");
         std::fs::write(&elf32, b"\x7fELF\x01\x01\x01\0rest of a header").unwrap();

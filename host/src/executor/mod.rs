@@ -8,6 +8,7 @@
 
 mod landlock;
 pub mod process;
+mod seccomp;
 pub mod wasm;
 pub mod webhook;
 

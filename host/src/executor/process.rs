@@ -49,7 +49,8 @@ use rustix::process::{Pid, Resource, Rlimit, Signal};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, Command};
 
-use super::landlock::{Confinement, is_elf32, may_run, seccomp_filter};
+use super::landlock::{Confinement, is_elf32, may_run};
+use super::seccomp::seccomp_filter;
 use super::{ExecutorConfig, Failure, Invocation, Outcome, Stream};
 use crate::plugin::{Limits, NativeSandbox};
 
