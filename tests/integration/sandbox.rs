@@ -303,6 +303,20 @@ async fn a_native_plugin_is_confined_to_its_file_the_system_and_its_working_dire
         );
     };
     refused_ipc(&p, "no kernel IPC");
+    // Nor change Cordon's limits or scheduling (here the test's own process, its parent),
+    // which the kernel allows on any process of the same user; its own, it may.
+    let leaves_cordon_alone = |p: &BTreeMap<String, String>, why: &str| {
+        for change in SCHEDULING {
+            let (parent, own) = (format!("parent_{change}"), format!("own_{change}"));
+            assert!(
+                p[&parent].contains("Permission denied"),
+                "{why}: {parent}: {}",
+                p[&parent]
+            );
+            assert_eq!(p[&own], "ok:set", "{why}: {own}");
+        }
+    };
+    leaves_cordon_alone(&p, "confined");
     assert_eq!(std::fs::read(sample.path()).unwrap(), b"twelve bytes");
     assert_eq!(
         std::fs::read_dir(&elsewhere).unwrap().count(),
@@ -324,6 +338,7 @@ async fn a_native_plugin_is_confined_to_its_file_the_system_and_its_working_dire
     assert_eq!(p["udp_socket"], "ok:bound", "allow_network covers UDP");
     assert_eq!(p["connect_unix_named"], "ok:connected", "and Unix sockets");
     refused_ipc(&p, "the network is not kernel IPC");
+    leaves_cordon_alone(&p, "with the network");
     assert!(
         p["list_parent"].starts_with("err:"),
         "nothing more: {}",
@@ -367,6 +382,7 @@ async fn a_native_plugin_is_confined_to_its_file_the_system_and_its_working_dire
         ..NativeSandbox::default()
     };
     let with_ipc = observe_native(&rig, &sample, ipc, &env).await;
+    leaves_cordon_alone(&with_ipc, "with kernel IPC");
     if abi > 0 {
         // Made, but Landlock refuses opening it: it is a file, in no allowed tree.
         assert!(
@@ -406,7 +422,17 @@ async fn a_native_plugin_is_confined_to_its_file_the_system_and_its_working_dire
     for probe in KERNEL_IPC.into_iter().filter(|&p| p != "posix_mq") {
         assert_eq!(with_ipc[probe], p[probe], "allow_ipc: {probe}");
     }
+    for change in SCHEDULING {
+        assert_eq!(
+            p[&format!("parent_{change}")],
+            "ok:set",
+            "unconfined: {change}"
+        );
+    }
 }
+
+/// What the `escape` probe sets on its parent and on itself (`parent_*`, `own_*`).
+const SCHEDULING: [&str; 4] = ["rlimit", "nice", "affinity", "scheduler"];
 
 /// Removes the POSIX message queue `name`: whether there was one.
 fn remove_message_queue(name: &str) -> bool {
@@ -623,19 +649,20 @@ async fn a_32_bit_program_a_confined_plugin_starts_is_killed_not_let_past_the_se
         "the failure says why: {failure}"
     );
 
-    // The network alone still leaves the filter, against kernel IPC.
-    let network = NativeSandbox {
+    // Whatever the sandbox allows, the filter stays, to keep it from other processes.
+    let killed = run(NativeSandbox {
         network: true,
         unix_sockets: true,
+        ipc: true,
         ..NativeSandbox::default()
-    };
-    let killed = run(network.clone()).await;
+    })
+    .await;
     assert_eq!(killed.failure, Some(Failure::Signal { signal: 31 }));
 
-    // With the network and kernel IPC allowed there is no filter: it runs to its own exit.
+    // Unconfined there is no filter: it runs to its own exit.
     let open = run(NativeSandbox {
-        ipc: true,
-        ..network
+        enabled: false,
+        ..NativeSandbox::default()
     })
     .await;
     assert_eq!((open.failure, open.exit), (None, Some(7)));

@@ -172,8 +172,7 @@ impl fmt::Display for Failure {
                     // architecture; the other causes (a program's own filter) are rare.
                     f.write_str(
                         ": the native sandbox's seccomp filter kills a 32-bit program at its \
-                         first system call; use a 64-bit build, or allow_network = true and \
-                         allow_ipc = true",
+                         first system call; use a 64-bit build, or sandbox = false",
                     )?;
                 }
                 Ok(())
@@ -273,7 +272,8 @@ pub fn log_native_sandbox<'a>(plugins: impl IntoIterator<Item = &'a Plugin>, ser
             landlock_abi = abi,
             plugins,
             "native plugins are sandboxed by Landlock ({}) and by a seccomp filter against \
-             sockets (unless allow_network) and kernel IPC (unless allow_ipc)",
+             changing other processes, sockets (unless allow_network) and kernel IPC (unless \
+             allow_ipc)",
             landlock_enforces(abi)
         );
     } else {
@@ -281,7 +281,8 @@ pub fn log_native_sandbox<'a>(plugins: impl IntoIterator<Item = &'a Plugin>, ser
             landlock_abi = abi,
             plugins,
             "native plugins are sandboxed by Landlock against {} (and by a seccomp filter \
-             against sockets, unless allow_network, and kernel IPC, unless allow_ipc)",
+             against changing other processes, sockets, unless allow_network, and kernel IPC, \
+             unless allow_ipc)",
             landlock_enforces(abi)
         );
     }

@@ -219,8 +219,7 @@ pub struct ProcessPlugin {
     /// Its Landlock sandbox; the allowed trees are absolute, resolved and exist (checked at
     /// load).
     sandbox: NativeSandbox,
-    /// The seccomp filter of a sandboxed plugin, unless it is allowed all that the filter
-    /// refuses (`allow_network` and `allow_ipc`).
+    /// The seccomp filter of a sandboxed plugin.
     filter: Option<&'static seccompiler::BpfProgram>,
 }
 
@@ -271,19 +270,17 @@ impl ProcessRuntime {
         let sandbox = resolve_sandbox(sandbox)?;
         check_interpreters(&program, &sandbox, env)?;
         let filter = if sandbox.enabled {
-            seccomp_filter(&sandbox)?
+            Some(seccomp_filter(&sandbox)?)
         } else {
             None
         };
         if filter.is_some() && is_elf32(&program) {
             // The filter is for 64-bit system calls: it would kill a 32-bit program at its
-            // first one, and without it the program would reach the network over UDP, local
-            // daemons over Unix sockets, and kernel IPC.
+            // first one.
             return Err(format!(
                 "{} is a 32-bit program, and the sandbox's seccomp filter is for 64-bit ones (it \
-                 would kill this one); use a 64-bit build, or let it open sockets and use kernel \
-                 IPC with allow_network = true and allow_ipc = true, which leave no filter to \
-                 apply (Landlock still confines its files)",
+                 would kill this one); use a 64-bit build, or run it unconfined with \
+                 sandbox = false",
                 program.display()
             ));
         }
@@ -1736,7 +1733,7 @@ mod tests {
     }
 
     #[test]
-    fn a_32_bit_program_is_refused_unless_nothing_is_left_to_filter() {
+    fn a_32_bit_program_is_refused_in_the_sandbox() {
         let f = Fixture::new();
         // Only the header is read at load: an executable file that starts as a 32-bit ELF.
         let elf32 = f.script("elf32", "");
@@ -1744,39 +1741,19 @@ mod tests {
         let prepare = |sandbox: NativeSandbox| f.runtime.prepare(&elf32, &[], &[], &sandbox);
         let e = prepare(NativeSandbox::default()).err().unwrap();
         assert!(
-            e.contains("32-bit program") && e.contains("allow_network = true and allow_ipc = true"),
+            e.contains("32-bit program") && e.contains("sandbox = false"),
             "{e}"
         );
-        let unix = NativeSandbox {
-            unix_sockets: true,
-            ..NativeSandbox::default()
-        };
-        assert!(
-            prepare(unix).is_err(),
-            "Unix sockets only still needs the filter"
-        );
-        let network = NativeSandbox {
+        let widest = NativeSandbox {
             network: true,
             unix_sockets: true,
-            ..NativeSandbox::default()
-        };
-        assert!(
-            prepare(network.clone()).is_err(),
-            "the network alone still needs the filter, against kernel IPC"
-        );
-        let ipc = NativeSandbox {
             ipc: true,
             ..NativeSandbox::default()
         };
         assert!(
-            prepare(ipc).is_err(),
-            "kernel IPC alone too, against sockets"
+            prepare(widest).is_err(),
+            "the filter keeps it from other processes whatever the configuration allows"
         );
-        let both = NativeSandbox {
-            ipc: true,
-            ..network
-        };
-        assert!(prepare(both).unwrap().filter.is_none());
         let off = NativeSandbox {
             enabled: false,
             ..NativeSandbox::default()

@@ -1,6 +1,11 @@
 //! The seccomp filter of a sandboxed native plugin: the system calls Landlock does not cover
 //! that the plugin may not make (see `landlock.rs` for the rest of the sandbox). They fail with
 //! `EACCES`:
+//! - whatever its configuration, those that change another process's limits or scheduling
+//!   ([`OTHER_PROCESS_CALLS`]): `prlimit64` with new limits, `setpriority` and `ioprio_set`,
+//!   the `sched_set*` calls, on any process but the caller (process id 0), its own process group
+//!   for the priorities. The kernel allows them on every process of the same user, Cordon's
+//!   included, and Landlock is not asked;
 //! - without `allow_network`, `socket` whatever the family (IP, Unix, netlink, vsock, raw
 //!   packets...), or every family but Unix with `allow_unix_sockets`, and `io_uring_setup`
 //!   (io_uring's own socket operations bypass seccomp). `socketpair`, which connects a process
@@ -13,15 +18,15 @@
 //!   makes and which would otherwise be a second name for each refused call.
 //!
 //! The filter is for the host's architecture: a process of another one (a 32-bit program) is
-//! killed (`SIGSYS`) at its first system call, so a 32-bit plugin program is refused at load
-//! unless it has both `allow_network` and `allow_ipc`, which leave no filter to apply.
+//! killed (`SIGSYS`) at its first system call, so a 32-bit plugin program runs only with
+//! `sandbox = false`.
 //!
 //! **Why the program is built here.** The kernel prepares a cache when a filter is applied, in
 //! each plugin's child before `exec`: it runs the filter once for every system call number, to
 //! find those it always allows. seccompiler's programs test the numbers one after the other, so
-//! that every number not refused runs the whole list: for the 25 calls above, twice (x32), a
-//! 255-instruction program that took about 300 µs to apply, against 60 µs for this one, which
-//! tests ranges of numbers in order and stops at the first above the number (25 instructions).
+//! that every number not refused runs the whole list: for 25 of the calls above, twice (x32), a
+//! 255-instruction program that took about 300 µs to apply, against 60 µs for one that tests
+//! ranges of numbers in order and stops at the first above the number (25 instructions).
 //! seccompiler still applies it, and its own program is what the tests hold this one to.
 
 use std::sync::OnceLock;
@@ -91,12 +96,17 @@ const NATIVE_ARCH: Option<u32> = if cfg!(target_arch = "x86_64") {
 const X32_BIT: u32 = 0x4000_0000;
 
 // Where `struct seccomp_data` keeps what the filter reads: the call's number, its
-// architecture, and the low 32 bits of its first argument (on a little-endian host).
+// architecture, and its arguments (each 64 bits; on a little-endian host the low half first).
 const NR_AT: u32 = 0;
 const ARCH_AT: u32 = 4;
-const ARG0_LOW_AT: u32 = 16;
+const fn arg_low(i: u32) -> u32 {
+    16 + 8 * i
+}
+const fn arg_high(i: u32) -> u32 {
+    20 + 8 * i
+}
 #[cfg(not(target_endian = "little"))]
-compile_error!("the seccomp filter reads the low half of an argument at its little-endian place");
+compile_error!("the seccomp filter reads the halves of an argument at their little-endian places");
 
 // The classic BPF instructions the program uses (`linux/filter.h`).
 const LD_W_ABS: u16 = 0x20;
@@ -109,12 +119,41 @@ const ALLOW: u32 = libc::SECCOMP_RET_ALLOW;
 const REFUSE: u32 = libc::SECCOMP_RET_ERRNO | libc::EACCES as u32;
 const KILL: u32 = libc::SECCOMP_RET_KILL_PROCESS;
 
-/// The seccomp filter of a sandboxed plugin (see the module documentation), or `None` when its
-/// configuration allows all that the filter refuses (`allow_network` and `allow_ipc`). Built
-/// once for each combination of what it allows.
-pub(super) fn seccomp_filter(
-    sandbox: &NativeSandbox,
-) -> Result<Option<&'static BpfProgram>, String> {
+/// The calls that change another process's limits or scheduling, which a plugin may make only
+/// on itself (see [`Check`]), whatever its configuration: none of them asks Landlock, and each
+/// is allowed on any process of the same user, Cordon's own included. A confined plugin could
+/// otherwise set Cordon's open files limit to a handful, or its scheduling to `SCHED_IDLE`,
+/// for as long as Cordon runs.
+const OTHER_PROCESS_CALLS: [(libc::c_long, Check); 7] = [
+    (libc::SYS_prlimit64, Check::OtherLimits),
+    (libc::SYS_setpriority, Check::OthersPriority { user: 2 }), // PRIO_USER
+    (libc::SYS_ioprio_set, Check::OthersPriority { user: 3 }),  // IOPRIO_WHO_USER
+    (libc::SYS_sched_setaffinity, Check::OtherProcess),
+    (libc::SYS_sched_setscheduler, Check::OtherProcess),
+    (libc::SYS_sched_setparam, Check::OtherProcess),
+    (libc::SYS_sched_setattr, Check::OtherProcess),
+];
+
+/// When a call is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Check {
+    /// Always.
+    Always,
+    /// `socket` of any family but Unix.
+    NotUnix,
+    /// On another process: its first argument, a process id, is not 0 (the caller).
+    OtherProcess,
+    /// `prlimit64` setting another process's limits: a process id that is not 0, and new
+    /// limits (reading them is allowed).
+    OtherLimits,
+    /// `setpriority` or `ioprio_set` on the processes of a user (`which` is `user`), or on
+    /// another process or group (`who` is not 0).
+    OthersPriority { user: u32 },
+}
+
+/// The seccomp filter of a sandboxed plugin (see the module documentation), built once for
+/// each combination of what its configuration allows.
+pub(super) fn seccomp_filter(sandbox: &NativeSandbox) -> Result<&'static BpfProgram, String> {
     static FILTERS: [OnceLock<BpfProgram>; 6] = [const { OnceLock::new() }; 6];
     let sockets = if sandbox.network {
         Sockets::All
@@ -123,130 +162,154 @@ pub(super) fn seccomp_filter(
     } else {
         Sockets::None
     };
-    if sockets == Sockets::All && sandbox.ipc {
-        return Ok(None);
-    }
     let Some(arch) = NATIVE_ARCH else {
         return Err(format!(
             "Cordon's seccomp filter is not written for this architecture ({}); run the \
-             plugin with allow_network = true and allow_ipc = true, or sandbox = false",
+             plugin with sandbox = false",
             std::env::consts::ARCH
         ));
     };
     let cell = &FILTERS[sockets as usize * 2 + usize::from(sandbox.ipc)];
-    Ok(Some(cell.get_or_init(|| build(arch, sockets, sandbox.ipc))))
+    Ok(cell.get_or_init(|| build(arch, sockets, sandbox.ipc)))
 }
 
-/// The refused calls, as ranges of consecutive numbers in ascending order; the `socket` call
-/// is a range of its own, since with Unix sockets allowed it is refused only for other
-/// families.
-fn refused_ranges(sockets: Sockets, ipc: bool) -> Vec<(u32, u32)> {
-    let mut calls: Vec<u32> = Vec::new();
+/// The refused calls and when, by number.
+fn refused_calls(sockets: Sockets, ipc: bool) -> Vec<(u32, Check)> {
+    let mut calls: Vec<(libc::c_long, Check)> = OTHER_PROCESS_CALLS.to_vec();
+    match sockets {
+        Sockets::None => calls.push((libc::SYS_socket, Check::Always)),
+        Sockets::Unix => calls.push((libc::SYS_socket, Check::NotUnix)),
+        Sockets::All => {}
+    }
     if sockets != Sockets::All {
-        calls.extend([libc::SYS_socket, libc::SYS_io_uring_setup].map(number));
+        calls.push((libc::SYS_io_uring_setup, Check::Always));
     }
     if !ipc {
-        calls.extend(IPC_CALLS.map(number));
+        calls.extend(IPC_CALLS.map(|call| (call, Check::Always)));
     }
-    calls.sort_unstable();
-    calls.dedup();
-    let socket = number(libc::SYS_socket);
-    let mut ranges: Vec<(u32, u32)> = Vec::new();
-    for call in calls {
+    let mut calls: Vec<(u32, Check)> = calls
+        .into_iter()
+        .map(|(call, check)| (u32::try_from(call).expect("call numbers are small"), check))
+        .collect();
+    calls.sort_unstable_by_key(|&(call, _)| call);
+    calls.dedup_by_key(|&mut (call, _)| call);
+    calls
+}
+
+/// Where a jump goes, before the program is laid out.
+#[derive(Debug, Clone, Copy)]
+enum To {
+    Next,
+    Range(usize),
+    Check(usize),
+    Allow,
+    Refuse,
+    Kill,
+}
+
+/// The program: check the architecture, refuse x32 calls (x86-64), then for each range of
+/// refused numbers in ascending order, go on to the next when the number is above it, allow it
+/// when it is below it (and so above the one before), and refuse it or check its arguments
+/// when it is in it.
+fn build(arch: u32, sockets: Sockets, ipc: bool) -> BpfProgram {
+    // Consecutive numbers refused always make one range; a call with a check, one of its own.
+    let mut ranges: Vec<(u32, u32, Check)> = Vec::new();
+    for (call, check) in refused_calls(sockets, ipc) {
         match ranges.last_mut() {
-            Some((_, hi)) if *hi + 1 == call && call != socket && *hi != socket => *hi = call,
-            _ => ranges.push((call, call)),
+            Some((_, hi, Check::Always)) if *hi + 1 == call && check == Check::Always => {
+                *hi = call;
+            }
+            _ => ranges.push((call, call, check)),
         }
     }
-    ranges
-}
+    let checks: Vec<Check> = ranges
+        .iter()
+        .map(|&(_, _, check)| check)
+        .filter(|&check| check != Check::Always)
+        .collect();
 
-fn number(call: libc::c_long) -> u32 {
-    u32::try_from(call).expect("system call numbers are small")
-}
-
-/// The program: check the architecture, refuse x32 calls (x86-64), then for each range in
-/// ascending order, go on to the next when the number is above it, refuse when it is in it,
-/// and allow when it is below it (and so above the one before).
-fn build(arch: u32, sockets: Sockets, ipc: bool) -> BpfProgram {
-    let ranges = refused_ranges(sockets, ipc);
-    let socket = number(libc::SYS_socket);
-    let unix_only = sockets == Sockets::Unix;
-
-    let mut head = vec![
-        statement(LD_W_ABS, ARCH_AT),
-        // Jumps are patched below, once the tail's place is known.
-        jump(JEQ_K, arch, 0, 0),
-        statement(LD_W_ABS, NR_AT),
+    // (code, k, where it goes when its test holds, when not); statements go on to the next.
+    let mut code: Vec<(u16, u32, To, To)> = vec![
+        (LD_W_ABS, ARCH_AT, To::Next, To::Next),
+        (JEQ_K, arch, To::Next, To::Kill),
+        (LD_W_ABS, NR_AT, To::Next, To::Next),
     ];
     #[cfg(target_arch = "x86_64")]
-    head.push(jump(JGE_K, X32_BIT, 0, 0));
-    let first_range = head.len();
-    let tail = first_range + 2 * ranges.len();
-    // The tail: the Unix sockets check when there is one, then the three answers.
-    let socket_check = tail;
-    let allow = tail + if unix_only { 2 } else { 0 };
-    let (refuse, kill) = (allow + 1, allow + 2);
+    code.push((JGE_K, X32_BIT, To::Refuse, To::Next));
+    let mut range_at = Vec::new();
+    let mut checked = 0;
+    for (i, &(lo, hi, check)) in ranges.iter().enumerate() {
+        range_at.push(code.len());
+        let above = if i + 1 < ranges.len() {
+            To::Range(i + 1)
+        } else {
+            To::Allow
+        };
+        let within = if check == Check::Always {
+            To::Refuse
+        } else {
+            checked += 1;
+            To::Check(checked - 1)
+        };
+        code.push((JGT_K, hi, above, To::Next));
+        code.push((JGE_K, lo, within, To::Allow));
+    }
+    let mut check_at = Vec::new();
+    for check in &checks {
+        check_at.push(code.len());
+        let load = |at: u32| (LD_W_ABS, at, To::Next, To::Next);
+        match *check {
+            Check::Always => unreachable!("not a check"),
+            Check::NotUnix => {
+                code.push(load(arg_low(0)));
+                code.push((JEQ_K, libc::AF_UNIX as u32, To::Allow, To::Refuse));
+            }
+            Check::OtherProcess => {
+                code.push(load(arg_low(0)));
+                code.push((JEQ_K, 0, To::Allow, To::Refuse));
+            }
+            Check::OtherLimits => {
+                code.push(load(arg_low(0)));
+                code.push((JEQ_K, 0, To::Allow, To::Next));
+                code.push(load(arg_low(2)));
+                code.push((JEQ_K, 0, To::Next, To::Refuse));
+                code.push(load(arg_high(2)));
+                code.push((JEQ_K, 0, To::Allow, To::Refuse));
+            }
+            Check::OthersPriority { user } => {
+                code.push(load(arg_low(1)));
+                code.push((JEQ_K, 0, To::Next, To::Refuse));
+                code.push(load(arg_low(0)));
+                code.push((JEQ_K, user, To::Refuse, To::Allow));
+            }
+        }
+    }
+    let allow = code.len();
+    code.push((RET_K, ALLOW, To::Next, To::Next));
+    code.push((RET_K, REFUSE, To::Next, To::Next));
+    code.push((RET_K, KILL, To::Next, To::Next));
 
-    let mut program = head;
-    // `program[at]` jumps to `to` when its test holds (`jt`) or not (`jf`): BPF jumps count
-    // the instructions skipped, forward only, at most 255.
-    let offset = |at: usize, to: usize| -> u8 {
-        u8::try_from(to - at - 1).expect("a short program: every jump fits in a byte")
+    // BPF jumps count the instructions skipped: forward only, at most 255.
+    let offset = |at: usize, to: To| -> u8 {
+        let target = match to {
+            To::Next => at + 1,
+            To::Range(i) => range_at[i],
+            To::Check(i) => check_at[i],
+            To::Allow => allow,
+            To::Refuse => allow + 1,
+            To::Kill => allow + 2,
+        };
+        u8::try_from(target - at - 1).expect("a short program: every jump is forward and fits")
     };
-    program[1].jf = offset(1, kill);
-    #[cfg(target_arch = "x86_64")]
-    {
-        program[3].jt = offset(3, refuse);
-    }
-    for (i, &(lo, hi)) in ranges.iter().enumerate() {
-        let above = first_range + 2 * i;
-        let next = if i + 1 < ranges.len() {
-            above + 2
-        } else {
-            allow
-        };
-        program.push(jump(JGT_K, hi, offset(above, next), 0));
-        let within = if unix_only && lo == socket {
-            socket_check
-        } else {
-            refuse
-        };
-        program.push(jump(
-            JGE_K,
-            lo,
-            offset(above + 1, within),
-            offset(above + 1, allow),
-        ));
-    }
-    if unix_only {
-        program.push(statement(LD_W_ABS, ARG0_LOW_AT));
-        let at = program.len();
-        program.push(jump(
-            JEQ_K,
-            libc::AF_UNIX as u32,
-            offset(at, allow),
-            offset(at, refuse),
-        ));
-    }
-    program.push(statement(RET_K, ALLOW));
-    program.push(statement(RET_K, REFUSE));
-    program.push(statement(RET_K, KILL));
-    debug_assert_eq!(program.len(), kill + 1);
-    program
-}
-
-fn statement(code: u16, k: u32) -> sock_filter {
-    sock_filter {
-        code,
-        jt: 0,
-        jf: 0,
-        k,
-    }
-}
-
-fn jump(code: u16, k: u32, jt: u8, jf: u8) -> sock_filter {
-    sock_filter { code, jt, jf, k }
+    code.iter()
+        .enumerate()
+        .map(|(at, &(code, k, jt, jf))| sock_filter {
+            code,
+            jt: offset(at, jt),
+            jf: offset(at, jf),
+            k,
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -265,11 +328,13 @@ mod tests {
     /// What a filter answers for a call: the classic BPF of seccomp filters, run on a
     /// `seccomp_data` (the instructions seccompiler and [`build`] emit; any other fails the
     /// test).
-    fn run(program: &[sock_filter], nr: u32, arch: u32, arg0: u64) -> u32 {
+    fn run(program: &[sock_filter], nr: u32, arch: u32, args: [u64; 3]) -> u32 {
         let mut data = [0u8; 64];
         data[0..4].copy_from_slice(&nr.to_le_bytes());
         data[4..8].copy_from_slice(&arch.to_le_bytes());
-        data[16..24].copy_from_slice(&arg0.to_le_bytes());
+        for (i, arg) in args.iter().enumerate() {
+            data[16 + 8 * i..24 + 8 * i].copy_from_slice(&arg.to_le_bytes());
+        }
         let word = |at: u32| {
             let at = at as usize;
             u32::from_le_bytes(data[at..at + 4].try_into().expect("inside seccomp_data"))
@@ -296,22 +361,44 @@ mod tests {
     /// The same filter as seccompiler builds it from rules: the reference. It names each x32
     /// number of a refused call, where [`build`] refuses every x32 call.
     fn reference(sockets: Sockets, ipc: bool) -> BpfProgram {
-        let socket = || -> Vec<SeccompRule> {
-            if sockets != Sockets::Unix {
-                return Vec::new();
-            }
-            let other_family = SeccompCondition::new(
-                0,
-                SeccompCmpArgLen::Dword,
-                SeccompCmpOp::Ne,
-                libc::AF_UNIX as u64,
+        use SeccompCmpArgLen::{Dword, Qword};
+        use SeccompCmpOp::{Eq, Ne};
+        let rule = |conditions: Vec<(u8, SeccompCmpArgLen, SeccompCmpOp, u64)>| {
+            SeccompRule::new(
+                conditions
+                    .into_iter()
+                    .map(|(arg, len, op, value)| {
+                        SeccompCondition::new(arg, len, op, value).unwrap()
+                    })
+                    .collect(),
             )
-            .unwrap();
-            vec![SeccompRule::new(vec![other_family]).unwrap()]
+            .unwrap()
         };
-        let mut refused: Vec<(i64, Vec<SeccompRule>)> = Vec::new();
+        // Each call with the rules under which it is refused (any one of them); none: always.
+        let mut refused: Vec<(i64, Vec<SeccompRule>)> = OTHER_PROCESS_CALLS
+            .iter()
+            .map(|&(call, check)| {
+                let rules = match check {
+                    Check::OtherProcess => vec![rule(vec![(0, Dword, Ne, 0)])],
+                    Check::OtherLimits => vec![rule(vec![(0, Dword, Ne, 0), (2, Qword, Ne, 0)])],
+                    Check::OthersPriority { user } => vec![
+                        rule(vec![(1, Dword, Ne, 0)]),
+                        rule(vec![(0, Dword, Eq, u64::from(user))]),
+                    ],
+                    Check::Always | Check::NotUnix => unreachable!(),
+                };
+                (call, rules)
+            })
+            .collect();
+        match sockets {
+            Sockets::None => refused.push((libc::SYS_socket, Vec::new())),
+            Sockets::Unix => refused.push((
+                libc::SYS_socket,
+                vec![rule(vec![(0, Dword, Ne, libc::AF_UNIX as u64)])],
+            )),
+            Sockets::All => {}
+        }
         if sockets != Sockets::All {
-            refused.push((libc::SYS_socket, socket()));
             refused.push((libc::SYS_io_uring_setup, Vec::new()));
         }
         if !ipc {
@@ -334,27 +421,37 @@ mod tests {
         BpfProgram::try_from(filter).unwrap()
     }
 
-    const COMBINATIONS: [(Sockets, bool); 5] = [
+    const COMBINATIONS: [(Sockets, bool); 6] = [
         (Sockets::None, false),
         (Sockets::None, true),
         (Sockets::Unix, false),
         (Sockets::Unix, true),
         (Sockets::All, false),
+        (Sockets::All, true),
     ];
 
     #[test]
     fn the_filter_answers_every_call_as_seccompiler_s_own_program_does() {
-        let families = [
+        // First arguments: socket families, process ids, `which` values; the upper half of an
+        // int argument does not count, that of a pointer does.
+        let values: [u64; 10] = [
+            0,
+            1,
+            2,
+            3,
             libc::AF_UNIX as u64,
-            libc::AF_INET as u64,
             libc::AF_INET6 as u64,
             libc::AF_NETLINK as u64,
-            libc::AF_VSOCK as u64,
-            libc::AF_PACKET as u64,
-            // The family is an int: the upper half of the register does not count.
+            1 << 32,
             (1 << 32) | libc::AF_UNIX as u64,
-            (1 << 32) | libc::AF_INET as u64,
+            u64::MAX,
         ];
+        let with_checks: Vec<u32> = OTHER_PROCESS_CALLS
+            .iter()
+            .map(|&(call, _)| call)
+            .chain([libc::SYS_socket])
+            .map(|call| call as u32)
+            .collect();
         for (sockets, ipc) in COMBINATIONS {
             let ours = build(ARCH, sockets, ipc);
             let theirs = reference(sockets, ipc);
@@ -373,67 +470,122 @@ mod tests {
                 theirs.len()
             );
             for nr in 0..1024 {
-                for &arg0 in &families {
+                // Every argument combination for the calls with checks, the first argument's
+                // values for the others.
+                let args: Vec<[u64; 3]> = if with_checks.contains(&nr) {
+                    let mut all = Vec::new();
+                    for a in values {
+                        for b in values {
+                            for c in values {
+                                all.push([a, b, c]);
+                            }
+                        }
+                    }
+                    all
+                } else {
+                    values.iter().map(|&a| [a, 0, 0]).collect()
+                };
+                for args in args {
                     for arch in [ARCH, 0x4000_0003 /* i386 */, 0] {
                         assert_eq!(
-                            run(&ours, nr, arch, arg0),
-                            run(&theirs, nr, arch, arg0),
-                            "{why}: call {nr}, arch {arch:#x}, first argument {arg0:#x}"
+                            run(&ours, nr, arch, args),
+                            run(&theirs, nr, arch, args),
+                            "{why}: call {nr}, arch {arch:#x}, arguments {args:x?}"
                         );
                     }
                 }
             }
             #[cfg(target_arch = "x86_64")]
             for nr in (0..1024).map(|nr| X32_BIT | nr) {
-                assert_eq!(run(&ours, nr, ARCH, 0), REFUSE, "{why}: every x32 call");
-                if run(&theirs, nr, ARCH, 0) == REFUSE {
-                    assert_eq!(run(&ours, nr, ARCH, 1), REFUSE, "{why}");
-                }
+                assert_eq!(
+                    run(&ours, nr, ARCH, [0; 3]),
+                    REFUSE,
+                    "{why}: every x32 call"
+                );
             }
         }
     }
 
     #[test]
     fn each_setting_refuses_what_it_should() {
-        let answer = |sockets, ipc, call: libc::c_long, family: i32| {
-            run(
-                &build(ARCH, sockets, ipc),
-                number(call),
-                ARCH,
-                family as u64,
-            )
+        let answer = |sockets, ipc, call: libc::c_long, args: [u64; 3]| {
+            run(&build(ARCH, sockets, ipc), call as u32, ARCH, args)
         };
-        let (unix, inet) = (libc::AF_UNIX, libc::AF_INET);
+        let (unix, inet) = (libc::AF_UNIX as u64, libc::AF_INET as u64);
         for ipc in [false, true] {
-            assert_eq!(answer(Sockets::None, ipc, libc::SYS_socket, unix), REFUSE);
-            assert_eq!(answer(Sockets::Unix, ipc, libc::SYS_socket, unix), ALLOW);
-            assert_eq!(answer(Sockets::Unix, ipc, libc::SYS_socket, inet), REFUSE);
             assert_eq!(
-                answer(Sockets::Unix, ipc, libc::SYS_io_uring_setup, 0),
+                answer(Sockets::None, ipc, libc::SYS_socket, [unix, 0, 0]),
                 REFUSE
             );
             assert_eq!(
-                answer(Sockets::None, ipc, libc::SYS_socketpair, unix),
+                answer(Sockets::Unix, ipc, libc::SYS_socket, [unix, 0, 0]),
+                ALLOW
+            );
+            assert_eq!(
+                answer(Sockets::Unix, ipc, libc::SYS_socket, [inet, 0, 0]),
+                REFUSE
+            );
+            assert_eq!(
+                answer(Sockets::Unix, ipc, libc::SYS_io_uring_setup, [0; 3]),
+                REFUSE
+            );
+            assert_eq!(
+                answer(Sockets::None, ipc, libc::SYS_socketpair, [unix, 0, 0]),
                 ALLOW
             );
         }
-        assert_eq!(answer(Sockets::All, false, libc::SYS_socket, inet), ALLOW);
+        assert_eq!(
+            answer(Sockets::All, false, libc::SYS_socket, [inet, 0, 0]),
+            ALLOW
+        );
         for call in IPC_CALLS {
-            assert_eq!(answer(Sockets::All, false, call, 0), REFUSE, "{call}");
-            assert_eq!(answer(Sockets::None, true, call, 0), ALLOW, "{call}");
+            assert_eq!(answer(Sockets::All, false, call, [0; 3]), REFUSE, "{call}");
+            assert_eq!(answer(Sockets::None, true, call, [0; 3]), ALLOW, "{call}");
         }
-        for call in [
-            libc::SYS_read,
-            libc::SYS_openat,
-            libc::SYS_pipe2,
-            libc::SYS_exit_group,
-        ] {
-            assert_eq!(answer(Sockets::None, false, call, 0), ALLOW, "{call}");
+        // Whatever the configuration: a process's own limits and scheduling, and no other's.
+        let (cordon, limits) = (4242, 0x7ff0_0000_1000);
+        for (sockets, ipc) in COMBINATIONS {
+            let answer = |call, args| answer(sockets, ipc, call, args);
+            assert_eq!(answer(libc::SYS_prlimit64, [0, 7, limits]), ALLOW);
+            assert_eq!(answer(libc::SYS_prlimit64, [cordon, 7, 0]), ALLOW, "read");
+            assert_eq!(answer(libc::SYS_prlimit64, [cordon, 7, limits]), REFUSE);
+            assert_eq!(answer(libc::SYS_setpriority, [0, 0, 19]), ALLOW);
+            assert_eq!(
+                answer(libc::SYS_setpriority, [1, 0, 19]),
+                ALLOW,
+                "own group"
+            );
+            assert_eq!(answer(libc::SYS_setpriority, [0, cordon, 19]), REFUSE);
+            assert_eq!(
+                answer(libc::SYS_setpriority, [2, 0, 19]),
+                REFUSE,
+                "own user"
+            );
+            assert_eq!(answer(libc::SYS_ioprio_set, [1, 0, 0]), ALLOW);
+            assert_eq!(answer(libc::SYS_ioprio_set, [1, cordon, 0]), REFUSE);
+            assert_eq!(answer(libc::SYS_ioprio_set, [3, 0, 0]), REFUSE, "own user");
+            for call in [
+                libc::SYS_sched_setaffinity,
+                libc::SYS_sched_setscheduler,
+                libc::SYS_sched_setparam,
+                libc::SYS_sched_setattr,
+            ] {
+                assert_eq!(answer(call, [0, 0, 0]), ALLOW, "{call}");
+                assert_eq!(answer(call, [cordon, 0, 0]), REFUSE, "{call}");
+            }
+            for call in [
+                libc::SYS_read,
+                libc::SYS_openat,
+                libc::SYS_pipe2,
+                libc::SYS_exit_group,
+            ] {
+                assert_eq!(answer(call, [0; 3]), ALLOW, "{call}");
+            }
         }
     }
 
     #[test]
-    fn each_combination_is_built_once_and_none_is_left_with_everything_allowed() {
+    fn each_combination_is_built_once() {
         let filter = |network: bool, unix_sockets: bool, ipc: bool| {
             seccomp_filter(&NativeSandbox {
                 network,
@@ -443,13 +595,14 @@ mod tests {
             })
             .unwrap()
         };
-        let none = filter(false, false, false).expect("the default sandbox has a filter");
+        let none = filter(false, false, false);
         let all = [
             none,
-            filter(false, true, false).unwrap(),
-            filter(true, true, false).unwrap(),
-            filter(false, false, true).unwrap(),
-            filter(false, true, true).unwrap(),
+            filter(false, true, false),
+            filter(true, true, false),
+            filter(false, false, true),
+            filter(false, true, true),
+            filter(true, true, true),
         ];
         for (i, a) in all.iter().enumerate() {
             for b in &all[i + 1..] {
@@ -457,11 +610,7 @@ mod tests {
             }
         }
         assert!(
-            filter(true, true, true).is_none(),
-            "nothing left to refuse with the network and kernel IPC allowed"
-        );
-        assert!(
-            std::ptr::eq(none, filter(false, false, false).unwrap()),
+            std::ptr::eq(none, filter(false, false, false)),
             "built once"
         );
     }

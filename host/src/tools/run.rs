@@ -194,18 +194,17 @@ fn describe_sandbox(sandbox: &NativeSandbox) -> String {
         "Landlock ABI {abi}, enforcing {}",
         crate::executor::landlock_enforces(abi)
     );
-    // What the seccomp filter refuses, as the configuration leaves it.
+    // What the seccomp filter refuses that the configuration decides (it always refuses
+    // changes to other processes).
     let refused = match (sandbox.network, sandbox.unix_sockets, sandbox.ipc) {
-        (true, _, true) => None,
-        (true, _, false) => Some("kernel IPC"),
-        (false, true, false) => Some("sockets but Unix ones, and kernel IPC"),
-        (false, true, true) => Some("sockets but Unix ones"),
-        (false, false, false) => Some("every socket, and kernel IPC"),
-        (false, false, true) => Some("every socket"),
+        (true, _, true) => "only changes to other processes",
+        (true, _, false) => "kernel IPC",
+        (false, true, false) => "sockets but Unix ones, and kernel IPC",
+        (false, true, true) => "sockets but Unix ones",
+        (false, false, false) => "every socket, and kernel IPC",
+        (false, false, true) => "every socket",
     };
-    if let Some(refused) = refused {
-        line.push_str(&format!("; seccomp refuses {refused}"));
-    }
+    line.push_str(&format!("; seccomp refuses {refused}"));
     let widened = sandbox.widened();
     if !widened.is_empty() {
         line.push_str("; ");

@@ -14,7 +14,10 @@
 //! what it made: `sysv_shm`, `sysv_msg` and `sysv_sem` (a System V shared memory segment,
 //! message queue and semaphore set), `posix_mq` (a POSIX message queue: under Landlock its
 //! making may succeed and its opening fail, "err:made, not opened: ...", so it is removed
-//! either way; named `ESCAPE_MQ_NAME` when that is set), `memfd` (a memory file) and `keyring` (a key in its process keyring).
+//! either way; named `ESCAPE_MQ_NAME` when that is set), `memfd` (a memory file) and `keyring`
+//! (a key in its process keyring). And it sets its parent's (the host's) open files limit,
+//! nice value, CPU affinity and scheduling policy, then its own (`parent_rlimit`,
+//! `own_rlimit`, `parent_nice`...), each to what it reads first: nothing changes.
 //!
 //! With `ESCAPE_READ`, `ESCAPE_WRITE`, `ESCAPE_CONNECT` or `ESCAPE_CONNECT_UNIX` in its
 //! environment (a native plugin's configured `env`), it also reports `read_named` (reading
@@ -155,6 +158,12 @@ fn main() {
     #[cfg(target_os = "linux")]
     for (name, make) in kernel_ipc::PROBES {
         probes.push((name, probe(make())));
+    }
+    #[cfg(target_os = "linux")]
+    for (name, change) in scheduling::PROBES {
+        let parent = std::os::unix::process::parent_id() as libc::pid_t;
+        probes.push((name.0, probe(change(parent))));
+        probes.push((name.1, probe(change(0))));
     }
     // Probes a test asks for through the environment (a native plugin's `env`): a file to read,
     // a directory to create a file in, an address to connect to.
@@ -363,5 +372,88 @@ mod kernel_ipc {
             ))?;
         }
         Ok("created")
+    }
+}
+
+/// Changing a process's limits and scheduling, each to what it already is: what the native
+/// sandbox's seccomp filter allows a plugin on itself only.
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+mod scheduling {
+    use std::io;
+
+    type Change = fn(libc::pid_t) -> io::Result<&'static str>;
+
+    /// Each probe's names (on the parent, on itself) and what it does to a process id (0:
+    /// itself).
+    pub const PROBES: [((&str, &str), Change); 4] = [
+        (("parent_rlimit", "own_rlimit"), rlimit),
+        (("parent_nice", "own_nice"), nice),
+        (("parent_affinity", "own_affinity"), affinity),
+        (("parent_scheduler", "own_scheduler"), scheduler),
+    ];
+
+    fn check(ret: libc::c_long) -> io::Result<libc::c_long> {
+        if ret < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(ret)
+        }
+    }
+
+    fn rlimit(pid: libc::pid_t) -> io::Result<&'static str> {
+        let mut limit = libc::rlimit64 {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: `limit` outlives both calls; the other pointer is null.
+        unsafe {
+            check(libc::prlimit64(pid, libc::RLIMIT_NOFILE, std::ptr::null(), &mut limit).into())?;
+            check(libc::prlimit64(pid, libc::RLIMIT_NOFILE, &limit, std::ptr::null_mut()).into())?;
+        }
+        Ok("set")
+    }
+
+    fn nice(pid: libc::pid_t) -> io::Result<&'static str> {
+        // SAFETY: system calls on integers. The system call returns 20 - nice, never negative
+        // (the C library's wrapper returns the nice value, -1 being both a value and an error).
+        unsafe {
+            let got = check(libc::syscall(
+                libc::SYS_getpriority,
+                libc::PRIO_PROCESS,
+                pid,
+            ))?;
+            check(
+                libc::setpriority(
+                    libc::PRIO_PROCESS,
+                    pid as libc::id_t,
+                    20 - got as libc::c_int,
+                )
+                .into(),
+            )?;
+        }
+        Ok("set")
+    }
+
+    fn affinity(pid: libc::pid_t) -> io::Result<&'static str> {
+        // SAFETY: a zeroed CPU set is valid, and outlives both calls, which get its size.
+        unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            let size = std::mem::size_of::<libc::cpu_set_t>();
+            check(libc::sched_getaffinity(pid, size, &mut set).into())?;
+            check(libc::sched_setaffinity(pid, size, &set).into())?;
+        }
+        Ok("set")
+    }
+
+    fn scheduler(pid: libc::pid_t) -> io::Result<&'static str> {
+        // SAFETY: `param` outlives the calls that read and write it.
+        unsafe {
+            let policy = check(libc::sched_getscheduler(pid).into())?;
+            let mut param = libc::sched_param { sched_priority: 0 };
+            check(libc::sched_getparam(pid, &mut param).into())?;
+            check(libc::sched_setscheduler(pid, policy as libc::c_int, &param).into())?;
+        }
+        Ok("set")
     }
 }
