@@ -317,6 +317,13 @@ async fn a_native_plugin_is_confined_to_its_file_the_system_and_its_working_dire
         }
     };
     leaves_cordon_alone(&p, "confined");
+    // Nor watch the directory of the file it scans (a server's scan slot), where the name of
+    // each file scanned would show: Landlock does not cover watches either.
+    assert!(
+        p["watch_scan_dir"].contains("Permission denied"),
+        "no watch: {}",
+        p["watch_scan_dir"]
+    );
     assert_eq!(std::fs::read(sample.path()).unwrap(), b"twelve bytes");
     assert_eq!(
         std::fs::read_dir(&elsewhere).unwrap().count(),
@@ -429,6 +436,7 @@ async fn a_native_plugin_is_confined_to_its_file_the_system_and_its_working_dire
             "unconfined: {change}"
         );
     }
+    assert_eq!(p["watch_scan_dir"], "ok:watching");
 }
 
 /// What the `escape` probe sets on its parent and on itself (`parent_*`, `own_*`).

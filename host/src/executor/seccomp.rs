@@ -6,6 +6,9 @@
 //!   the `sched_set*` calls, on any process but the caller (process id 0), its own process group
 //!   for the priorities. The kernel allows them on every process of the same user, Cordon's
 //!   included, and Landlock is not asked;
+//! - whatever its configuration, those that watch files and directories ([`WATCH_CALLS`]:
+//!   `inotify_add_watch`, `fanotify_init`, `fanotify_mark`), which Landlock does not cover:
+//!   watching a scan slot's directory shows the name of each file Cordon scans there;
 //! - without `allow_network`, `socket` whatever the family (IP, Unix, netlink, vsock, raw
 //!   packets...), or every family but Unix with `allow_unix_sockets`, and `io_uring_setup`
 //!   (io_uring's own socket operations bypass seccomp). `socketpair`, which connects a process
@@ -134,6 +137,16 @@ const OTHER_PROCESS_CALLS: [(libc::c_long, Check); 7] = [
     (libc::SYS_sched_setattr, Check::OtherProcess),
 ];
 
+/// The calls that watch files and directories, refused whatever the configuration: Landlock
+/// does not ask about a watch, and a plugin watching the directories of Cordon's scan slots
+/// would see the name of every file other scans receive (a slot's file is renamed to each
+/// file's name).
+const WATCH_CALLS: [libc::c_long; 3] = [
+    libc::SYS_inotify_add_watch,
+    libc::SYS_fanotify_init,
+    libc::SYS_fanotify_mark,
+];
+
 /// When a call is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Check {
@@ -176,6 +189,7 @@ pub(super) fn seccomp_filter(sandbox: &NativeSandbox) -> Result<&'static BpfProg
 /// The refused calls and when, by number.
 fn refused_calls(sockets: Sockets, ipc: bool) -> Vec<(u32, Check)> {
     let mut calls: Vec<(libc::c_long, Check)> = OTHER_PROCESS_CALLS.to_vec();
+    calls.extend(WATCH_CALLS.map(|call| (call, Check::Always)));
     match sockets {
         Sockets::None => calls.push((libc::SYS_socket, Check::Always)),
         Sockets::Unix => calls.push((libc::SYS_socket, Check::NotUnix)),
@@ -390,6 +404,7 @@ mod tests {
                 (call, rules)
             })
             .collect();
+        refused.extend(WATCH_CALLS.iter().map(|&call| (call, Vec::new())));
         match sockets {
             Sockets::None => refused.push((libc::SYS_socket, Vec::new())),
             Sockets::Unix => refused.push((
@@ -573,11 +588,15 @@ mod tests {
                 assert_eq!(answer(call, [0, 0, 0]), ALLOW, "{call}");
                 assert_eq!(answer(call, [cordon, 0, 0]), REFUSE, "{call}");
             }
+            for call in WATCH_CALLS {
+                assert_eq!(answer(call, [0; 3]), REFUSE, "{call}");
+            }
             for call in [
                 libc::SYS_read,
                 libc::SYS_openat,
                 libc::SYS_pipe2,
                 libc::SYS_exit_group,
+                libc::SYS_inotify_init1,
             ] {
                 assert_eq!(answer(call, [0; 3]), ALLOW, "{call}");
             }

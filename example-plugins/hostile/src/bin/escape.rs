@@ -17,7 +17,8 @@
 //! either way; named `ESCAPE_MQ_NAME` when that is set), `memfd` (a memory file) and `keyring`
 //! (a key in its process keyring). And it sets its parent's (the host's) open files limit,
 //! nice value, CPU affinity and scheduling policy, then its own (`parent_rlimit`,
-//! `own_rlimit`, `parent_nice`...), each to what it reads first: nothing changes.
+//! `own_rlimit`, `parent_nice`...), each to what it reads first: nothing changes; and it
+//! watches the scan dir for new names (`watch_scan_dir`).
 //!
 //! With `ESCAPE_READ`, `ESCAPE_WRITE`, `ESCAPE_CONNECT` or `ESCAPE_CONNECT_UNIX` in its
 //! environment (a native plugin's configured `env`), it also reports `read_named` (reading
@@ -114,6 +115,8 @@ fn main() {
         })),
     ));
     probes.push(("list_scan_dir", probe(list(&dir, 20))));
+    #[cfg(target_os = "linux")]
+    probes.push(("watch_scan_dir", probe(kernel_ipc::watch(&dir))));
     probes.push((
         "read_etc_passwd",
         probe(fs::read("/etc/passwd").map(|b| b.len())),
@@ -354,6 +357,28 @@ mod kernel_ipc {
             libc::close(fd as libc::c_int);
         }
         Ok("created")
+    }
+
+    /// Watch `dir` for files created in it or renamed into it (inotify): what would show
+    /// the names of the files it receives.
+    pub fn watch(dir: &std::path::Path) -> io::Result<&'static str> {
+        use std::os::unix::ffi::OsStrExt;
+        let path = CString::new(dir.as_os_str().as_bytes()).map_err(io::Error::other)?;
+        // SAFETY: a NUL-terminated path that outlives the call; the descriptor is closed.
+        unsafe {
+            let fd = check(libc::inotify_init1(libc::IN_CLOEXEC).into())?;
+            let watched = check(
+                libc::inotify_add_watch(
+                    fd as libc::c_int,
+                    path.as_ptr(),
+                    libc::IN_CREATE | libc::IN_MOVED_TO,
+                )
+                .into(),
+            );
+            libc::close(fd as libc::c_int);
+            watched?;
+        }
+        Ok("watching")
     }
 
     fn keyring() -> io::Result<&'static str> {
