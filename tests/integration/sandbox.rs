@@ -317,6 +317,14 @@ async fn a_native_plugin_is_confined_to_its_file_the_system_and_its_working_dire
         }
     };
     leaves_cordon_alone(&p, "confined");
+    // Nor change the mode of a file outside it, by path, which Landlock does not cover
+    // either; its own file's, through its descriptor, it may.
+    assert!(
+        p["chmod_named"].contains("Permission denied"),
+        "no chmod: {}",
+        p["chmod_named"]
+    );
+    assert_eq!(p["fchmod_own_file"], "ok:set");
     // Nor watch the directory of the file it scans (a server's scan slot), where the name of
     // each file scanned would show: Landlock does not cover watches either.
     assert!(
@@ -437,6 +445,7 @@ async fn a_native_plugin_is_confined_to_its_file_the_system_and_its_working_dire
         );
     }
     assert_eq!(p["watch_scan_dir"], "ok:watching");
+    assert_eq!(p["chmod_named"], "ok:set");
 }
 
 /// What the `escape` probe sets on its parent and on itself (`parent_*`, `own_*`).

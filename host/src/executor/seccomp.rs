@@ -9,6 +9,11 @@
 //! - whatever its configuration, those that watch files and directories ([`WATCH_CALLS`]:
 //!   `inotify_add_watch`, `fanotify_init`, `fanotify_mark`), which Landlock does not cover:
 //!   watching a scan slot's directory shows the name of each file Cordon scans there;
+//! - whatever its configuration, those that change a file's mode, owner or extended
+//!   attributes by its path ([`PATH_METADATA_CALLS`]: `chmod`, `fchmodat`, `chown`,
+//!   `setxattr`...), which Landlock does not cover: a plugin could make Cordon's database
+//!   readable by every user, or unusable to Cordon. Through a descriptor of a file it opened
+//!   (`fchmod`...), which Landlock checked, it may;
 //! - without `allow_network`, `socket` whatever the family (IP, Unix, netlink, vsock, raw
 //!   packets...), or every family but Unix with `allow_unix_sockets`, and `io_uring_setup`
 //!   (io_uring's own socket operations bypass seccomp). `socketpair`, which connects a process
@@ -147,6 +152,35 @@ const WATCH_CALLS: [libc::c_long; 3] = [
     libc::SYS_fanotify_mark,
 ];
 
+/// The calls that change a file's mode, owner or extended attributes by its path (or through
+/// an `O_PATH` descriptor, which Landlock does not check either), refused whatever the
+/// configuration: Landlock does not cover them, and a plugin could otherwise make Cordon's
+/// database and data directory readable by every user of the machine, or unusable to Cordon
+/// (mode 000). The same changes through a descriptor of a file the plugin opened (`fchmod`,
+/// `fchown`, `fsetxattr`) are left alone: Landlock checked that opening.
+const PATH_METADATA_CALLS: &[libc::c_long] = &[
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_chmod,
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_chown,
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_lchown,
+    libc::SYS_fchmodat,
+    FCHMODAT2,
+    libc::SYS_fchownat,
+    libc::SYS_setxattr,
+    libc::SYS_lsetxattr,
+    libc::SYS_removexattr,
+    libc::SYS_lremovexattr,
+    SETXATTRAT,
+    REMOVEXATTRAT,
+];
+
+// Calls newer than the C library's list; the same number on every architecture.
+const FCHMODAT2: libc::c_long = 452;
+const SETXATTRAT: libc::c_long = 463;
+const REMOVEXATTRAT: libc::c_long = 466;
+
 /// When a call is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Check {
@@ -190,6 +224,11 @@ pub(super) fn seccomp_filter(sandbox: &NativeSandbox) -> Result<&'static BpfProg
 fn refused_calls(sockets: Sockets, ipc: bool) -> Vec<(u32, Check)> {
     let mut calls: Vec<(libc::c_long, Check)> = OTHER_PROCESS_CALLS.to_vec();
     calls.extend(WATCH_CALLS.map(|call| (call, Check::Always)));
+    calls.extend(
+        PATH_METADATA_CALLS
+            .iter()
+            .map(|&call| (call, Check::Always)),
+    );
     match sockets {
         Sockets::None => calls.push((libc::SYS_socket, Check::Always)),
         Sockets::Unix => calls.push((libc::SYS_socket, Check::NotUnix)),
@@ -405,6 +444,7 @@ mod tests {
             })
             .collect();
         refused.extend(WATCH_CALLS.iter().map(|&call| (call, Vec::new())));
+        refused.extend(PATH_METADATA_CALLS.iter().map(|&call| (call, Vec::new())));
         match sockets {
             Sockets::None => refused.push((libc::SYS_socket, Vec::new())),
             Sockets::Unix => refused.push((
@@ -588,7 +628,7 @@ mod tests {
                 assert_eq!(answer(call, [0, 0, 0]), ALLOW, "{call}");
                 assert_eq!(answer(call, [cordon, 0, 0]), REFUSE, "{call}");
             }
-            for call in WATCH_CALLS {
+            for &call in WATCH_CALLS.iter().chain(PATH_METADATA_CALLS) {
                 assert_eq!(answer(call, [0; 3]), REFUSE, "{call}");
             }
             for call in [
@@ -597,6 +637,10 @@ mod tests {
                 libc::SYS_pipe2,
                 libc::SYS_exit_group,
                 libc::SYS_inotify_init1,
+                libc::SYS_fchmod,
+                libc::SYS_fchown,
+                libc::SYS_fsetxattr,
+                libc::SYS_utimensat,
             ] {
                 assert_eq!(answer(call, [0; 3]), ALLOW, "{call}");
             }

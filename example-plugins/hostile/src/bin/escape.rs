@@ -18,7 +18,10 @@
 //! (a key in its process keyring). And it sets its parent's (the host's) open files limit,
 //! nice value, CPU affinity and scheduling policy, then its own (`parent_rlimit`,
 //! `own_rlimit`, `parent_nice`...), each to what it reads first: nothing changes; and it
-//! watches the scan dir for new names (`watch_scan_dir`).
+//! watches the scan dir for new names (`watch_scan_dir`). With `ESCAPE_READ` it also sets that
+//! file's mode to what it is, by its path (`chmod_named`); and it sets the mode of a file it
+//! makes in its working directory through the file's descriptor (`fchmod_own_file`, native
+//! only).
 //!
 //! With `ESCAPE_READ`, `ESCAPE_WRITE`, `ESCAPE_CONNECT` or `ESCAPE_CONNECT_UNIX` in its
 //! environment (a native plugin's configured `env`), it also reports `read_named` (reading
@@ -39,6 +42,8 @@ use std::fmt::Display;
 use std::fs::{self, OpenOptions};
 use std::io::{self, Read};
 use std::net::{SocketAddr, TcpStream};
+#[cfg(unix)]
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -115,6 +120,16 @@ fn main() {
         })),
     ));
     probes.push(("list_scan_dir", probe(list(&dir, 20))));
+    // A file it makes in its working directory, its mode set through its descriptor.
+    #[cfg(unix)]
+    probes.push((
+        "fchmod_own_file",
+        probe(
+            fs::File::create("own-file")
+                .and_then(|f| f.set_permissions(fs::Permissions::from_mode(0o600)))
+                .map(|()| "set"),
+        ),
+    ));
     #[cfg(target_os = "linux")]
     probes.push(("watch_scan_dir", probe(kernel_ipc::watch(&dir))));
     probes.push((
@@ -172,6 +187,15 @@ fn main() {
     // a directory to create a file in, an address to connect to.
     if let Ok(path) = std::env::var("ESCAPE_READ") {
         probes.push(("read_named", probe(fs::read(&path).map(|b| b.len()))));
+        // Its mode set to what it is: allowed, the same call could make it readable by all.
+        probes.push((
+            "chmod_named",
+            probe(
+                fs::metadata(&path)
+                    .and_then(|m| fs::set_permissions(&path, m.permissions()))
+                    .map(|()| "set"),
+            ),
+        ));
     }
     if let Ok(dir) = std::env::var("ESCAPE_WRITE") {
         let created = Path::new(&dir).join("escape-probe.txt");
