@@ -551,6 +551,27 @@ async fn run_confines_a_native_plugin_as_the_host_does_unless_told_otherwise() {
         "{probes}"
     );
 
+    // --allow-network and --allow-ipc: the filter still holds what no configuration allows.
+    let mut options = with_timeout(20_000);
+    options.sandbox.network = true;
+    options.sandbox.unix_sockets = true;
+    options.sandbox.ipc = true;
+    let report = run(NATIVE_HOSTILE_ESCAPE, &sample, options).await;
+    let sandbox = report.sandbox.as_deref().unwrap();
+    assert!(
+        sandbox.ends_with(
+            "; seccomp refuses only what no configuration allows; network allowed; kernel IPC allowed"
+        ),
+        "{sandbox}"
+    );
+    assert!(
+        escape_probes(&report)["parent_rlimit"]
+            .as_str()
+            .unwrap()
+            .contains("Permission denied"),
+        "it keeps the plugin from Cordon's limits"
+    );
+
     // --no-sandbox: unconfined, and said so.
     let mut options = with_timeout(20_000);
     options.sandbox.enabled = false;

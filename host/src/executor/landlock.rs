@@ -22,8 +22,10 @@
 //!
 //! Landlock covers neither UDP nor Unix sockets with a path (a local daemon's control socket,
 //! which could run commands outside the sandbox for it), nor kernel objects that are not files
-//! (System V IPC, memory files, keyrings): the seccomp filter of `seccomp.rs`, applied after
-//! the ruleset, refuses these unless the configuration allows them.
+//! (System V IPC, memory files, keyrings), nor changes to other processes' limits and
+//! scheduling, watches on files, or changes to a file's mode, owner or attributes by its path:
+//! the seccomp filter of `seccomp.rs`, applied after the ruleset, refuses these (sockets and
+//! kernel IPC unless the configuration allows them).
 //!
 //! On a kernel with an older Landlock, what that kernel knows is enforced and the rest is not
 //! (best effort); on a kernel without Landlock the plugin runs unconfined, as Cordon's user.

@@ -12,7 +12,8 @@
 //! rounded up to whole seconds + 1 s soft / + 2 s hard, `RLIMIT_NOFILE` = `max_open_files`,
 //! no core dumps), and, unless the plugin's `sandbox` is off, in a Landlock sandbox built for
 //! that invocation (see `landlock.rs`: the system's files, its program, its one file, its
-//! working directory, and what its configuration allows; no network, no signals out).
+//! working directory, and what its configuration allows; no network, no signals out) under the
+//! seccomp filter of `seccomp.rs`.
 //!
 //! Guarantees, whatever the program does:
 //! - the invocation ends by its deadline (`timeout` after the start) plus at most

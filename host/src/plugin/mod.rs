@@ -183,7 +183,9 @@ pub enum RuntimeSpec {
 /// plugins) or connect to abstract Unix sockets, on kernels that have these Landlock features
 /// (see [`crate::executor::landlock_abi`]), nor open sockets of any family or make the kernel
 /// objects that outlive it or escape its memory limit: System V IPC, POSIX message queues,
-/// memory files, keys (a seccomp filter; `socketpair` and pipes are left alone).
+/// memory files, keys (a seccomp filter; `socketpair` and pipes are left alone). Whatever this
+/// allows, the filter keeps it from changing other processes' limits and scheduling, from
+/// watching files, and from changing a file's mode, owner or attributes by its path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NativeSandbox {
     /// `false` runs the program unconfined, as Cordon's user (`sandbox = false`).
