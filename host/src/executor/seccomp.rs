@@ -9,11 +9,13 @@
 //! - whatever its configuration, those that watch files and directories ([`WATCH_CALLS`]:
 //!   `inotify_add_watch`, `fanotify_init`, `fanotify_mark`), which Landlock does not cover:
 //!   watching a scan slot's directory shows the name of each file Cordon scans there;
-//! - whatever its configuration, those that change a file's mode, owner or extended
-//!   attributes by its path ([`PATH_METADATA_CALLS`]: `chmod`, `fchmodat`, `chown`,
-//!   `setxattr`...), which Landlock does not cover: a plugin could make Cordon's database
-//!   readable by every user, or unusable to Cordon. Through a descriptor of a file it opened
-//!   (`fchmod`...), which Landlock checked, it may;
+//! - whatever its configuration, those that change a file's extended attributes by its path
+//!   ([`PATH_XATTR_CALLS`]: `setxattr`...), which Landlock does not cover. A change of mode
+//!   or owner by path ([`PATH_MODE_OWNER_CALLS`]: `chmod`, `fchmodat`, `chown`...), by which a
+//!   plugin could make Cordon's database readable by every user or unusable to Cordon, is not
+//!   made and answers success, for the archive tools that restore modes and owners. Through
+//!   a descriptor of a file it opened (`fchmod`, `fchown`, `fsetxattr`), which Landlock
+//!   checked, each change is made;
 //! - without `allow_network`, `socket` whatever the family (IP, Unix, netlink, vsock, raw
 //!   packets...), or every family but Unix with `allow_unix_sockets`, and `io_uring_setup`
 //!   (io_uring's own socket operations bypass seccomp). `socketpair`, which connects a process
@@ -125,6 +127,8 @@ const RET_K: u16 = 0x06;
 
 const ALLOW: u32 = libc::SECCOMP_RET_ALLOW;
 const REFUSE: u32 = libc::SECCOMP_RET_ERRNO | libc::EACCES as u32;
+/// Skip the call and answer 0: success.
+const PRETEND: u32 = libc::SECCOMP_RET_ERRNO;
 const KILL: u32 = libc::SECCOMP_RET_KILL_PROCESS;
 
 /// The calls that change another process's limits or scheduling, which a plugin may make only
@@ -152,28 +156,37 @@ const WATCH_CALLS: [libc::c_long; 3] = [
     libc::SYS_fanotify_mark,
 ];
 
-/// The calls that change a file's mode, owner or extended attributes by its path (or through
-/// an `O_PATH` descriptor, which Landlock does not check either), refused whatever the
-/// configuration: Landlock does not cover them, and a plugin could otherwise make Cordon's
-/// database and data directory readable by every user of the machine, or unusable to Cordon
-/// (mode 000). The same changes through a descriptor of a file the plugin opened (`fchmod`,
-/// `fchown`, `fsetxattr`) are left alone: Landlock checked that opening.
-const PATH_METADATA_CALLS: &[libc::c_long] = &[
-    #[cfg(target_arch = "x86_64")]
-    libc::SYS_chmod,
-    #[cfg(target_arch = "x86_64")]
-    libc::SYS_chown,
-    #[cfg(target_arch = "x86_64")]
-    libc::SYS_lchown,
-    libc::SYS_fchmodat,
-    FCHMODAT2,
-    libc::SYS_fchownat,
+/// The calls that change a file's extended attributes by its path (or through an `O_PATH`
+/// descriptor, which Landlock does not check either), refused whatever the configuration:
+/// Landlock does not cover them. The same changes through a descriptor of a file the plugin
+/// opened (`fsetxattr`) are left alone: Landlock checked that opening.
+const PATH_XATTR_CALLS: &[libc::c_long] = &[
     libc::SYS_setxattr,
     libc::SYS_lsetxattr,
     libc::SYS_removexattr,
     libc::SYS_lremovexattr,
     SETXATTRAT,
     REMOVEXATTRAT,
+];
+
+/// The calls that change a file's mode or owner by its path (or through an `O_PATH`
+/// descriptor), which Landlock does not cover: a plugin could make Cordon's database and data
+/// directory readable by every user of the machine (or by a group Cordon's user is in), or
+/// unusable to Cordon (mode 000). They are not made, and answer success, whatever the
+/// configuration: archive tools restore the modes (and, run by root, the owners) of what they
+/// extract this way, and fail when that fails (`unzip`, `tar`), while a mode the plugin cannot
+/// set on its own files costs it nothing but an executable bit. Through a descriptor of a
+/// file it opened (`fchmod`, `fchown`), the change is made.
+const PATH_MODE_OWNER_CALLS: &[libc::c_long] = &[
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_chmod,
+    libc::SYS_fchmodat,
+    FCHMODAT2,
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_chown,
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_lchown,
+    libc::SYS_fchownat,
 ];
 
 // Calls newer than the C library's list; the same number on every architecture.
@@ -186,6 +199,8 @@ const REMOVEXATTRAT: libc::c_long = 466;
 enum Check {
     /// Always.
     Always,
+    /// Never made, always answered with success ([`PRETEND`]).
+    Pretend,
     /// `socket` of any family but Unix.
     NotUnix,
     /// On another process: its first argument, a process id, is not 0 (the caller).
@@ -224,10 +239,11 @@ pub(super) fn seccomp_filter(sandbox: &NativeSandbox) -> Result<&'static BpfProg
 fn refused_calls(sockets: Sockets, ipc: bool) -> Vec<(u32, Check)> {
     let mut calls: Vec<(libc::c_long, Check)> = OTHER_PROCESS_CALLS.to_vec();
     calls.extend(WATCH_CALLS.map(|call| (call, Check::Always)));
+    calls.extend(PATH_XATTR_CALLS.iter().map(|&call| (call, Check::Always)));
     calls.extend(
-        PATH_METADATA_CALLS
+        PATH_MODE_OWNER_CALLS
             .iter()
-            .map(|&call| (call, Check::Always)),
+            .map(|&call| (call, Check::Pretend)),
     );
     match sockets {
         Sockets::None => calls.push((libc::SYS_socket, Check::Always)),
@@ -258,6 +274,7 @@ enum To {
     Allow,
     Refuse,
     Kill,
+    Pretend,
 }
 
 /// The program: check the architecture, refuse x32 calls (x86-64), then for each range of
@@ -265,11 +282,15 @@ enum To {
 /// when it is below it (and so above the one before), and refuse it or check its arguments
 /// when it is in it.
 fn build(arch: u32, sockets: Sockets, ipc: bool) -> BpfProgram {
-    // Consecutive numbers refused always make one range; a call with a check, one of its own.
+    // Consecutive numbers with the same answer make one range; a call with a check, one of its
+    // own.
+    let answers = [Check::Always, Check::Pretend];
     let mut ranges: Vec<(u32, u32, Check)> = Vec::new();
     for (call, check) in refused_calls(sockets, ipc) {
         match ranges.last_mut() {
-            Some((_, hi, Check::Always)) if *hi + 1 == call && check == Check::Always => {
+            Some((_, hi, last))
+                if *hi + 1 == call && *last == check && answers.contains(&check) =>
+            {
                 *hi = call;
             }
             _ => ranges.push((call, call, check)),
@@ -278,7 +299,7 @@ fn build(arch: u32, sockets: Sockets, ipc: bool) -> BpfProgram {
     let checks: Vec<Check> = ranges
         .iter()
         .map(|&(_, _, check)| check)
-        .filter(|&check| check != Check::Always)
+        .filter(|check| !answers.contains(check))
         .collect();
 
     // (code, k, where it goes when its test holds, when not); statements go on to the next.
@@ -298,11 +319,13 @@ fn build(arch: u32, sockets: Sockets, ipc: bool) -> BpfProgram {
         } else {
             To::Allow
         };
-        let within = if check == Check::Always {
-            To::Refuse
-        } else {
-            checked += 1;
-            To::Check(checked - 1)
+        let within = match check {
+            Check::Always => To::Refuse,
+            Check::Pretend => To::Pretend,
+            _ => {
+                checked += 1;
+                To::Check(checked - 1)
+            }
         };
         code.push((JGT_K, hi, above, To::Next));
         code.push((JGE_K, lo, within, To::Allow));
@@ -312,7 +335,7 @@ fn build(arch: u32, sockets: Sockets, ipc: bool) -> BpfProgram {
         check_at.push(code.len());
         let load = |at: u32| (LD_W_ABS, at, To::Next, To::Next);
         match *check {
-            Check::Always => unreachable!("not a check"),
+            Check::Always | Check::Pretend => unreachable!("not a check"),
             Check::NotUnix => {
                 code.push(load(arg_low(0)));
                 code.push((JEQ_K, libc::AF_UNIX as u32, To::Allow, To::Refuse));
@@ -341,6 +364,7 @@ fn build(arch: u32, sockets: Sockets, ipc: bool) -> BpfProgram {
     code.push((RET_K, ALLOW, To::Next, To::Next));
     code.push((RET_K, REFUSE, To::Next, To::Next));
     code.push((RET_K, KILL, To::Next, To::Next));
+    code.push((RET_K, PRETEND, To::Next, To::Next));
 
     // BPF jumps count the instructions skipped: forward only, at most 255.
     let offset = |at: usize, to: To| -> u8 {
@@ -351,6 +375,7 @@ fn build(arch: u32, sockets: Sockets, ipc: bool) -> BpfProgram {
             To::Allow => allow,
             To::Refuse => allow + 1,
             To::Kill => allow + 2,
+            To::Pretend => allow + 3,
         };
         u8::try_from(target - at - 1).expect("a short program: every jump is forward and fits")
     };
@@ -411,9 +436,10 @@ mod tests {
         }
     }
 
-    /// The same filter as seccompiler builds it from rules: the reference. It names each x32
-    /// number of a refused call, where [`build`] refuses every x32 call.
-    fn reference(sockets: Sockets, ipc: bool) -> BpfProgram {
+    /// The same filter as seccompiler builds it from rules, the reference: its program for the
+    /// calls refused and its program for those pretended (seccompiler gives one answer per
+    /// program). It names each x32 number of a call, where [`build`] refuses every x32 call.
+    fn reference(sockets: Sockets, ipc: bool) -> (BpfProgram, BpfProgram) {
         use SeccompCmpArgLen::{Dword, Qword};
         use SeccompCmpOp::{Eq, Ne};
         let rule = |conditions: Vec<(u8, SeccompCmpArgLen, SeccompCmpOp, u64)>| {
@@ -438,13 +464,13 @@ mod tests {
                         rule(vec![(1, Dword, Ne, 0)]),
                         rule(vec![(0, Dword, Eq, u64::from(user))]),
                     ],
-                    Check::Always | Check::NotUnix => unreachable!(),
+                    Check::Always | Check::Pretend | Check::NotUnix => unreachable!(),
                 };
                 (call, rules)
             })
             .collect();
         refused.extend(WATCH_CALLS.iter().map(|&call| (call, Vec::new())));
-        refused.extend(PATH_METADATA_CALLS.iter().map(|&call| (call, Vec::new())));
+        refused.extend(PATH_XATTR_CALLS.iter().map(|&call| (call, Vec::new())));
         match sockets {
             Sockets::None => refused.push((libc::SYS_socket, Vec::new())),
             Sockets::Unix => refused.push((
@@ -459,8 +485,21 @@ mod tests {
         if !ipc {
             refused.extend(IPC_CALLS.iter().map(|&call| (call, Vec::new())));
         }
+        let pretended = PATH_MODE_OWNER_CALLS
+            .iter()
+            .map(|&call| (call, Vec::new()))
+            .collect();
+        (
+            seccompiler_program(refused, libc::EACCES as u32),
+            seccompiler_program(pretended, 0),
+        )
+    }
+
+    /// seccompiler's program answering `errno` to the calls under their rules, x32 numbers
+    /// included.
+    fn seccompiler_program(calls: Vec<(i64, Vec<SeccompRule>)>, errno: u32) -> BpfProgram {
         let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
-        for (call, chain) in refused {
+        for (call, chain) in calls {
             #[cfg(target_arch = "x86_64")]
             rules.insert(i64::from(X32_BIT) | call, chain.clone());
             rules.insert(call, chain);
@@ -469,7 +508,7 @@ mod tests {
         let filter = SeccompFilter::new(
             rules,
             SeccompAction::Allow,
-            SeccompAction::Errno(libc::EACCES as u32),
+            SeccompAction::Errno(errno),
             arch,
         )
         .unwrap();
@@ -509,7 +548,13 @@ mod tests {
             .collect();
         for (sockets, ipc) in COMBINATIONS {
             let ours = build(ARCH, sockets, ipc);
-            let theirs = reference(sockets, ipc);
+            let (theirs, pretended) = reference(sockets, ipc);
+            // The two programs' calls do not meet: a call pretended in one is allowed by the
+            // other.
+            let theirs_answer = |nr, arch, args| match run(&pretended, nr, arch, args) {
+                PRETEND => PRETEND,
+                _ => run(&theirs, nr, arch, args),
+            };
             let why = format!("{sockets:?}, ipc {ipc}");
             // Short, and so quick to apply (see the module documentation): the default,
             // longest filter by a fifth of seccompiler's program or less.
@@ -544,7 +589,7 @@ mod tests {
                     for arch in [ARCH, 0x4000_0003 /* i386 */, 0] {
                         assert_eq!(
                             run(&ours, nr, arch, args),
-                            run(&theirs, nr, arch, args),
+                            theirs_answer(nr, arch, args),
                             "{why}: call {nr}, arch {arch:#x}, arguments {args:x?}"
                         );
                     }
@@ -628,8 +673,11 @@ mod tests {
                 assert_eq!(answer(call, [0, 0, 0]), ALLOW, "{call}");
                 assert_eq!(answer(call, [cordon, 0, 0]), REFUSE, "{call}");
             }
-            for &call in WATCH_CALLS.iter().chain(PATH_METADATA_CALLS) {
+            for &call in WATCH_CALLS.iter().chain(PATH_XATTR_CALLS) {
                 assert_eq!(answer(call, [0; 3]), REFUSE, "{call}");
+            }
+            for &call in PATH_MODE_OWNER_CALLS {
+                assert_eq!(answer(call, [0; 3]), PRETEND, "{call}");
             }
             for call in [
                 libc::SYS_read,

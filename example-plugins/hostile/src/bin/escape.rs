@@ -18,10 +18,10 @@
 //! (a key in its process keyring). And it sets its parent's (the host's) open files limit,
 //! nice value, CPU affinity and scheduling policy, then its own (`parent_rlimit`,
 //! `own_rlimit`, `parent_nice`...), each to what it reads first: nothing changes; and it
-//! watches the scan dir for new names (`watch_scan_dir`). With `ESCAPE_READ` it also sets that
-//! file's mode to what it is, by its path (`chmod_named`); and it sets the mode of a file it
-//! makes in its working directory through the file's descriptor (`fchmod_own_file`, native
-//! only).
+//! watches the scan dir for new names (`watch_scan_dir`). With `ESCAPE_READ` it also makes
+//! that file readable by all, by its path, and reports the mode it then has (`chmod_named`,
+//! `ok:<octal mode>`); and it sets the mode of a file it makes in its working directory to
+//! 640 through the file's descriptor, and reports it (`fchmod_own_file`, native only).
 //!
 //! With `ESCAPE_READ`, `ESCAPE_WRITE`, `ESCAPE_CONNECT` or `ESCAPE_CONNECT_UNIX` in its
 //! environment (a native plugin's configured `env`), it also reports `read_named` (reading
@@ -120,15 +120,15 @@ fn main() {
         })),
     ));
     probes.push(("list_scan_dir", probe(list(&dir, 20))));
-    // A file it makes in its working directory, its mode set through its descriptor.
+    // A file it makes in its working directory, its mode set through its descriptor; then its
+    // mode as the file system has it.
     #[cfg(unix)]
     probes.push((
         "fchmod_own_file",
-        probe(
-            fs::File::create("own-file")
-                .and_then(|f| f.set_permissions(fs::Permissions::from_mode(0o600)))
-                .map(|()| "set"),
-        ),
+        probe(fs::File::create("own-file").and_then(|f| {
+            f.set_permissions(fs::Permissions::from_mode(0o640))?;
+            Ok(format!("{:o}", f.metadata()?.permissions().mode() & 0o777))
+        })),
     ));
     #[cfg(target_os = "linux")]
     probes.push(("watch_scan_dir", probe(kernel_ipc::watch(&dir))));
@@ -187,14 +187,18 @@ fn main() {
     // a directory to create a file in, an address to connect to.
     if let Ok(path) = std::env::var("ESCAPE_READ") {
         probes.push(("read_named", probe(fs::read(&path).map(|b| b.len()))));
-        // Its mode set to what it is: allowed, the same call could make it readable by all.
+        // Made readable by all, by its path; then its mode as the file system has it.
+        #[cfg(unix)]
         probes.push((
             "chmod_named",
-            probe(
-                fs::metadata(&path)
-                    .and_then(|m| fs::set_permissions(&path, m.permissions()))
-                    .map(|()| "set"),
-            ),
+            probe(fs::metadata(&path).and_then(|m| {
+                let readable = m.permissions().mode() | 0o004;
+                fs::set_permissions(&path, fs::Permissions::from_mode(readable))?;
+                Ok(format!(
+                    "{:o}",
+                    fs::metadata(&path)?.permissions().mode() & 0o777
+                ))
+            })),
         ));
     }
     if let Ok(dir) = std::env::var("ESCAPE_WRITE") {
