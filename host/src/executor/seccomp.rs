@@ -612,32 +612,23 @@ mod tests {
             run(&build(ARCH, sockets, ipc), call as u32, ARCH, args)
         };
         let (unix, inet) = (libc::AF_UNIX as u64, libc::AF_INET as u64);
-        for ipc in [false, true] {
-            assert_eq!(
-                answer(Sockets::None, ipc, libc::SYS_socket, [unix, 0, 0]),
-                REFUSE
-            );
-            assert_eq!(
-                answer(Sockets::Unix, ipc, libc::SYS_socket, [unix, 0, 0]),
-                ALLOW
-            );
-            assert_eq!(
-                answer(Sockets::Unix, ipc, libc::SYS_socket, [inet, 0, 0]),
-                REFUSE
-            );
-            assert_eq!(
-                answer(Sockets::Unix, ipc, libc::SYS_io_uring_setup, [0; 3]),
-                REFUSE
-            );
-            assert_eq!(
-                answer(Sockets::None, ipc, libc::SYS_socketpair, [unix, 0, 0]),
-                ALLOW
-            );
+        let sockets = [
+            (Sockets::None, libc::SYS_socket, unix, REFUSE),
+            (Sockets::Unix, libc::SYS_socket, unix, ALLOW),
+            (Sockets::Unix, libc::SYS_socket, inet, REFUSE),
+            (Sockets::Unix, libc::SYS_io_uring_setup, 0, REFUSE),
+            (Sockets::None, libc::SYS_socketpair, unix, ALLOW),
+            (Sockets::All, libc::SYS_socket, inet, ALLOW),
+        ];
+        for (setting, call, family, expected) in sockets {
+            for ipc in [false, true] {
+                assert_eq!(
+                    answer(setting, ipc, call, [family, 0, 0]),
+                    expected,
+                    "{setting:?}, call {call}, family {family}"
+                );
+            }
         }
-        assert_eq!(
-            answer(Sockets::All, false, libc::SYS_socket, [inet, 0, 0]),
-            ALLOW
-        );
         for call in IPC_CALLS {
             assert_eq!(answer(Sockets::All, false, call, [0; 3]), REFUSE, "{call}");
             assert_eq!(answer(Sockets::None, true, call, [0; 3]), ALLOW, "{call}");
