@@ -2,11 +2,13 @@
 //! outlive its scan when Cordon runs as the `cordon` binary (which makes itself the child
 //! subreaper of its plugins), and the daemon holding stdout open does not hold the scan up.
 //! The real binary: the subreaper is process-wide, so this cannot run inside the test process.
+//! Nor does a plugin leave its working directory behind by locking a directory in it, which
+//! needs Cordon to run as an unprivileged user (the binary, run as `nobody` by a root test).
 
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use cordon_tests::artifacts::NATIVE_HOSTILE_DAEMON;
+use cordon_tests::artifacts::{NATIVE_HOSTILE_DAEMON, NATIVE_HOSTILE_LOCKED_DIR};
 use serde_json::Value;
 
 /// Whether `pid` is gone or a zombie.
@@ -120,4 +122,62 @@ fn a_daemon_left_by_a_native_plugin_is_killed_and_does_not_hold_the_scan() {
         let engine = &result["scan_results"]["scan_details"][name];
         assert_eq!(engine["scan_result_i"], 0, "{name}: {engine}");
     }
+}
+
+/// Whether this process runs as root.
+fn running_as_root() -> bool {
+    std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
+        s.lines()
+            .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+    })
+}
+
+#[test]
+fn a_working_directory_the_plugin_locked_is_removed_all_the_same() {
+    use std::os::unix::fs::PermissionsExt;
+    // Permission bits bind an unprivileged user only: as root, Cordon runs as `nobody`.
+    let mut cordon = if running_as_root() {
+        if Command::new("setpriv").arg("--version").output().is_err() {
+            eprintln!("skipped: running as root without setpriv to run Cordon unprivileged");
+            return;
+        }
+        let mut setpriv = Command::new("setpriv");
+        setpriv.args(["--reuid=65534", "--regid=65534", "--clear-groups"]);
+        setpriv.arg(env!("CARGO_BIN_EXE_cordon"));
+        setpriv
+    } else {
+        Command::new(env!("CARGO_BIN_EXE_cordon"))
+    };
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let sample = dir.path().join("notes.txt");
+    std::fs::write(&sample, "nothing to see here\n").unwrap();
+    std::fs::set_permissions(&sample, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let data = dir.path().join("data");
+    let out = cordon
+        .args(["plugin", "run", "--data-dir"])
+        .arg(&data)
+        .arg(NATIVE_HOSTILE_LOCKED_DIR)
+        .arg(&sample)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("the cordon binary runs");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "the plugin met the contract: {said}"
+    );
+    let left: Vec<_> = std::fs::read_dir(data.join("work"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    assert!(
+        left.is_empty(),
+        "left behind: {left:?}; cordon said: {said}"
+    );
 }

@@ -3,8 +3,8 @@
 //! The hostile plugins (`src/bin/*.rs`, one behaviour each) break the plugin contract on
 //! purpose so that the host's tests can check that every runtime contains them: an infinite
 //! loop, memory and output floods, a flood of open files (`fd-bomb`), a sleep, broken JSON, a
-//! trap, a panic, big exit codes, scripted output, and an `escape` probe that reports what the
-//! sandbox let it do. They do not use the SDK, which would keep them from misbehaving.
+//! trap, a panic, big exit codes, scripted output, a directory locked against its owner
+//! (`locked-dir`), and an `escape` probe that reports what the sandbox let it do. They do not use the SDK, which would keep them from misbehaving.
 
 use std::collections::BTreeMap;
 use std::io::Read;

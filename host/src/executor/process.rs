@@ -398,8 +398,42 @@ impl ProcessRuntime {
 
         // Removing a tree the plugin filled can take a while: not on an async worker. It is
         // awaited, so that the directory is gone when the invocation ends.
-        let _ = tokio::task::spawn_blocking(move || drop(work)).await;
+        let _ = tokio::task::spawn_blocking(move || remove_work_dir(work.keep())).await;
         outcome
+    }
+}
+
+/// Remove a plugin's working directory and all it holds. The plugin may have left
+/// directories that Cordon's user can neither list nor empty (mode 000, set through their
+/// descriptor, which the sandbox allows on what it made): when the first try fails, every
+/// directory in the tree gets its owner's access back, and the removal is tried again. What
+/// still fails is logged.
+fn remove_work_dir(dir: PathBuf) {
+    if std::fs::remove_dir_all(&dir).is_ok() {
+        return;
+    }
+    // Directories only, links not followed; without recursion, however deep the tree. A link
+    // put in a directory's place meanwhile (by a process that left the plugin's group) would
+    // at worst give its target the mode 700: its owner's access, nobody else's.
+    let mut pending = vec![dir.clone()];
+    while let Some(next) = pending.pop() {
+        let _ = std::fs::set_permissions(&next, std::fs::Permissions::from_mode(0o700));
+        let Ok(entries) = std::fs::read_dir(&next) else {
+            continue;
+        };
+        pending.extend(
+            entries
+                .flatten()
+                .filter(|entry| entry.file_type().is_ok_and(|t| t.is_dir()))
+                .map(|entry| entry.path()),
+        );
+    }
+    if let Err(e) = std::fs::remove_dir_all(&dir) {
+        tracing::warn!(
+            dir = %dir.display(),
+            error = %e,
+            "could not remove a native plugin's working directory"
+        );
     }
 }
 
