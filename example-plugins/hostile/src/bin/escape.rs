@@ -269,7 +269,7 @@ fn connect_unix(path: &str) -> io::Result<&'static str> {
 }
 
 /// Whether this process may signal its parent (the host), asked with signal 0, which checks
-/// the permission and sends nothing: through the shell's `kill`, so the probe needs no libc.
+/// the permission and sends nothing: through the shell's `kill`.
 fn signal_parent() -> String {
     #[cfg(unix)]
     {
@@ -294,8 +294,9 @@ fn signal_parent() -> String {
     }
 }
 
-/// Making (and removing again) the kernel objects that are not files: what the native
-/// sandbox's seccomp filter refuses unless `allow_ipc`.
+/// Making (and removing again) the kernel objects that are not files, what the native
+/// sandbox's seccomp filter refuses unless `allow_ipc`; and watching a directory, which it
+/// always refuses.
 #[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
 mod kernel_ipc {
