@@ -242,6 +242,11 @@ pub fn open_files_limit() -> Option<u64> {
 /// checking that the wasm plugins' caps fit in the process's limit.
 pub const OPEN_FILES_RESERVE: u64 = 1024;
 
+/// What the native sandbox's seccomp filter refuses, for the log (see `seccomp.rs`).
+const SECCOMP_REFUSES: &str = "sockets unless allow_network, kernel IPC unless allow_ipc, and \
+     always changes to other processes, watches on files, and changes to a file's mode, owner \
+     or attributes by its path";
+
 /// Log how the native plugins among `plugins` are confined: a warning for each one whose
 /// sandbox is off, and what this kernel's Landlock enforces for the others (a warning when it
 /// is not everything Cordon asks for). Nothing when there are no native plugins. `serving`: the
@@ -271,19 +276,17 @@ pub fn log_native_sandbox<'a>(plugins: impl IntoIterator<Item = &'a Plugin>, ser
         tracing::info!(
             landlock_abi = abi,
             plugins,
-            "native plugins are sandboxed by Landlock ({}) and by a seccomp filter against \
-             changing other processes, sockets (unless allow_network) and kernel IPC (unless \
-             allow_ipc)",
-            landlock_enforces(abi)
+            "native plugins are sandboxed by Landlock ({}) and by a seccomp filter ({})",
+            landlock_enforces(abi),
+            SECCOMP_REFUSES
         );
     } else {
         tracing::warn!(
             landlock_abi = abi,
             plugins,
-            "native plugins are sandboxed by Landlock against {} (and by a seccomp filter \
-             against changing other processes, sockets, unless allow_network, and kernel IPC, \
-             unless allow_ipc)",
-            landlock_enforces(abi)
+            "native plugins are sandboxed by Landlock against {} (and by a seccomp filter: {})",
+            landlock_enforces(abi),
+            SECCOMP_REFUSES
         );
     }
     if serving && abi > 0 && !proc_hides_other_processes() {
