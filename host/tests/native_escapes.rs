@@ -4,6 +4,7 @@
 //! The real binary: the subreaper is process-wide, so this cannot run inside the test process.
 //! Nor does a plugin leave its working directory behind by locking a directory in it, which
 //! needs Cordon to run as an unprivileged user (the binary, run as `nobody` by a root test).
+//! And run as root, the binary warns that its native plugins run as root too.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -132,39 +133,43 @@ fn running_as_root() -> bool {
     })
 }
 
+/// `program`, to be run as `nobody` by a root test (`setpriv`), where `nobody` can run it and
+/// `also`; `None` (and a note) where it cannot: no setpriv, or a checkout under /root.
+fn as_nobody(program: &str, also: &str) -> Option<Command> {
+    let reachable = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "/bin/sh",
+            "-c",
+        ])
+        .arg(r#"test -x "$1" && test -x "$2""#)
+        .args(["sh", program, also])
+        .status()
+        .is_ok_and(|status| status.success());
+    if !reachable {
+        eprintln!(
+            "skipped: running as root, and setpriv is missing or nobody cannot run the cordon \
+             binary and the plugin from this checkout"
+        );
+        return None;
+    }
+    let mut setpriv = Command::new("setpriv");
+    setpriv.args(["--reuid=65534", "--regid=65534", "--clear-groups"]);
+    setpriv.arg(program);
+    Some(setpriv)
+}
+
 #[test]
 fn a_working_directory_the_plugin_locked_is_removed_all_the_same() {
     use std::os::unix::fs::PermissionsExt;
     // Permission bits bind an unprivileged user only: as root, Cordon runs as `nobody`.
     let mut cordon = if running_as_root() {
-        // `nobody` must be able to run both programs: not so in a checkout under /root.
-        let reachable = Command::new("setpriv")
-            .args([
-                "--reuid=65534",
-                "--regid=65534",
-                "--clear-groups",
-                "/bin/sh",
-                "-c",
-            ])
-            .arg(r#"test -x "$1" && test -x "$2""#)
-            .args([
-                "sh",
-                env!("CARGO_BIN_EXE_cordon"),
-                NATIVE_HOSTILE_LOCKED_DIR,
-            ])
-            .status()
-            .is_ok_and(|status| status.success());
-        if !reachable {
-            eprintln!(
-                "skipped: running as root, and setpriv is missing or nobody cannot run the \
-                 cordon binary and the plugin from this checkout"
-            );
-            return;
+        match as_nobody(env!("CARGO_BIN_EXE_cordon"), NATIVE_HOSTILE_LOCKED_DIR) {
+            Some(cordon) => cordon,
+            None => return,
         }
-        let mut setpriv = Command::new("setpriv");
-        setpriv.args(["--reuid=65534", "--regid=65534", "--clear-groups"]);
-        setpriv.arg(env!("CARGO_BIN_EXE_cordon"));
-        setpriv
     } else {
         Command::new(env!("CARGO_BIN_EXE_cordon"))
     };
@@ -200,4 +205,42 @@ fn a_working_directory_the_plugin_locked_is_removed_all_the_same() {
         left.is_empty(),
         "left behind: {left:?}; cordon said: {said}"
     );
+}
+
+#[test]
+fn run_as_root_cordon_warns_that_its_native_plugins_are_root_too() {
+    // The built-in configuration, which has native plugins, scanning one file: as root, and as
+    // `nobody` where this test is root (otherwise, as this test's user).
+    let scan = |mut cordon: Command| {
+        let dir = tempfile::tempdir().unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        let sample = dir.path().join("notes.txt");
+        std::fs::write(&sample, "nothing to see here\n").unwrap();
+        std::fs::set_permissions(&sample, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let out = cordon
+            .args(["scan", "--data-dir"])
+            .arg(dir.path().join("data"))
+            .arg(&sample)
+            .env_remove("RUST_LOG")
+            .output()
+            .expect("the cordon binary runs");
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(0), "a clean file: {stderr}");
+        stderr
+    };
+    let warning = "Cordon runs as root, and so do its native plugins";
+    let cordon = env!("CARGO_BIN_EXE_cordon");
+    if running_as_root() {
+        let said = scan(Command::new(cordon));
+        assert!(said.contains(warning), "{said}");
+        let Some(as_nobody) = as_nobody(cordon, cordon) else {
+            return;
+        };
+        let said = scan(as_nobody);
+        assert!(!said.contains(warning), "{said}");
+    } else {
+        let said = scan(Command::new(cordon));
+        assert!(!said.contains(warning), "{said}");
+    }
 }

@@ -319,6 +319,7 @@ async fn a_native_plugin_is_confined_to_its_file_the_system_and_its_working_dire
         }
     };
     leaves_cordon_alone(&p, "confined");
+    refuses_kernel_surface(&p, "confined");
     // Nor change the mode of a file outside it, by path, which Landlock does not cover
     // either: the change is not made (and answers success, for archive tools). Its own file's,
     // through its descriptor, it may.
@@ -353,6 +354,7 @@ async fn a_native_plugin_is_confined_to_its_file_the_system_and_its_working_dire
     assert_eq!(p["connect_unix_named"], "ok:connected", "and Unix sockets");
     refused_ipc(&p, "the network is not kernel IPC");
     leaves_cordon_alone(&p, "with the network");
+    refuses_kernel_surface(&p, "with the network");
     assert!(
         p["list_parent"].starts_with("err:"),
         "nothing more: {}",
@@ -389,6 +391,7 @@ async fn a_native_plugin_is_confined_to_its_file_the_system_and_its_working_dire
         );
     }
     refused_ipc(&p, "Unix sockets are not kernel IPC");
+    refuses_kernel_surface(&p, "with Unix sockets");
 
     // Kernel IPC only: each probe gets what it gets unconfined (below), and no socket.
     let ipc = NativeSandbox {
@@ -397,6 +400,7 @@ async fn a_native_plugin_is_confined_to_its_file_the_system_and_its_working_dire
     };
     let with_ipc = observe_native(&rig, &sample, ipc, &env).await;
     leaves_cordon_alone(&with_ipc, "with kernel IPC");
+    refuses_kernel_surface(&with_ipc, "with kernel IPC");
     if abi > 0 {
         // Made, but Landlock refuses opening it: it is a file, in no allowed tree.
         assert!(
@@ -437,14 +441,88 @@ async fn a_native_plugin_is_confined_to_its_file_the_system_and_its_working_dire
         assert_eq!(with_ipc[probe], p[probe], "allow_ipc: {probe}");
     }
     for change in SCHEDULING {
+        // Run by root (with capabilities), the parent is out of reach of a process without
+        // them for all but its limits, by the kernel's own rule.
+        let expected = if running_as_root() && change != "rlimit" {
+            "err:Operation not permitted (os error 1)"
+        } else {
+            "ok:set"
+        };
         assert_eq!(
             p[&format!("parent_{change}")],
-            "ok:set",
+            expected,
             "unconfined: {change}"
         );
     }
     assert_eq!(p["watch_scan_dir"], "ok:watching");
     assert_eq!(p["chmod_named"], "ok:604");
+    // Which of namespaces, io_uring and the rest the machine itself allows varies (a
+    // container's own filter, `kernel.unprivileged_bpf_disabled`...), but Cordon's filter, which
+    // answers EACCES, is not there, and the C library's `clone3` is. (`perf_event_paranoid`
+    // answers EACCES itself.)
+    for probe in KERNEL_SURFACE.into_iter().filter(|&p| p != "perf_event") {
+        assert!(
+            !p[probe].contains("Permission denied"),
+            "unconfined: {probe}: {}",
+            p[probe]
+        );
+    }
+    assert_eq!(p["clone3"], "ok:made");
+    // No capability, unconfined either: root's would let it raise its own limits.
+    without_capabilities(&p, "unconfined");
+}
+
+/// The `escape` probe's attempts at namespaces and at the kernel interfaces no scanner needs.
+const KERNEL_SURFACE: [&str; 7] = [
+    "user_namespace",
+    "clone_namespace",
+    "setns",
+    "io_uring",
+    "userfaultfd",
+    "perf_event",
+    "bpf",
+];
+
+/// What every confined configuration refuses: namespaces (where a process holds every
+/// capability) and kernel interfaces no scanner needs; `clone3`, whose flags the filter cannot
+/// read, is missing, and processes are made with `clone`.
+fn refuses_kernel_surface(p: &BTreeMap<String, String>, why: &str) {
+    for probe in KERNEL_SURFACE {
+        assert!(
+            p[probe].contains("Permission denied"),
+            "{why}: {probe}: {}",
+            p[probe]
+        );
+    }
+    assert!(
+        p["clone3"].contains("Function not implemented"),
+        "{why}: clone3: {}",
+        p["clone3"]
+    );
+    assert!(
+        p["spawn"].starts_with("ok:"),
+        "{why}: a program still starts others: {}",
+        p["spawn"]
+    );
+    without_capabilities(p, why);
+}
+
+/// A plugin holds no capability, whoever runs Cordon; run by root, not even in its bounding
+/// set (root's `exec` would otherwise give them back, but for `no_new_privs`).
+fn without_capabilities(p: &BTreeMap<String, String>, why: &str) {
+    let sets: Vec<&str> = p["capabilities"]
+        .strip_prefix("ok:")
+        .unwrap_or_else(|| panic!("{why}: {}", p["capabilities"]))
+        .split(' ')
+        .collect();
+    let [_, effective, _, permitted, _, bounding] = sets[..] else {
+        panic!("{why}: {}", p["capabilities"]);
+    };
+    let none = "0000000000000000";
+    assert_eq!((effective, permitted), (none, none), "{why}: capabilities");
+    if running_as_root() {
+        assert_eq!(bounding, none, "{why}: run by root, the bounding set");
+    }
 }
 
 /// What the `escape` probe sets on its parent and on itself (`parent_*`, `own_*`).
@@ -533,17 +611,52 @@ async fn with_proc_mounted_hidepid_a_native_plugin_sees_no_process_outside_its_s
     }
     let _unmount = ProcMount(mount.clone());
     let sample = rig.sample(b"twelve bytes", "invoice.pdf");
-    // This process's command line: what a plugin would read of Cordon or of another scan's
-    // plugin, whose last argument names that scan's file.
-    let ours = |proc: &std::path::Path| {
-        let path = proc.join(std::process::id().to_string()).join("cmdline");
+    // Another scan's plugin: a process of the same user without capabilities, whose command
+    // line names the file it scans. (This test's process is root, with capabilities, which no
+    // plugin holds: the kernel hides such a process from every plugin, below.)
+    let other_plugin = std::process::Command::new("setpriv")
+        .args([
+            "--inh-caps=-all",
+            "--bounding-set=-all",
+            "--",
+            "sleep",
+            "60",
+        ])
+        .spawn();
+    let Ok(other_plugin) = other_plugin else {
+        eprintln!("skipped: no setpriv to start a process without capabilities");
+        return;
+    };
+    struct Killed(std::process::Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let other_plugin = Killed(other_plugin);
+    let cmdline = |proc: &std::path::Path, pid: u32| {
+        let path = proc.join(pid.to_string()).join("cmdline");
         [("ESCAPE_READ", path.display().to_string())]
     };
+    let other = |proc: &std::path::Path| cmdline(proc, other_plugin.0.id());
+    // Until `setpriv` has exec'd `sleep` without its capabilities.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let path = std::path::Path::new("/proc")
+        .join(other_plugin.0.id().to_string())
+        .join("status");
+    while !std::fs::read_to_string(&path).is_ok_and(|s| s.contains("CapBnd:\t0000000000000000")) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "setpriv did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     let sandbox = NativeSandbox {
         read: vec![mount.clone()],
         ..NativeSandbox::default()
     };
-    let p = observe_native(&rig, &sample, sandbox.clone(), &ours(&mount)).await;
+    let p = observe_native(&rig, &sample, sandbox.clone(), &other(&mount)).await;
     assert!(
         p["read_named"].contains("No such file"),
         "hidden: {}",
@@ -551,14 +664,29 @@ async fn with_proc_mounted_hidepid_a_native_plugin_sees_no_process_outside_its_s
     );
     // The controls: the same plugin reads it through a /proc without hidepid, and so does an
     // unconfined one through this mount (Landlock's refusal to trace is what hides it).
-    let p = observe_native(&rig, &sample, sandbox, &ours(std::path::Path::new("/proc"))).await;
+    let p = observe_native(
+        &rig,
+        &sample,
+        sandbox,
+        &other(std::path::Path::new("/proc")),
+    )
+    .await;
     assert!(p["read_named"].starts_with("ok:"), "{}", p["read_named"]);
     let off = NativeSandbox {
         enabled: false,
         ..NativeSandbox::default()
     };
-    let p = observe_native(&rig, &sample, off, &ours(&mount)).await;
+    let p = observe_native(&rig, &sample, off.clone(), &other(&mount)).await;
     assert!(p["read_named"].starts_with("ok:"), "{}", p["read_named"]);
+    // A process with capabilities (Cordon run as root) is hidden from an unconfined plugin
+    // too: the kernel shows it only to processes with at least its capabilities, and a plugin
+    // has none.
+    let p = observe_native(&rig, &sample, off, &cmdline(&mount, std::process::id())).await;
+    assert!(
+        p["read_named"].contains("No such file"),
+        "capabilities: {}",
+        p["read_named"]
+    );
 }
 
 #[tokio::test]

@@ -244,18 +244,20 @@ pub const OPEN_FILES_RESERVE: u64 = 1024;
 
 /// What the native sandbox's seccomp filter refuses, for the log (see `seccomp.rs`).
 const SECCOMP_REFUSES: &str = "sockets unless allow_network, kernel IPC unless allow_ipc, and \
-     always changes to other processes, watches on files, and changes to a file's mode, owner \
-     or attributes by its path";
+     always namespaces, io_uring, userfaultfd, perf events, BPF, changes to other processes, \
+     watches on files, and changes to a file's mode, owner or attributes by its path";
 
 /// Log how the native plugins among `plugins` are confined: a warning for each one whose
-/// sandbox is off, and what this kernel's Landlock enforces for the others (a warning when it
+/// sandbox is off, one when Cordon runs as root, and what this kernel's Landlock enforces for the others (a warning when it
 /// is not everything Cordon asks for). Nothing when there are no native plugins. `serving`: the
 /// plugins scan clients' files (the server), so a warning too when `/proc` shows them the
 /// processes of other scans ([`proc_hides_other_processes`]).
 pub fn log_native_sandbox<'a>(plugins: impl IntoIterator<Item = &'a Plugin>, serving: bool) {
     let mut confined = Vec::new();
+    let mut native = false;
     for plugin in plugins {
         if let RuntimeSpec::Process { sandbox, .. } = &plugin.spec.runtime {
+            native = true;
             if sandbox.enabled {
                 confined.push(plugin.name().as_str());
             } else {
@@ -266,6 +268,14 @@ pub fn log_native_sandbox<'a>(plugins: impl IntoIterator<Item = &'a Plugin>, ser
                 );
             }
         }
+    }
+    if native && rustix::process::geteuid().is_root() {
+        tracing::warn!(
+            "Cordon runs as root, and so do its native plugins, though without any capability: \
+             each may change the files of root's that its sandbox lets it reach (and, \
+             unconfined, every one on the machine); run Cordon as a user of its own \
+             (deploy/cordon.service)"
+        );
     }
     if confined.is_empty() {
         return;

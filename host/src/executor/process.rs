@@ -10,7 +10,8 @@
 //! in a fresh empty working directory (removed afterwards), in a process group of its own, under rlimits (`RLIMIT_DATA` =
 //! `max_memory_bytes`, `RLIMIT_AS` = 4 × that as a backstop, `RLIMIT_CPU` = the timeout
 //! rounded up to whole seconds + 1 s soft / + 2 s hard, `RLIMIT_NOFILE` = `max_open_files`,
-//! no core dumps), and, unless the plugin's `sandbox` is off, in a Landlock sandbox built for
+//! no core dumps), with `no_new_privs` and without any capability (a Cordon run as root runs
+//! its plugins as root, but with none of root's privileges: see [`drop_capabilities`]), and, unless the plugin's `sandbox` is off, in a Landlock sandbox built for
 //! that invocation (see `landlock.rs`: the system's files, its program, its one file, its
 //! working directory, and what its configuration allows; no network, no signals out) under the
 //! seccomp filter of `seccomp.rs`.
@@ -375,7 +376,7 @@ impl ProcessRuntime {
             None
         };
         // SAFETY: the closure runs in the forked child before `exec`; it only makes
-        // `getrlimit`/`setrlimit`, `prctl`, `landlock_restrict_self` and `seccomp` system calls
+        // `getrlimit`/`setrlimit`, `prctl`, `capset`, `landlock_restrict_self` and `seccomp` system calls
         // (no allocation, no locks), which is async-signal-safe.
         unsafe {
             command.pre_exec(move || {
@@ -702,6 +703,9 @@ struct RlimitPlan {
     /// so that a plugin gets the same limit on every host (and not the high one a server
     /// raises its own to).
     open_files: u64,
+    /// Whether Cordon holds capabilities (it runs as root, in a container say) that the child
+    /// must give up: see [`drop_capabilities`].
+    capabilities: bool,
 }
 
 impl RlimitPlan {
@@ -716,6 +720,9 @@ impl RlimitPlan {
             cpu_soft: secs.saturating_add(1),
             cpu_hard: secs.saturating_add(2),
             open_files: u64::from(limits.max_open_files),
+            capabilities: rustix::thread::capabilities(None).map_or(true, |sets| {
+                !(sets.permitted | sets.effective | sets.inheritable).is_empty()
+            }),
         }
     }
 
@@ -725,6 +732,9 @@ impl RlimitPlan {
     fn apply(self) -> io::Result<()> {
         // No set-user-ID or file-capability program the plugin runs gains privileges.
         rustix::thread::set_no_new_privs(true)?;
+        if self.capabilities {
+            drop_capabilities()?;
+        }
         set_rlimit(Resource::Data, self.data, self.data)?;
         set_rlimit(Resource::As, self.address_space, self.address_space)?;
         set_rlimit(Resource::Cpu, self.cpu_soft, self.cpu_hard)?;
@@ -732,6 +742,44 @@ impl RlimitPlan {
         set_rlimit(Resource::Nofile, self.open_files, self.open_files)?;
         Ok(())
     }
+}
+
+/// Give up every capability, for good: a plugin of a Cordon run as root (in a container, say)
+/// runs as root, and with `CAP_SYS_RESOURCE` it could raise its own rlimits again (its memory
+/// and CPU limits), with `CAP_SYS_MODULE` load a kernel module from a file it may read, with
+/// `CAP_SYS_BOOT` reboot the machine; Landlock and the seccomp filter cover none of that. The
+/// bounding set first (dropping from it needs `CAP_SETPCAP`, which the last step gives up),
+/// then the ambient set, then the thread's own sets. With `no_new_privs`, which is set first,
+/// `exec` gives back nothing: the kernel keeps a process's permitted set within the one it
+/// had, root's included. Async-signal-safe: only system calls.
+fn drop_capabilities() -> io::Result<()> {
+    use rustix::io::Errno;
+    use rustix::thread::{CapabilitySet, CapabilitySets};
+    for capability in 0..u64::BITS {
+        match rustix::thread::remove_capability_from_bounding_set(CapabilitySet::from_bits_retain(
+            1 << capability,
+        )) {
+            Ok(()) => {}
+            // Past the kernel's last capability; or no `CAP_SETPCAP`, where `no_new_privs` and
+            // the empty sets below are enough.
+            Err(Errno::INVAL | Errno::PERM) => break,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    match rustix::thread::clear_ambient_capability_set() {
+        // A kernel without ambient capabilities (before 4.3) has none to clear.
+        Ok(()) | Err(Errno::INVAL) => {}
+        Err(e) => return Err(e.into()),
+    }
+    rustix::thread::set_capabilities(
+        None,
+        CapabilitySets {
+            effective: CapabilitySet::empty(),
+            permitted: CapabilitySet::empty(),
+            inheritable: CapabilitySet::empty(),
+        },
+    )?;
+    Ok(())
 }
 
 /// Set `resource` to `soft`/`hard`, lowered to the current hard limit (an unprivileged

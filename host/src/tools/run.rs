@@ -195,7 +195,8 @@ fn describe_sandbox(sandbox: &NativeSandbox) -> String {
         crate::executor::landlock_enforces(abi)
     );
     // What the seccomp filter refuses that the configuration decides (it always refuses
-    // changes to other processes, watches, and changes to files' modes by path).
+    // namespaces, io_uring and the like, changes to other processes, watches, and changes to
+    // files' modes by path).
     let refused = match (sandbox.network, sandbox.unix_sockets, sandbox.ipc) {
         (true, _, true) => "only what no configuration allows",
         (true, _, false) => "kernel IPC",

@@ -18,7 +18,13 @@
 //! (a key in its process keyring). And it sets its parent's (the host's) open files limit,
 //! nice value, CPU affinity and scheduling policy, then its own (`parent_rlimit`,
 //! `own_rlimit`, `parent_nice`...), each to what it reads first: nothing changes; and it
-//! watches the scan dir for new names (`watch_scan_dir`). With `ESCAPE_READ` it also makes
+//! watches the scan dir for new names (`watch_scan_dir`). It makes a user namespace in a child
+//! (`user_namespace`, by `unshare`; `clone_namespace`, by `clone`), starts a child with
+//! `clone3` (`clone3`), enters its own UTS namespace again (`setns`), and makes an io_uring, a
+//! userfaultfd, a perf event counting its own time and a BPF map (`io_uring`, `userfaultfd`,
+//! `perf_event`, `bpf`), closing what it gets; and it reports its capability sets
+//! (`capabilities`, `ok:effective <hex> permitted <hex> bounding <hex>`, from
+//! `/proc/self/status`). With `ESCAPE_READ` it also makes
 //! that file readable by all, by its path, and reports the mode it then has (`chmod_named`,
 //! `ok:<octal mode>`); and it sets the mode of a file it makes in its working directory to
 //! 640 through the file's descriptor, and reports it (`fchmod_own_file`, native only).
@@ -177,6 +183,12 @@ fn main() {
     for (name, make) in kernel_ipc::PROBES {
         probes.push((name, probe(make())));
     }
+    #[cfg(target_os = "linux")]
+    for (name, reach) in kernel_surface::PROBES {
+        probes.push((name, probe(reach())));
+    }
+    #[cfg(target_os = "linux")]
+    probes.push(("capabilities", probe(kernel_surface::capabilities())));
     #[cfg(target_os = "linux")]
     for (name, change) in scheduling::PROBES {
         let parent = std::os::unix::process::parent_id() as libc::pid_t;
@@ -509,5 +521,185 @@ mod scheduling {
             check(libc::sched_setscheduler(pid, policy as libc::c_int, &param).into())?;
         }
         Ok("set")
+    }
+}
+
+/// Namespaces, and the kernel interfaces that the native sandbox's seccomp filter always
+/// refuses; and what capabilities the probe holds.
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+mod kernel_surface {
+    use std::io;
+
+    type Probe = fn() -> io::Result<&'static str>;
+
+    /// Each probe's name, and what it tries.
+    pub const PROBES: [(&str, Probe); 8] = [
+        ("user_namespace", user_namespace),
+        ("clone_namespace", clone_namespace),
+        ("clone3", clone3),
+        ("setns", setns),
+        ("io_uring", io_uring),
+        ("userfaultfd", userfaultfd),
+        ("perf_event", perf_event),
+        ("bpf", bpf),
+    ];
+
+    fn check(ret: libc::c_long) -> io::Result<libc::c_long> {
+        if ret < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(ret)
+        }
+    }
+
+    /// Wait for the child `pid`, which exits with 0 or with the `errno` of what it tried.
+    fn child_result(pid: libc::pid_t) -> io::Result<&'static str> {
+        let mut status = 0;
+        // SAFETY: `status` outlives the call.
+        check(unsafe { libc::waitpid(pid, &mut status, 0) }.into())?;
+        match libc::WEXITSTATUS(status) {
+            0 => Ok("made"),
+            errno => Err(io::Error::from_raw_os_error(errno)),
+        }
+    }
+
+    /// `unshare(CLONE_NEWUSER)` in a forked child, which then exits: a user namespace of its
+    /// own, with every capability in it.
+    fn user_namespace() -> io::Result<&'static str> {
+        // SAFETY: the child makes two system calls and exits without returning; this process
+        // has one thread.
+        let pid = check(unsafe { libc::fork() }.into())? as libc::pid_t;
+        if pid == 0 {
+            // SAFETY: in the child: a system call, and an exit that runs nothing of this
+            // process's.
+            unsafe {
+                let made = libc::unshare(libc::CLONE_NEWUSER) == 0;
+                libc::_exit(if made { 0 } else { *libc::__errno_location() });
+            }
+        }
+        child_result(pid)
+    }
+
+    /// A child made in a user namespace of its own by `clone`, which exits at once.
+    fn clone_namespace() -> io::Result<&'static str> {
+        let flags = (libc::CLONE_NEWUSER | libc::SIGCHLD) as libc::c_ulong;
+        // SAFETY: with no new stack the child runs on a copy of this one, as after `fork`, and
+        // exits without returning.
+        let pid = check(unsafe { libc::syscall(libc::SYS_clone, flags, 0, 0, 0, 0) })?;
+        if pid == 0 {
+            // SAFETY: in the child: an exit that runs nothing of this process's.
+            unsafe { libc::_exit(0) }
+        }
+        child_result(pid as libc::pid_t)
+    }
+
+    /// A child made by `clone3` (as the C library makes them when it may), which exits at once.
+    fn clone3() -> io::Result<&'static str> {
+        // `struct clone_args`: flags, pidfd, child_tid, parent_tid, exit_signal, stack,
+        // stack_size, tls, set_tid, set_tid_size, cgroup.
+        let mut args = [0u64; 11];
+        args[4] = libc::SIGCHLD as u64;
+        // SAFETY: the arguments are read during the call; the child, on a copy of this stack,
+        // exits without returning.
+        let pid = check(unsafe {
+            libc::syscall(
+                libc::SYS_clone3,
+                args.as_mut_ptr(),
+                std::mem::size_of_val(&args),
+            )
+        })?;
+        if pid == 0 {
+            // SAFETY: in the child: an exit that runs nothing of this process's.
+            unsafe { libc::_exit(0) }
+        }
+        child_result(pid as libc::pid_t)
+    }
+
+    /// Enter its own UTS namespace again: allowed with `CAP_SYS_ADMIN`.
+    fn setns() -> io::Result<&'static str> {
+        let ns = std::fs::File::open("/proc/self/ns/uts")?;
+        use std::os::fd::AsRawFd;
+        // SAFETY: a descriptor that outlives the call.
+        check(unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWUTS) }.into())?;
+        Ok("entered")
+    }
+
+    fn close(fd: libc::c_long) {
+        // SAFETY: a descriptor this process just got and no one else holds.
+        unsafe { libc::close(fd as libc::c_int) };
+    }
+
+    fn io_uring() -> io::Result<&'static str> {
+        // `struct io_uring_params`, zeroed: the defaults.
+        let mut params = [0u8; 120];
+        // SAFETY: the kernel writes the parameters it chose into `params`, which outlives the
+        // call.
+        close(check(unsafe {
+            libc::syscall(libc::SYS_io_uring_setup, 1, params.as_mut_ptr())
+        })?);
+        Ok("made")
+    }
+
+    fn userfaultfd() -> io::Result<&'static str> {
+        const UFFD_USER_MODE_ONLY: libc::c_long = 1;
+        // SAFETY: flags only.
+        close(check(unsafe {
+            libc::syscall(
+                libc::SYS_userfaultfd,
+                libc::O_CLOEXEC as libc::c_long | UFFD_USER_MODE_ONLY,
+            )
+        })?);
+        Ok("made")
+    }
+
+    fn perf_event() -> io::Result<&'static str> {
+        // `struct perf_event_attr` as its first version (64 bytes): a software counter of this
+        // process's time, disabled, user space only.
+        let mut attr = [0u64; 8];
+        attr[0] = 1 | (64 << 32); // type PERF_TYPE_SOFTWARE, size
+        attr[1] = 1; // PERF_COUNT_SW_TASK_CLOCK
+        attr[5] = 1 | (1 << 5) | (1 << 6); // disabled, exclude_kernel, exclude_hv
+        // SAFETY: the attributes are read during the call.
+        close(check(unsafe {
+            libc::syscall(libc::SYS_perf_event_open, attr.as_mut_ptr(), 0, -1, -1, 0)
+        })?);
+        Ok("made")
+    }
+
+    fn bpf() -> io::Result<&'static str> {
+        // `union bpf_attr` for BPF_MAP_CREATE: an array of one 4-byte value.
+        let mut attr = [0u32; 32];
+        attr[0] = 2; // BPF_MAP_TYPE_ARRAY
+        attr[1] = 4; // key size
+        attr[2] = 4; // value size
+        attr[3] = 1; // entries
+        // SAFETY: the attributes are read during the call.
+        close(check(unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                0,
+                attr.as_mut_ptr(),
+                std::mem::size_of_val(&attr),
+            )
+        })?);
+        Ok("made")
+    }
+
+    /// This process's effective, permitted and bounding capability sets, as hex.
+    pub fn capabilities() -> io::Result<String> {
+        let status = std::fs::read_to_string("/proc/self/status")?;
+        let set = |name: &str| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix(name))
+                .map_or("?", str::trim)
+        };
+        Ok(format!(
+            "effective {} permitted {} bounding {}",
+            set("CapEff:"),
+            set("CapPrm:"),
+            set("CapBnd:")
+        ))
     }
 }
