@@ -16,7 +16,7 @@
 /// - hostile plugins (package `hostile`): `HOSTILE_LOOP`, `HOSTILE_MEMBOMB`,
 ///   `HOSTILE_FLOOD_STDOUT`, `HOSTILE_FLOOD_STDERR`, `HOSTILE_SLEEP`, `HOSTILE_BAD_JSON`,
 ///   `HOSTILE_TRAP`, `HOSTILE_PANIC`, `HOSTILE_SCRIPTED`, `HOSTILE_ESCAPE`,
-///   `HOSTILE_EXIT_BIG`.
+///   `HOSTILE_EXIT_BIG`, `HOSTILE_FD_BOMB`, `HOSTILE_LOCKED_DIR`, `HOSTILE_DISK_FILL`.
 ///
 /// Built for wasm32-wasip2 as well, as components: `WASM_P2_EICAR` (the same source as
 /// `WASM_EICAR`; a component of the `scanner` world, through the SDK's `scanner_main!`) and

@@ -15,6 +15,7 @@
 //! max_stdout_bytes = 65536
 //! max_stderr_bytes = 65536
 //! max_open_files = 256
+//!                                         # runtime = "process" also max_disk_bytes = 1073741824
 //!
 //! [[plugin]]
 //! name = "Quarantine"
@@ -179,6 +180,7 @@ struct RawPlugin {
     max_stdout_bytes: Option<u64>,
     max_stderr_bytes: Option<u64>,
     max_open_files: Option<u64>,
+    max_disk_bytes: Option<u64>,
     #[serde(default)]
     description: String,
 }
@@ -402,6 +404,16 @@ fn plugin_spec(raw: RawPlugin, ctx: &LoadContext) -> Result<PluginSpec, Vec<Stri
             }
         ));
     }
+    if raw.runtime != RuntimeKind::Process && raw.max_disk_bytes.is_some() {
+        problems.push(format!(
+            "field `max_disk_bytes` is for runtime = \"process\" only; {}",
+            if raw.runtime == RuntimeKind::Wasm {
+                "a wasm plugin writes nothing"
+            } else {
+                "a webhook plugin runs elsewhere"
+            }
+        ));
+    }
     let sandbox = native_sandbox(&raw, ctx, &mut problems);
 
     let limits = limits(&raw, &mut problems);
@@ -467,6 +479,7 @@ fn limits(raw: &RawPlugin, problems: &mut Vec<String>) -> Limits {
         raw.max_open_files,
         u64::from(d.max_open_files),
     );
+    let max_disk_bytes = positive("max_disk_bytes", raw.max_disk_bytes, d.max_disk_bytes);
     // A timeout beyond a day is a configuration mistake, not a limit.
     if timeout_ms > 86_400_000 {
         problems.push("field `timeout_ms`: must be at most 86400000 (one day)".into());
@@ -498,6 +511,7 @@ fn limits(raw: &RawPlugin, problems: &mut Vec<String>) -> Limits {
         max_stderr_bytes: max_stderr as usize,
         max_open_files: u32::try_from(max_open_files.clamp(MIN_OPEN_FILES, MAX_OPEN_FILES))
             .expect("clamped to at most 65536"),
+        max_disk_bytes,
     }
 }
 
@@ -768,6 +782,7 @@ mod tests {
         command = '"/opt/My Tools/scan" --fast'
         env = { A = "1" }
         max_open_files = 64
+        max_disk_bytes = 10485760
 
         [[workflow]]
         name = "File scan"
@@ -795,6 +810,11 @@ mod tests {
         assert_eq!(args, &["--fast"]);
         assert_eq!(env, &[("A".to_owned(), "1".to_owned())]);
         assert_eq!(c.plugins[2].limits.max_open_files, 64);
+        assert_eq!(c.plugins[2].limits.max_disk_bytes, 10 << 20);
+        assert_eq!(
+            c.plugins[0].limits.max_disk_bytes,
+            Limits::DEFAULT_MAX_DISK_BYTES
+        );
         assert_eq!(
             c.plugins[0].limits.max_open_files,
             Limits::DEFAULT_MAX_OPEN_FILES
@@ -1073,6 +1093,7 @@ mod tests {
             module = "missing.wasm"
             timeout_ms = 0
             max_open_files = 3
+            max_disk_bytes = 0
 
             [[plugin]]
             name = "Typo"
@@ -1104,6 +1125,13 @@ mod tests {
         );
         assert!(
             all.contains("plugin \"Zero\": field `max_open_files`: must be from 8 to 65536"),
+            "{all}"
+        );
+        assert!(
+            all.contains(
+                "plugin \"Zero\": field `max_disk_bytes` is for runtime = \"process\" only; a \
+                 wasm plugin writes nothing"
+            ),
             "{all}"
         );
         assert!(

@@ -9,7 +9,9 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use cordon_tests::artifacts::{NATIVE_HOSTILE_DAEMON, NATIVE_HOSTILE_LOCKED_DIR};
+use cordon_tests::artifacts::{
+    NATIVE_HOSTILE_DAEMON, NATIVE_HOSTILE_DISK_FILL, NATIVE_HOSTILE_LOCKED_DIR,
+};
 use serde_json::Value;
 
 /// Whether `pid` is gone or a zombie.
@@ -243,4 +245,54 @@ fn run_as_root_cordon_warns_that_its_native_plugins_are_root_too() {
         let said = scan(Command::new(cordon));
         assert!(!said.contains(warning), "{said}");
     }
+}
+
+#[test]
+fn a_plugin_that_hides_its_files_in_a_locked_directory_is_measured_all_the_same() {
+    use std::os::unix::fs::PermissionsExt;
+    // `disk-fill locked` writes files in a directory it took its owner's access from, which
+    // only an unprivileged Cordon cannot read: as root, Cordon runs as `nobody`.
+    let mut cordon = if running_as_root() {
+        match as_nobody(env!("CARGO_BIN_EXE_cordon"), NATIVE_HOSTILE_DISK_FILL) {
+            Some(cordon) => cordon,
+            None => return,
+        }
+    } else {
+        Command::new(env!("CARGO_BIN_EXE_cordon"))
+    };
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let sample = dir.path().join("notes.txt");
+    std::fs::write(&sample, "nothing to see here\n").unwrap();
+    std::fs::set_permissions(&sample, std::fs::Permissions::from_mode(0o644)).unwrap();
+    // `plugin run` gives a native program no arguments but the file: a script gives the mode.
+    let script = dir.path().join("disk-fill-locked.sh");
+    std::fs::write(
+        &script,
+        format!("#!/bin/sh\nexec {NATIVE_HOSTILE_DISK_FILL} locked \"$@\"\n"),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = cordon
+        .args([
+            "plugin",
+            "run",
+            "--max-disk-bytes",
+            "8388608",
+            "--allow-read",
+        ])
+        .arg(NATIVE_HOSTILE_DISK_FILL)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .arg(&script)
+        .arg(&sample)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("the cordon binary runs");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "the contract is broken: {said}");
+    assert!(
+        said.contains("BROKEN (disk_limit): disk limit: its working directory held"),
+        "measured, not stopped by the size of one file: {said}"
+    );
 }

@@ -18,6 +18,8 @@ const TIMEOUT_MS: u64 = 1000;
 const MARGIN: Duration = Duration::from_secs(2);
 /// `max_open_files` given to hostile plugins.
 const OPEN_FILES: u32 = 64;
+/// `max_disk_bytes` given to hostile plugins: 8 MiB.
+const DISK_BYTES: u64 = 8 << 20;
 
 struct Case {
     name: &'static str,
@@ -124,6 +126,7 @@ fn hostile_limits() -> Limits {
         max_stdout_bytes: 4096,
         max_stderr_bytes: 16 << 10,
         max_open_files: OPEN_FILES,
+        max_disk_bytes: DISK_BYTES,
     }
 }
 
@@ -452,4 +455,62 @@ async fn a_native_plugin_gets_max_open_files_as_its_descriptor_limit() {
         (OPEN_FILES - 8..OPEN_FILES).contains(&held),
         "held {held} files at the first failed open, limit {OPEN_FILES}"
     );
+}
+
+#[tokio::test]
+async fn a_native_plugin_that_fills_the_disk_is_stopped_at_max_disk_bytes() {
+    // `disk-fill` writes 1 MiB at a time until it is stopped: new files in its working
+    // directory (measured while it runs), files in a directory it locked against its owner
+    // (opened again to be measured), and a file it deleted while holding it open (out of any
+    // directory's sight: `RLIMIT_FSIZE` stops it at the limit). Each way is stopped at
+    // `max_disk_bytes`, long before its deadline, and leaves nothing behind.
+    let rig = Rig::new();
+    let sample = rig.sample(b"some file", "file.txt");
+    for (mode, measured) in [("files", true), ("locked", true), ("unlinked", false)] {
+        let spec = match process(NATIVE_HOSTILE_DISK_FILL) {
+            RuntimeSpec::Process {
+                program,
+                env,
+                sandbox,
+                ..
+            } => RuntimeSpec::Process {
+                program,
+                args: vec![mode.into()],
+                env,
+                sandbox,
+            },
+            other => other,
+        };
+        let plugin = rig.plugin(
+            "DiskFill",
+            Role::Scanner,
+            spec,
+            Limits {
+                timeout: Duration::from_secs(120),
+                ..hostile_limits()
+            },
+        );
+        let outcome = rig.run(&plugin, &sample, &json!({})).await;
+        let v = contract::judge_scanner(RuntimeKind::Process, &outcome);
+        assert_eq!(v.code, ResultCode::FAILED, "{mode}: {outcome:?}");
+        let f = v.failure.expect("a Failed result has a reason");
+        assert_eq!(
+            f.kind,
+            "disk_limit",
+            "{mode}: {}; stderr: {}",
+            f.message,
+            String::from_utf8_lossy(&outcome.stderr)
+        );
+        let expected = if measured {
+            "its working directory held"
+        } else {
+            "it wrote a file past 8388608 bytes"
+        };
+        assert!(f.message.contains(expected), "{mode}: {}", f.message);
+        let left: Vec<_> = std::fs::read_dir(rig.dir.path().join("work"))
+            .unwrap()
+            .collect();
+        assert!(left.is_empty(), "{mode}: left behind: {left:?}");
+    }
+    next_scan_works(&rig, RuntimeKind::Process).await;
 }

@@ -96,6 +96,15 @@ pub enum Failure {
         /// The limit.
         limit: u32,
     },
+    /// A native process filled more disk than `max_disk_bytes` allows: its working directory
+    /// held more (`found_bytes`), or it wrote a file past that size (`SIGXFSZ`).
+    DiskLimit {
+        /// The limit.
+        limit_bytes: u64,
+        /// What its working directory held when it was stopped; `None`: one file grew past
+        /// the limit.
+        found_bytes: Option<u64>,
+    },
     /// A WebAssembly trap (unreachable, out-of-bounds access, stack overflow, a Rust panic).
     Trap {
         /// The trap, as wasmtime reports it, with a short backtrace.
@@ -137,6 +146,7 @@ impl Failure {
             Failure::Timeout { .. } => "timeout",
             Failure::MemoryLimit { .. } => "memory_limit",
             Failure::OpenFilesLimit { .. } => "open_files_limit",
+            Failure::DiskLimit { .. } => "disk_limit",
             Failure::Trap { .. } => "trap",
             Failure::Signal { .. } => "signal",
             Failure::OutputTooLarge { .. } => "output_too_large",
@@ -163,6 +173,22 @@ impl fmt::Display for Failure {
                 f,
                 "open files limit: tried to hold more than {limit} files and other handles \
                  open at once (max_open_files)"
+            ),
+            Failure::DiskLimit {
+                limit_bytes,
+                found_bytes: Some(found),
+            } => write!(
+                f,
+                "disk limit: its working directory held {found} bytes, more than the \
+                 {limit_bytes} of max_disk_bytes"
+            ),
+            Failure::DiskLimit {
+                limit_bytes,
+                found_bytes: None,
+            } => write!(
+                f,
+                "disk limit: it wrote a file past {limit_bytes} bytes, the max_disk_bytes of \
+                 every file it writes (killed by SIGXFSZ)"
             ),
             Failure::Trap { message } => write!(f, "trapped: {message}"),
             Failure::Signal { signal } => {

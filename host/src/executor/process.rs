@@ -10,7 +10,7 @@
 //! in a fresh empty working directory (removed afterwards), in a process group of its own, under rlimits (`RLIMIT_DATA` =
 //! `max_memory_bytes`, `RLIMIT_AS` = 4 × that as a backstop, `RLIMIT_CPU` = the timeout
 //! rounded up to whole seconds + 1 s soft / + 2 s hard, `RLIMIT_NOFILE` = `max_open_files`,
-//! no core dumps), with `no_new_privs` and without any capability (a Cordon run as root runs
+//! `RLIMIT_FSIZE` = `max_disk_bytes`, no core dumps), with `no_new_privs` and without any capability (a Cordon run as root runs
 //! its plugins as root, but with none of root's privileges: see [`drop_capabilities`]), and, unless the plugin's `sandbox` is off, in a Landlock sandbox built for
 //! that invocation (see `landlock.rs`: the system's files, its program, its one file, its
 //! working directory, and what its configuration allows; no network, no signals out) under the
@@ -32,6 +32,9 @@
 //!   processes of its own does not call it, and keeps only the group kill;
 //! - at most `max_stdout_bytes` / `max_stderr_bytes` are kept; one byte more kills the
 //!   process group at once and the outcome is `output_too_large`;
+//! - its working directory is measured while it runs ([`watch_disk`]); once it holds more than
+//!   `max_disk_bytes` the process group is killed and the outcome is `disk_limit`, as it is
+//!   when a write past `RLIMIT_FSIZE` kills it (`SIGXFSZ`);
 //! - stdin is written while stdout and stderr are drained, so a child that writes before it
 //!   reads cannot deadlock, and one that never reads stdin or exits early is not a failure;
 //! - a spawn failure, an exit code, a signal or a deadline is an [`Outcome`], never a host
@@ -390,7 +393,7 @@ impl ProcessRuntime {
 
         let child = spawn(&mut command, deadline).await;
         let outcome = match child {
-            Ok(child) => supervise(child, limits, invocation.stdin, deadline).await,
+            Ok(child) => supervise(child, limits, invocation.stdin, deadline, work.path()).await,
             Err(e) => {
                 tracing::debug!(program = %program, error = %e, "could not start a plugin process");
                 could_not_start(format!("could not run `{program}`: {e}"))
@@ -552,7 +555,13 @@ impl Drop for Group {
 
 /// Feed stdin, drain stdout and stderr, enforce the caps and the deadline, reap the child and
 /// classify what happened.
-async fn supervise(mut child: Child, limits: &Limits, stdin: &[u8], deadline: Instant) -> Outcome {
+async fn supervise(
+    mut child: Child,
+    limits: &Limits,
+    stdin: &[u8],
+    deadline: Instant,
+    work_dir: &Path,
+) -> Outcome {
     // The child leads its own group (`process_group(0)`), so its pid is the group id. The
     // group cannot be reused while the child is unreaped.
     let pgid = child.id().and_then(|id| Pid::from_raw(id as i32));
@@ -583,7 +592,8 @@ async fn supervise(mut child: Child, limits: &Limits, stdin: &[u8], deadline: In
         let out = read_capped(child_stdout, &mut stdout, limits.max_stdout_bytes);
         let err = read_capped(child_stderr, &mut stderr, limits.max_stderr_bytes);
         let limit = tokio::time::sleep_until(deadline.into());
-        tokio::pin!(feed, out, err, limit);
+        let disk = watch_disk(work_dir.to_path_buf(), limits.max_disk_bytes);
+        tokio::pin!(feed, out, err, limit, disk);
         let (mut fed, mut out_done, mut err_done, mut grace) = (false, false, false, false);
 
         loop {
@@ -609,6 +619,12 @@ async fn supervise(mut child: Child, limits: &Limits, stdin: &[u8], deadline: In
                             limit_bytes: limits.max_stderr_bytes,
                         });
                     }
+                }
+                found = &mut disk, if status.is_none() && group.failure.is_none() => {
+                    group.stop(Failure::DiskLimit {
+                        limit_bytes: limits.max_disk_bytes,
+                        found_bytes: Some(found),
+                    });
                 }
                 result = child.wait(), if status.is_none() => {
                     // The plugin is done: what is left of its group are orphans that nobody
@@ -670,8 +686,16 @@ async fn supervise(mut child: Child, limits: &Limits, stdin: &[u8], deadline: In
                 && failure.is_none()
             {
                 // Cordon sends signals only after setting a failure: this one came from
-                // elsewhere (the program itself, the kernel, an rlimit).
-                failure = Some(Failure::Signal { signal });
+                // elsewhere (the program itself, the kernel, an rlimit). `SIGXFSZ` is the
+                // kernel's, for a write past `RLIMIT_FSIZE`: `max_disk_bytes`.
+                failure = Some(if signal == libc::SIGXFSZ {
+                    Failure::DiskLimit {
+                        limit_bytes: limits.max_disk_bytes,
+                        found_bytes: None,
+                    }
+                } else {
+                    Failure::Signal { signal }
+                });
             }
         }
         Some(Err(e)) => {
@@ -686,6 +710,65 @@ async fn supervise(mut child: Child, limits: &Limits, stdin: &[u8], deadline: In
     }
     outcome.failure = failure;
     outcome
+}
+
+/// The first look at a running plugin's working directory, and the least time between two.
+const DISK_CHECK_INTERVAL: Duration = Duration::from_millis(50);
+
+/// Measure `dir` while a plugin runs, and return what it holds once that is more than `limit`
+/// bytes: never, while it holds less. A look every [`DISK_CHECK_INTERVAL`], or every four
+/// times as long as the last look took (a tree of many files takes a while to measure), on a
+/// blocking thread. A plugin that runs less long is never measured.
+async fn watch_disk(dir: PathBuf, limit: u64) -> u64 {
+    let mut pause = DISK_CHECK_INTERVAL;
+    loop {
+        tokio::time::sleep(pause).await;
+        let started = Instant::now();
+        let dir = dir.clone();
+        let Ok(used) = tokio::task::spawn_blocking(move || disk_used(&dir)).await else {
+            return std::future::pending().await;
+        };
+        if used > limit {
+            return used;
+        }
+        pause = DISK_CHECK_INTERVAL.max(started.elapsed() * 4);
+    }
+}
+
+/// The disk that the tree at `dir` takes: the blocks of each file, directory and link in it,
+/// each inode once (a hard link is not counted twice), links not followed. A directory the
+/// plugin took its owner's access from (`fchmod 000`, allowed on what it made) gets it back, to
+/// be measured. Without recursion, however deep the tree; what cannot be read is not counted.
+fn disk_used(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut seen = std::collections::HashSet::new();
+    let mut used = 0u64;
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(next) = pending.pop() {
+        let entries = match std::fs::read_dir(&next) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+                let _ = std::fs::set_permissions(&next, std::fs::Permissions::from_mode(0o700));
+                match std::fs::read_dir(&next) {
+                    Ok(entries) => entries,
+                    Err(_) => continue,
+                }
+            }
+            Err(_) => continue,
+        };
+        for entry in entries.flatten() {
+            let Ok(meta) = entry.metadata() else {
+                continue;
+            };
+            if seen.insert((meta.dev(), meta.ino())) {
+                used = used.saturating_add(meta.blocks().saturating_mul(512));
+            }
+            if meta.is_dir() {
+                pending.push(entry.path());
+            }
+        }
+    }
+    used
 }
 
 /// The rlimits of one child, computed before `fork` so that the child only makes syscalls.
@@ -703,6 +786,8 @@ struct RlimitPlan {
     /// so that a plugin gets the same limit on every host (and not the high one a server
     /// raises its own to).
     open_files: u64,
+    /// `RLIMIT_FSIZE`, bytes: `max_disk_bytes`, the size of every file it writes.
+    file_size: u64,
     /// Whether Cordon holds capabilities (it runs as root, in a container say) that the child
     /// must give up: see [`drop_capabilities`].
     capabilities: bool,
@@ -720,6 +805,7 @@ impl RlimitPlan {
             cpu_soft: secs.saturating_add(1),
             cpu_hard: secs.saturating_add(2),
             open_files: u64::from(limits.max_open_files),
+            file_size: limits.max_disk_bytes,
             capabilities: rustix::thread::capabilities(None).map_or(true, |sets| {
                 !(sets.permitted | sets.effective | sets.inheritable).is_empty()
             }),
@@ -740,6 +826,7 @@ impl RlimitPlan {
         set_rlimit(Resource::Cpu, self.cpu_soft, self.cpu_hard)?;
         set_rlimit(Resource::Core, 0, 0)?;
         set_rlimit(Resource::Nofile, self.open_files, self.open_files)?;
+        set_rlimit(Resource::Fsize, self.file_size, self.file_size)?;
         Ok(())
     }
 }
@@ -2172,16 +2259,19 @@ mod tests {
             max_stdout_bytes: 1,
             max_stderr_bytes: 1,
             max_open_files: 40,
+            max_disk_bytes: 4096,
         });
         assert_eq!((plan.data, plan.address_space), (100, 400));
         assert_eq!((plan.cpu_soft, plan.cpu_hard), (4, 5));
         assert_eq!(plan.open_files, 40);
+        assert_eq!(plan.file_size, 4096);
         let plan = RlimitPlan::new(&Limits {
             timeout: Duration::from_secs(3),
             max_memory_bytes: u64::MAX,
             max_stdout_bytes: 1,
             max_stderr_bytes: 1,
             max_open_files: 40,
+            max_disk_bytes: 4096,
         });
         assert_eq!(plan.address_space, u64::MAX);
         assert_eq!((plan.cpu_soft, plan.cpu_hard), (4, 5));

@@ -290,6 +290,13 @@ pub struct Limits {
     /// host's descriptors while it runs. process: `RLIMIT_NOFILE` (an `open` past it fails
     /// with `EMFILE`, for the program to handle). Not applied to webhooks.
     pub max_open_files: u32,
+    /// Disk a native process may fill (process only: a wasm plugin writes nothing, a webhook
+    /// runs elsewhere): what its working directory holds at once, measured while it runs
+    /// (more is Failed with reason `disk_limit`), and the size of every file it writes, where
+    /// ever it is (`RLIMIT_FSIZE`: a write past it kills it with `SIGXFSZ`, also
+    /// `disk_limit`), which bounds a file it deletes while it holds it open, out of the
+    /// directory's measure.
+    pub max_disk_bytes: u64,
 }
 
 impl Limits {
@@ -306,6 +313,9 @@ impl Limits {
     /// run at 8), and few enough that a server's wasm plugins at their caps stay well within
     /// the descriptor limits systems give services (`serve` warns when they would not).
     pub const DEFAULT_MAX_OPEN_FILES: u32 = 256;
+    /// Default `max_disk_bytes`: 1 GiB, room for a scanner to unpack what it scans, and a
+    /// bound on a decompression bomb's.
+    pub const DEFAULT_MAX_DISK_BYTES: u64 = 1 << 30;
 }
 
 impl Default for Limits {
@@ -316,6 +326,7 @@ impl Default for Limits {
             max_stdout_bytes: Self::DEFAULT_MAX_STDOUT_BYTES,
             max_stderr_bytes: Self::DEFAULT_MAX_STDERR_BYTES,
             max_open_files: Self::DEFAULT_MAX_OPEN_FILES,
+            max_disk_bytes: Self::DEFAULT_MAX_DISK_BYTES,
         }
     }
 }

@@ -88,6 +88,8 @@ fn plugin_json(p: &Plugin, current: &Current) -> Value {
             "max_stdout_bytes": spec.limits.max_stdout_bytes,
             "max_stderr_bytes": spec.limits.max_stderr_bytes,
             "max_open_files": spec.limits.max_open_files,
+            "max_disk_bytes": matches!(spec.runtime, RuntimeSpec::Process { .. })
+                .then_some(spec.limits.max_disk_bytes),
         },
         "workflows": used_by,
     })

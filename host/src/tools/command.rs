@@ -74,6 +74,11 @@ pub enum PluginCommand {
         #[arg(long, value_name = "N", default_value_t = Limits::DEFAULT_MAX_OPEN_FILES,
               value_parser = clap::value_parser!(u32).range(8..=65_536))]
         max_open_files: u32,
+        /// The disk a native plugin may fill, in bytes: what its working directory holds at
+        /// once, and the size of each file it writes.
+        #[arg(long, value_name = "N", default_value_t = Limits::DEFAULT_MAX_DISK_BYTES,
+              value_parser = clap::value_parser!(u64).range(1..))]
+        max_disk_bytes: u64,
         /// A native plugin may also read (and execute) this tree, as `allow_read` in the
         /// configuration. Repeatable.
         #[arg(long, value_name = "PATH")]
@@ -191,6 +196,7 @@ async fn run_inner(command: PluginCommand) -> Result<u8, ToolError> {
             max_stdout_bytes,
             max_stderr_bytes,
             max_open_files,
+            max_disk_bytes,
             allow_read,
             allow_write,
             allow_network,
@@ -221,6 +227,7 @@ async fn run_inner(command: PluginCommand) -> Result<u8, ToolError> {
                     max_stdout_bytes,
                     max_stderr_bytes,
                     max_open_files,
+                    max_disk_bytes,
                 },
                 name,
                 data_dir: common.data_dir,

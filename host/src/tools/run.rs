@@ -110,6 +110,8 @@ pub struct LimitsReport {
     pub max_stderr_bytes: usize,
     /// Files and other handles open at once.
     pub max_open_files: u32,
+    /// Disk a native plugin may fill, bytes (not applied to wasm plugins).
+    pub max_disk_bytes: u64,
 }
 
 impl From<Limits> for LimitsReport {
@@ -120,6 +122,7 @@ impl From<Limits> for LimitsReport {
             max_stdout_bytes: l.max_stdout_bytes,
             max_stderr_bytes: l.max_stderr_bytes,
             max_open_files: l.max_open_files,
+            max_disk_bytes: l.max_disk_bytes,
         }
     }
 }
@@ -294,7 +297,7 @@ impl RunReport {
             self.sample_argument
         );
         let l = &self.limits;
-        let _ = writeln!(
+        let _ = write!(
             out,
             "limits    timeout {} ms, memory {}, stdout {} bytes, stderr {} bytes, {} open files",
             l.timeout_ms,
@@ -303,6 +306,11 @@ impl RunReport {
             l.max_stderr_bytes,
             l.max_open_files
         );
+        // A native plugin's, which has a sandbox line: a wasm plugin writes nothing.
+        if self.sandbox.is_some() {
+            let _ = write!(out, ", disk {}", human_bytes(l.max_disk_bytes));
+        }
+        out.push('\n');
         if let Some(sandbox) = &self.sandbox {
             let _ = writeln!(out, "sandbox   {sandbox}");
         }

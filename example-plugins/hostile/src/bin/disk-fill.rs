@@ -1,0 +1,75 @@
+//! `disk-fill`: fills the disk from its working directory, 1 MiB at a time, until it is
+//! stopped. Its first argument (before the file's path) says how:
+//! - `files` (the default): a new 1 MiB file each time, `fill-0`, `fill-1`...;
+//! - `unlinked`: one file it deletes at once and goes on writing through its descriptor, out
+//!   of any directory's sight;
+//! - `locked`: 16 files in a directory whose access it takes away from its owner (mode 000,
+//!   through the directory's descriptor), written in turn through their descriptors.
+//!
+//! It never prints a verdict; a write that fails ends it with code 1 and the error on stderr.
+//! Native only: a wasm plugin has no working directory (it exits 1 there).
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let mode = if args.len() > 2 {
+        args[1].as_str()
+    } else {
+        "files"
+    };
+    let chunk = vec![0x5a_u8; 1 << 20];
+    if let Err(e) = fill(mode, &chunk) {
+        eprintln!("disk-fill: {mode}: {e}");
+        std::process::exit(1);
+    }
+}
+
+/// How many files `locked` writes in turn.
+#[cfg(unix)]
+const LOCKED_FILES: usize = 16;
+
+#[cfg(unix)]
+fn fill(mode: &str, chunk: &[u8]) -> std::io::Result<()> {
+    use std::fs::{self, File};
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
+    let mut file: File = match mode {
+        "files" => {
+            for n in 0.. {
+                fs::write(format!("fill-{n}"), chunk)?;
+            }
+            unreachable!("files are written until the plugin is stopped")
+        }
+        "unlinked" => {
+            let file = File::create("fill")?;
+            fs::remove_file("fill")?;
+            file
+        }
+        "locked" => {
+            fs::create_dir("locked")?;
+            let mut files = (0..LOCKED_FILES)
+                .map(|n| File::create(format!("locked/fill-{n}")))
+                .collect::<std::io::Result<Vec<_>>>()?;
+            File::open("locked")?.set_permissions(fs::Permissions::from_mode(0o000))?;
+            loop {
+                for file in &mut files {
+                    file.write_all(chunk)?;
+                }
+            }
+        }
+        other => {
+            return Err(std::io::Error::other(format!(
+                "unknown mode {other:?}: files, unlinked or locked"
+            )));
+        }
+    };
+    loop {
+        file.write_all(chunk)?;
+    }
+}
+
+#[cfg(not(unix))]
+fn fill(_mode: &str, _chunk: &[u8]) -> std::io::Result<()> {
+    Err(std::io::Error::other(
+        "no working directory in this runtime",
+    ))
+}
