@@ -416,12 +416,10 @@ fn remove_work_dir(dir: PathBuf) {
     if std::fs::remove_dir_all(&dir).is_ok() {
         return;
     }
-    // Directories only, links not followed; without recursion, however deep the tree. A link
-    // put in a directory's place meanwhile (by a process that left the plugin's group) would
-    // at worst give its target the mode 700: its owner's access, nobody else's.
+    // Directories only, links not followed; without recursion, however deep the tree.
     let mut pending = vec![dir.clone()];
     while let Some(next) = pending.pop() {
-        let _ = std::fs::set_permissions(&next, std::fs::Permissions::from_mode(0o700));
+        give_owner_access(&next);
         let Ok(entries) = std::fs::read_dir(&next) else {
             continue;
         };
@@ -439,6 +437,28 @@ fn remove_work_dir(dir: PathBuf) {
             "could not remove a native plugin's working directory"
         );
     }
+}
+
+/// Give the directory at `path`, which a plugin made, its owner's access back (mode 700): a
+/// plugin may take it away through the directory's descriptor (`fchmod 000`), which its sandbox
+/// allows on what it made. Only a directory: a link the plugin put in its place is not followed
+/// (the directory is opened with `O_PATH | O_NOFOLLOW` and its mode set through that
+/// descriptor), so that this never changes one of Cordon's own files. A link in place of a
+/// directory higher on the path, put there between Cordon's reading of the tree and this
+/// call, is followed: at worst, another directory of Cordon's user gets its owner's access.
+fn give_owner_access(path: &Path) {
+    use rustix::fs::{Mode, OFlags};
+    use std::os::fd::AsRawFd;
+    let flags = OFlags::PATH | OFlags::NOFOLLOW | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    let Ok(dir) = rustix::fs::open(path, flags, Mode::empty()) else {
+        return;
+    };
+    // `fchmod` does not take an `O_PATH` descriptor; its `/proc/self/fd` link names the very
+    // directory opened.
+    let _ = rustix::fs::chmod(
+        format!("/proc/self/fd/{}", dir.as_raw_fd()),
+        Mode::from_raw_mode(0o700),
+    );
 }
 
 /// Spawn `command`, retrying a transient `ETXTBSY` a few times while before `deadline`.
@@ -748,7 +768,7 @@ fn disk_used(dir: &Path) -> u64 {
         let entries = match std::fs::read_dir(&next) {
             Ok(entries) => entries,
             Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
-                let _ = std::fs::set_permissions(&next, std::fs::Permissions::from_mode(0o700));
+                give_owner_access(&next);
                 match std::fs::read_dir(&next) {
                     Ok(entries) => entries,
                     Err(_) => continue,
@@ -2249,6 +2269,34 @@ mod tests {
             .parse()
             .unwrap();
         assert!(wait_dead(pid).await, "grandchild {pid} is still running");
+    }
+
+    #[test]
+    fn giving_a_directory_its_owner_s_access_back_never_follows_a_link() {
+        let root = tempfile::tempdir().unwrap();
+        let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        let set = |path: &Path, mode: u32| {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+        };
+        let locked = root.path().join("locked");
+        std::fs::create_dir(&locked).unwrap();
+        set(&locked, 0o000);
+        give_owner_access(&locked);
+        assert_eq!(mode(&locked), 0o700);
+        // Links a plugin put in a directory's place, to a file and to a directory of Cordon's.
+        let database = root.path().join("cordon.db");
+        std::fs::write(&database, b"results").unwrap();
+        set(&database, 0o640);
+        let shared = root.path().join("quarantine");
+        std::fs::create_dir(&shared).unwrap();
+        set(&shared, 0o750);
+        for (target, was) in [(&database, 0o640), (&shared, 0o750)] {
+            let link = root.path().join("link");
+            let _ = std::fs::remove_file(&link);
+            std::os::unix::fs::symlink(target, &link).unwrap();
+            give_owner_access(&link);
+            assert_eq!(mode(target), was, "{}", target.display());
+        }
     }
 
     #[test]
