@@ -7,14 +7,15 @@
 //!
 //! Per invocation: `program args... <absolute sample path>`, with exactly the configured
 //! environment and nothing inherited (but `TMPDIR`, its working directory, unless configured),
-//! in a fresh empty working directory (removed afterwards), in a process group of its own, under rlimits (`RLIMIT_DATA` =
-//! `max_memory_bytes`, `RLIMIT_AS` = 4 × that as a backstop, `RLIMIT_CPU` = the timeout
-//! rounded up to whole seconds + 1 s soft / + 2 s hard, `RLIMIT_NOFILE` = `max_open_files`,
-//! `RLIMIT_FSIZE` = `max_disk_bytes`, no core dumps), with `no_new_privs` and without any capability (a Cordon run as root runs
-//! its plugins as root, but with none of root's privileges: see [`drop_capabilities`]), and, unless the plugin's `sandbox` is off, in a Landlock sandbox built for
-//! that invocation (see `landlock.rs`: the system's files, its program, its one file, its
-//! working directory, and what its configuration allows; no network, no signals out) under the
-//! seccomp filter of `seccomp.rs`.
+//! in a fresh empty working directory (removed afterwards), in a process group of its own,
+//! under rlimits (`RLIMIT_DATA` = `max_memory_bytes`, `RLIMIT_AS` = 4 × that as a backstop,
+//! `RLIMIT_CPU` = the timeout rounded up to whole seconds + 1 s soft / + 2 s hard,
+//! `RLIMIT_NOFILE` = `max_open_files`, `RLIMIT_FSIZE` = `max_disk_bytes`, no core dumps), with
+//! `no_new_privs` and without any capability (a Cordon run as root runs its plugins as root,
+//! but with none of root's privileges: see [`drop_capabilities`]), and, unless the plugin's
+//! `sandbox` is off, in a Landlock sandbox built for that invocation (see `landlock.rs`: the
+//! system's files, its program, its one file, its working directory, and what its
+//! configuration allows; no network, no signals out) under the seccomp filter of `seccomp.rs`.
 //!
 //! Guarantees, whatever the program does:
 //! - the invocation ends by its deadline (`timeout` after the start) plus at most
@@ -379,8 +380,8 @@ impl ProcessRuntime {
             None
         };
         // SAFETY: the closure runs in the forked child before `exec`; it only makes
-        // `getrlimit`/`setrlimit`, `prctl`, `capset`, `landlock_restrict_self` and `seccomp` system calls
-        // (no allocation, no locks), which is async-signal-safe.
+        // `getrlimit`/`setrlimit`, `prctl`, `capset`, `landlock_restrict_self` and `seccomp`
+        // system calls (no allocation, no locks), which is async-signal-safe.
         unsafe {
             command.pre_exec(move || {
                 rlimits.apply()?;
