@@ -18,7 +18,8 @@
 //! And it may not (Landlock ABI 4, Linux 6.7) make or accept TCP connections unless
 //! `allow_network`, nor (ABI 6, Linux 6.12) send a signal to a process outside its sandbox
 //! (Cordon, another plugin) or connect to an abstract Unix socket made outside it. It runs with
-//! `no_new_privs`, so a set-user-ID program it starts gains nothing.
+//! `no_new_privs`, so a set-user-ID program it starts gains nothing. Before ABI 6, the seccomp
+//! filter refuses the signals aimed at Cordon itself (`seccomp.rs`).
 //!
 //! Landlock covers neither UDP nor Unix sockets with a path (a local daemon's control socket,
 //! which could run commands outside the sandbox for it), nor kernel objects that are not files
@@ -121,10 +122,10 @@ pub fn enforced(abi: i32) -> &'static str {
             "nothing: this kernel has no Landlock, so native plugins' files and signals are unconfined"
         }
         1..=3 => {
-            "files only: this kernel's Landlock cannot refuse signals to Cordon, nor abstract Unix sockets to a plugin with allow_unix_sockets (that needs ABI 6, Linux 6.12)"
+            "files only: this kernel's Landlock cannot refuse signals (the seccomp filter refuses those aimed at Cordon, not those to other plugins), nor abstract Unix sockets to a plugin with allow_unix_sockets (that needs ABI 6, Linux 6.12)"
         }
         4 | 5 => {
-            "files and TCP: this kernel's Landlock cannot refuse signals to Cordon, nor abstract Unix sockets to a plugin with allow_unix_sockets (that needs ABI 6, Linux 6.12)"
+            "files and TCP: this kernel's Landlock cannot refuse signals (the seccomp filter refuses those aimed at Cordon, not those to other plugins), nor abstract Unix sockets to a plugin with allow_unix_sockets (that needs ABI 6, Linux 6.12)"
         }
         _ => "files, TCP, signals and abstract Unix sockets",
     }

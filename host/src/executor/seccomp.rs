@@ -15,6 +15,9 @@
 //!   kernel are made of ([`KERNEL_SURFACE_CALLS`]): `io_uring` (whose operations, its own
 //!   `socket` and `setxattr` among them, seccomp never sees), `userfaultfd`,
 //!   `perf_event_open`, `bpf`;
+//! - on a kernel whose Landlock does not refuse signals (before Linux 6.12), those aimed at
+//!   Cordon ([`signal_calls`]): `kill` of its process, its group or every process, the other
+//!   signal calls on its process id; `pidfd_open` and `pidfd_send_signal` answer `ENOSYS`;
 //! - whatever its configuration, those that watch files and directories ([`WATCH_CALLS`]:
 //!   `inotify_add_watch`, `fanotify_init`, `fanotify_mark`), which Landlock does not cover:
 //!   watching a scan slot's directory shows the name of each file Cordon scans there;
@@ -213,6 +216,56 @@ const KERNEL_SURFACE_CALLS: [libc::c_long; 6] = [
     libc::SYS_bpf,
 ];
 
+/// Cordon's own process, which a plugin may not signal: its process id and its process
+/// group's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Host {
+    pid: u32,
+    group: u32,
+}
+
+impl Host {
+    fn this() -> Host {
+        Host {
+            pid: std::process::id(),
+            group: rustix::process::getpgrp().as_raw_pid() as u32,
+        }
+    }
+}
+
+/// The calls that signal a process, on a kernel whose Landlock cannot refuse a plugin's signals
+/// to processes outside its sandbox (ABI 5 and before, Linux 6.11 and before): those aimed at
+/// Cordon are refused. Otherwise a plugin kills Cordon with `kill(getppid(), SIGKILL)`, and,
+/// once it is restarted, again at its next scan. `kill` is also refused on Cordon's process
+/// group and on every process (-1); `pidfd_open` and `pidfd_send_signal` answer `ENOSYS`, as on
+/// a kernel before 5.3 (a descriptor of `/proc/<pid>` is a process's descriptor too, and
+/// `/proc` is readable), and programs that use them fall back to `kill`. A plugin's own
+/// processes it still signals. A thread of Cordon's other than its first, by its thread id
+/// (`tkill`), it could still: see the README.
+fn signal_calls(host: Host) -> [(libc::c_long, Check); 7] {
+    let at_host = Check::Equals {
+        refused: [host.pid; 3],
+    };
+    [
+        (
+            libc::SYS_kill,
+            Check::Equals {
+                refused: [host.pid, host.group.wrapping_neg(), u32::MAX],
+            },
+        ),
+        (libc::SYS_tkill, at_host),
+        (libc::SYS_tgkill, at_host),
+        (libc::SYS_rt_sigqueueinfo, at_host),
+        (libc::SYS_rt_tgsigqueueinfo, at_host),
+        (libc::SYS_pidfd_open, Check::NoSys),
+        (libc::SYS_pidfd_send_signal, Check::NoSys),
+    ]
+}
+
+/// The Landlock ABI from which Landlock refuses a plugin's signals to processes outside its
+/// sandbox (Linux 6.12).
+const LANDLOCK_SCOPES_SIGNALS: i32 = 6;
+
 /// The calls that watch files and directories, refused whatever the configuration: Landlock
 /// does not ask about a watch, and a plugin watching the directories of Cordon's scan slots
 /// would see the name of every file other scans receive (a slot's file is renamed to each
@@ -273,6 +326,8 @@ enum Check {
     NoSys,
     /// When its first argument has any of these flags.
     Flags { refused: u32 },
+    /// When its first argument (an `int`) is one of these.
+    Equals { refused: [u32; 3] },
     /// `socket` of any family but Unix.
     NotUnix,
     /// On another process: its first argument, a process id, is not 0 (the caller).
@@ -286,7 +341,8 @@ enum Check {
 }
 
 /// The seccomp filter of a sandboxed plugin (see the module documentation), built once for
-/// each combination of what its configuration allows.
+/// each combination of what its configuration allows. On a kernel whose Landlock does not
+/// refuse signals, it also refuses those aimed at Cordon ([`signal_calls`]).
 pub(super) fn seccomp_filter(sandbox: &NativeSandbox) -> Result<&'static BpfProgram, String> {
     static FILTERS: [OnceLock<BpfProgram>; 6] = [const { OnceLock::new() }; 6];
     let sockets = if sandbox.network {
@@ -304,12 +360,18 @@ pub(super) fn seccomp_filter(sandbox: &NativeSandbox) -> Result<&'static BpfProg
         ));
     };
     let cell = &FILTERS[sockets as usize * 2 + usize::from(sandbox.ipc)];
-    Ok(cell.get_or_init(|| build(arch, sockets, sandbox.ipc)))
+    Ok(cell.get_or_init(|| {
+        let guard = (super::landlock::landlock_abi() < LANDLOCK_SCOPES_SIGNALS).then(Host::this);
+        build(arch, sockets, sandbox.ipc, guard)
+    }))
 }
 
-/// The refused calls and when, by number.
-fn refused_calls(sockets: Sockets, ipc: bool) -> Vec<(u32, Check)> {
+/// The refused calls and when, by number; `guard`: the signals aimed at this host too.
+fn refused_calls(sockets: Sockets, ipc: bool, guard: Option<Host>) -> Vec<(u32, Check)> {
     let mut calls: Vec<(libc::c_long, Check)> = OTHER_PROCESS_CALLS.to_vec();
+    if let Some(host) = guard {
+        calls.extend(signal_calls(host));
+    }
     calls.extend(NAMESPACE_CALLS);
     calls.extend(KERNEL_SURFACE_CALLS.map(|call| (call, Check::Always)));
     calls.extend(WATCH_CALLS.map(|call| (call, Check::Always)));
@@ -361,12 +423,12 @@ type Step = (u16, u32, To, To);
 /// arguments, when it is in one; allow it when it is in none. A search, not a list: the kernel
 /// runs the filter for every call number when it is applied (see the module documentation), and
 /// a number takes at most two tests per level of the search, however many calls are refused.
-fn build(arch: u32, sockets: Sockets, ipc: bool) -> BpfProgram {
+fn build(arch: u32, sockets: Sockets, ipc: bool, guard: Option<Host>) -> BpfProgram {
     // Consecutive numbers with the same answer make one range; a call with a check, one of its
     // own.
     let answers = [Check::Always, Check::Pretend, Check::NoSys];
     let mut ranges: Vec<(u32, u32, Check)> = Vec::new();
-    for (call, check) in refused_calls(sockets, ipc) {
+    for (call, check) in refused_calls(sockets, ipc, guard) {
         match ranges.last_mut() {
             Some((_, hi, last))
                 if *hi + 1 == call && *last == check && answers.contains(&check) =>
@@ -412,6 +474,17 @@ fn build(arch: u32, sockets: Sockets, ipc: bool) -> BpfProgram {
             Check::Flags { refused } => {
                 code.push(load(arg_low(0)));
                 code.push((JSET_K, refused, To::Refuse, To::Allow));
+            }
+            Check::Equals { refused } => {
+                code.push(load(arg_low(0)));
+                for (i, value) in refused.into_iter().enumerate() {
+                    let otherwise = if i + 1 < refused.len() {
+                        To::Next
+                    } else {
+                        To::Allow
+                    };
+                    code.push((JEQ_K, value, To::Refuse, otherwise));
+                }
             }
             Check::OtherProcess => {
                 code.push(load(arg_low(0)));
@@ -546,7 +619,7 @@ mod tests {
     /// calls refused, for those pretended and for those answered as missing (seccompiler gives
     /// one answer per program). It names each x32 number of a call, where [`build`] refuses
     /// every x32 call.
-    fn reference(sockets: Sockets, ipc: bool) -> [BpfProgram; 3] {
+    fn reference(sockets: Sockets, ipc: bool, guard: Option<Host>) -> [BpfProgram; 3] {
         use SeccompCmpArgLen::{Dword, Qword};
         use SeccompCmpOp::{Eq, MaskedEq, Ne};
         let rule = |conditions: Vec<(u8, SeccompCmpArgLen, SeccompCmpOp, u64)>| {
@@ -575,13 +648,15 @@ mod tests {
                     | Check::Pretend
                     | Check::NoSys
                     | Check::NotUnix
-                    | Check::Flags { .. } => unreachable!(),
+                    | Check::Flags { .. }
+                    | Check::Equals { .. } => unreachable!(),
                 };
                 (call, rules)
             })
             .collect();
         let mut missing = Vec::new();
-        for (call, check) in NAMESPACE_CALLS {
+        let signals = guard.map(signal_calls).into_iter().flatten();
+        for (call, check) in NAMESPACE_CALLS.into_iter().chain(signals) {
             match check {
                 Check::Always => refused.push((call, Vec::new())),
                 Check::NoSys => missing.push((call, Vec::new())),
@@ -592,6 +667,14 @@ mod tests {
                         .map(|bit| 1u64 << bit)
                         .filter(|&flag| u64::from(flags) & flag != 0)
                         .map(|flag| rule(vec![(0, Dword, MaskedEq(flag), flag)]))
+                        .collect(),
+                )),
+                // Any of the values: a rule for each.
+                Check::Equals { refused: values } => refused.push((
+                    call,
+                    values
+                        .iter()
+                        .map(|&value| rule(vec![(0, Dword, Eq, u64::from(value))]))
                         .collect(),
                 )),
                 _ => unreachable!(),
@@ -642,6 +725,12 @@ mod tests {
         BpfProgram::try_from(filter).unwrap()
     }
 
+    /// A host to guard against signals, for the tests: its process id and its group's.
+    const HOST: Host = Host {
+        pid: 4242,
+        group: 4240,
+    };
+
     const COMBINATIONS: [(Sockets, bool); 6] = [
         (Sockets::None, false),
         (Sockets::None, true),
@@ -665,7 +754,7 @@ mod tests {
             | libc::CLONE_SETTLS
             | libc::CLONE_PARENT_SETTID
             | libc::CLONE_CHILD_CLEARTID) as u64;
-        let values: [u64; 14] = [
+        let values: [u64; 17] = [
             0,
             1,
             2,
@@ -677,6 +766,10 @@ mod tests {
             thread,
             (libc::CLONE_NEWUSER | libc::SIGCHLD) as u64,
             0x80,
+            // The guarded host's process id, its group's (negative) and every process's.
+            u64::from(HOST.pid),
+            u64::from(HOST.group.wrapping_neg()),
+            u64::from(u32::MAX),
             1 << 32,
             (1 << 32) | libc::AF_UNIX as u64,
             u64::MAX,
@@ -685,11 +778,15 @@ mod tests {
             .iter()
             .map(|&(call, _)| call)
             .chain([libc::SYS_socket, libc::SYS_clone, libc::SYS_unshare])
+            .chain(signal_calls(HOST).map(|(call, _)| call))
             .map(|call| call as u32)
             .collect();
-        for (sockets, ipc) in COMBINATIONS {
-            let ours = build(ARCH, sockets, ipc);
-            let [theirs, pretended, missing] = reference(sockets, ipc);
+        for ((sockets, ipc), guard) in COMBINATIONS
+            .into_iter()
+            .flat_map(|combination| [(combination, None), (combination, Some(HOST))])
+        {
+            let ours = build(ARCH, sockets, ipc, guard);
+            let [theirs, pretended, missing] = reference(sockets, ipc, guard);
             // The programs' calls do not meet: a call pretended or missing in one is allowed by
             // the others.
             let theirs_answer = |nr, arch, args| match run(&pretended, nr, arch, args) {
@@ -700,7 +797,7 @@ mod tests {
                 },
             };
             let mut longest = 0;
-            let why = format!("{sockets:?}, ipc {ipc}");
+            let why = format!("{sockets:?}, ipc {ipc}, guard {}", guard.is_some());
             // Short, and so quick to apply (see the module documentation): the default,
             // longest filter by a fifth of seccompiler's program or less.
             let shorter = if (sockets, ipc) == (Sockets::None, false) {
@@ -764,7 +861,7 @@ mod tests {
     #[test]
     fn each_setting_refuses_what_it_should() {
         let answer = |sockets, ipc, call: libc::c_long, args: [u64; 3]| {
-            run(&build(ARCH, sockets, ipc), call as u32, ARCH, args)
+            run(&build(ARCH, sockets, ipc, None), call as u32, ARCH, args)
         };
         let (unix, inet) = (libc::AF_UNIX as u64, libc::AF_INET as u64);
         let sockets = [
@@ -782,6 +879,36 @@ mod tests {
                     "{setting:?}, call {call}, family {family}"
                 );
             }
+        }
+        // Signals aimed at the host only where Landlock does not refuse them (guarded).
+        let guarded = |call: libc::c_long, target: u32| {
+            let filter = build(ARCH, Sockets::None, false, Some(HOST));
+            run(&filter, call as u32, ARCH, [u64::from(target), 9, 0])
+        };
+        for call in [
+            libc::SYS_kill,
+            libc::SYS_tkill,
+            libc::SYS_tgkill,
+            libc::SYS_rt_sigqueueinfo,
+            libc::SYS_rt_tgsigqueueinfo,
+        ] {
+            assert_eq!(guarded(call, HOST.pid), REFUSE, "{call}");
+            assert_eq!(
+                guarded(call, HOST.pid + 7),
+                ALLOW,
+                "{call}: another process"
+            );
+            assert_eq!(
+                answer(Sockets::None, false, call, [u64::from(HOST.pid), 9, 0]),
+                ALLOW
+            );
+        }
+        assert_eq!(guarded(libc::SYS_kill, HOST.group.wrapping_neg()), REFUSE);
+        assert_eq!(guarded(libc::SYS_kill, u32::MAX), REFUSE, "every process");
+        assert_eq!(guarded(libc::SYS_kill, 0), ALLOW, "its own group");
+        for call in [libc::SYS_pidfd_open, libc::SYS_pidfd_send_signal] {
+            assert_eq!(guarded(call, HOST.pid + 7), NO_SYS, "{call}");
+            assert_eq!(answer(Sockets::None, false, call, [0; 3]), ALLOW, "{call}");
         }
         for call in IPC_CALLS {
             assert_eq!(answer(Sockets::All, false, call, [0; 3]), REFUSE, "{call}");
@@ -861,6 +988,49 @@ mod tests {
                 assert_eq!(answer(call, [0; 3]), ALLOW, "{call}");
             }
         }
+    }
+
+    #[test]
+    fn the_guard_keeps_a_process_from_signalling_its_host_and_nothing_else() {
+        // The filter alone, applied in a shell this process starts, whatever this kernel's
+        // Landlock does: the host is this process, the shell's parent.
+        let host = Host::this();
+        let run_sh = |guard: Option<Host>, script: &str| -> (bool, String) {
+            let filter = build(ARCH, Sockets::None, false, guard);
+            let mut command = std::process::Command::new("/bin/sh");
+            command.args(["-c", script]);
+            // SAFETY: between `fork` and `exec` the closure makes the `prctl` and `seccomp`
+            // system calls and allocates nothing (as `landlock.rs` does).
+            unsafe {
+                use std::os::unix::process::CommandExt;
+                command.pre_exec(move || {
+                    seccompiler::apply_filter(&filter).map_err(|e| match e {
+                        seccompiler::Error::Prctl(e) | seccompiler::Error::Seccomp(e) => e,
+                        _ => std::io::Error::from_raw_os_error(libc::EINVAL),
+                    })
+                });
+            }
+            let out = command.output().expect("/bin/sh runs");
+            (
+                out.status.success(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        };
+        let at_host = [
+            "kill -s 0 $PPID".to_owned(),
+            format!("kill -s 0 -- -{}", host.group),
+            "kill -s 0 -- -1".to_owned(),
+        ];
+        for script in &at_host {
+            let (ok, stderr) = run_sh(Some(host), script);
+            assert!(!ok, "{script}: guarded");
+            assert!(stderr.contains("ermission denied"), "{script}: {stderr}");
+            let (ok, stderr) = run_sh(None, script);
+            assert!(ok, "{script}: unguarded: {stderr}");
+        }
+        // Its own processes, it signals.
+        let (ok, stderr) = run_sh(Some(host), "sleep 30 & kill $! && wait $!; test $? = 143");
+        assert!(ok, "its own child: {stderr}");
     }
 
     #[test]
