@@ -240,8 +240,9 @@ impl Host {
 /// group and on every process (-1); `pidfd_open` and `pidfd_send_signal` answer `ENOSYS`, as on
 /// a kernel before 5.3 (a descriptor of `/proc/<pid>` is a process's descriptor too, and
 /// `/proc` is readable), and programs that use them fall back to `kill`. A plugin's own
-/// processes it still signals. A thread of Cordon's other than its first, by its thread id
-/// (`tkill`), it could still: see the README.
+/// processes it still signals. A thread of Cordon's other than its first, by the thread's id
+/// (`kill` and `tkill` take one), it still could: a filter cannot tell Cordon's threads from a
+/// plugin's processes (see the README).
 fn signal_calls(host: Host) -> [(libc::c_long, Check); 7] {
     let at_host = Check::Equals {
         refused: [host.pid; 3],
