@@ -48,7 +48,7 @@
 //! that every number not refused runs the whole list: for 25 of the calls above, twice (x32), a
 //! 255-instruction program that took about 300 µs to apply, against 60 µs for one that tests
 //! ranges of numbers in order and stops at the first above the number (25 instructions). This
-//! one finds the number among the ranges by a binary search: at most 19 instructions for any
+//! one finds the number among the ranges by a binary search: at most 20 instructions for any
 //! call, however many are refused. seccompiler still applies it, and its own program is what
 //! the tests hold this one to.
 
