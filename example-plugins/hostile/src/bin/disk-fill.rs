@@ -1,13 +1,17 @@
-//! `disk-fill`: fills the disk from its working directory, 1 MiB at a time, until it is
-//! stopped. Its first argument (before the file's path) says how:
-//! - `files` (the default): a new 1 MiB file each time, `fill-0`, `fill-1`...;
-//! - `unlinked`: one file it deletes at once and goes on writing through its descriptor, out
-//!   of any directory's sight;
-//! - `locked`: 16 files in a directory whose access it takes away from its owner (mode 000,
-//!   through the directory's descriptor), written in turn through their descriptors.
+//! `disk-fill`: fills the disk from its working directory, 1 MiB at a time. Its first
+//! argument (before the file's path) says how:
+//! - `files` (the default): 64 files of 1 MiB, `fill-0` to `fill-63`, then it holds them until
+//!   it is stopped;
+//! - `locked`: 16 files of 1 MiB in a directory whose access it takes away from its owner (mode
+//!   000, through the directory's descriptor) before writing them through their descriptors,
+//!   then it holds them until it is stopped;
+//! - `unlinked`: one file it deletes at once and goes on writing through its descriptor, out of
+//!   any directory's sight, until it is stopped.
 //!
-//! It never prints a verdict; a write that fails ends it with code 1 and the error on stderr.
-//! Native only: a wasm plugin has no working directory (it exits 1 there).
+//! No file it writes in `files` and `locked` is larger than 1 MiB, so that only a measure of
+//! the directory stops those; `unlinked` is stopped by the size of its one file. It never
+//! prints a verdict; a write that fails ends it with code 1 and the error on stderr. Native
+//! only: a wasm plugin has no working directory (it exits 1 there).
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -23,9 +27,17 @@ fn main() {
     }
 }
 
-/// How many files `locked` writes in turn.
+/// How many files `locked` writes.
 #[cfg(unix)]
 const LOCKED_FILES: usize = 16;
+
+/// Keep what it wrote until it is stopped.
+#[cfg(unix)]
+fn hold() -> ! {
+    loop {
+        std::thread::sleep(std::time::Duration::from_secs(60));
+    }
+}
 
 #[cfg(unix)]
 fn fill(mode: &str, chunk: &[u8]) -> std::io::Result<()> {
@@ -34,10 +46,10 @@ fn fill(mode: &str, chunk: &[u8]) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let mut file: File = match mode {
         "files" => {
-            for n in 0.. {
+            for n in 0..64 {
                 fs::write(format!("fill-{n}"), chunk)?;
             }
-            unreachable!("files are written until the plugin is stopped")
+            hold()
         }
         "unlinked" => {
             let file = File::create("fill")?;
@@ -50,11 +62,10 @@ fn fill(mode: &str, chunk: &[u8]) -> std::io::Result<()> {
                 .map(|n| File::create(format!("locked/fill-{n}")))
                 .collect::<std::io::Result<Vec<_>>>()?;
             File::open("locked")?.set_permissions(fs::Permissions::from_mode(0o000))?;
-            loop {
-                for file in &mut files {
-                    file.write_all(chunk)?;
-                }
+            for file in &mut files {
+                file.write_all(chunk)?;
             }
+            hold()
         }
         other => {
             return Err(std::io::Error::other(format!(
