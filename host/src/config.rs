@@ -394,24 +394,23 @@ fn plugin_spec(raw: RawPlugin, ctx: &LoadContext) -> Result<PluginSpec, Vec<Stri
         || raw.allow_network.is_some()
         || raw.allow_unix_sockets.is_some()
         || raw.allow_ipc.is_some();
+    // Why a field of native plugins is not for this one: `wasm`, the reason for a wasm plugin.
+    let not_native = |wasm: &str| -> String {
+        match raw.runtime {
+            RuntimeKind::Wasm => wasm.to_owned(),
+            _ => "a webhook plugin runs elsewhere".to_owned(),
+        }
+    };
     if raw.runtime != RuntimeKind::Process && sandbox_fields {
         problems.push(format!(
             "fields `sandbox`, `allow_read`, `allow_write`, `allow_network`, `allow_unix_sockets` and `allow_ipc` are for runtime = \"process\" only; {}",
-            if raw.runtime == RuntimeKind::Wasm {
-                "a wasm plugin is always sandboxed and sees only the file it scans"
-            } else {
-                "a webhook plugin runs elsewhere"
-            }
+            not_native("a wasm plugin is always sandboxed and sees only the file it scans")
         ));
     }
     if raw.runtime != RuntimeKind::Process && raw.max_disk_bytes.is_some() {
         problems.push(format!(
             "field `max_disk_bytes` is for runtime = \"process\" only; {}",
-            if raw.runtime == RuntimeKind::Wasm {
-                "a wasm plugin writes nothing"
-            } else {
-                "a webhook plugin runs elsewhere"
-            }
+            not_native("a wasm plugin writes nothing")
         ));
     }
     let sandbox = native_sandbox(&raw, ctx, &mut problems);

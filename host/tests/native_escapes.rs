@@ -163,23 +163,37 @@ fn as_nobody(program: &str, also: &str) -> Option<Command> {
     Some(setpriv)
 }
 
-#[test]
-fn a_working_directory_the_plugin_locked_is_removed_all_the_same() {
-    use std::os::unix::fs::PermissionsExt;
-    // Permission bits bind an unprivileged user only: as root, Cordon runs as `nobody`.
-    let mut cordon = if running_as_root() {
-        match as_nobody(env!("CARGO_BIN_EXE_cordon"), NATIVE_HOSTILE_LOCKED_DIR) {
-            Some(cordon) => cordon,
-            None => return,
-        }
+/// The `cordon` binary run by an unprivileged user, whom permission bits bind: `nobody` where
+/// this test is root (who must be able to run `also` too), else this test's user. `None`
+/// where `nobody` cannot.
+fn unprivileged_cordon(also: &str) -> Option<Command> {
+    let cordon = env!("CARGO_BIN_EXE_cordon");
+    if running_as_root() {
+        as_nobody(cordon, also)
     } else {
-        Command::new(env!("CARGO_BIN_EXE_cordon"))
-    };
+        Some(Command::new(cordon))
+    }
+}
+
+/// A directory every user may write in, holding a text file every user may read: what an
+/// unprivileged Cordon scans.
+fn shared_sample() -> (tempfile::TempDir, std::path::PathBuf) {
+    use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
     let sample = dir.path().join("notes.txt");
     std::fs::write(&sample, "nothing to see here\n").unwrap();
     std::fs::set_permissions(&sample, std::fs::Permissions::from_mode(0o644)).unwrap();
+    (dir, sample)
+}
+
+#[test]
+fn a_working_directory_the_plugin_locked_is_removed_all_the_same() {
+    // Permission bits bind an unprivileged user only: as root, Cordon runs as `nobody`.
+    let Some(mut cordon) = unprivileged_cordon(NATIVE_HOSTILE_LOCKED_DIR) else {
+        return;
+    };
+    let (dir, sample) = shared_sample();
     let data = dir.path().join("data");
     let out = cordon
         .args(["plugin", "run", "--data-dir"])
@@ -214,12 +228,7 @@ fn run_as_root_cordon_warns_that_its_native_plugins_are_root_too() {
     // The built-in configuration, which has native plugins, scanning one file: as root, and as
     // `nobody` where this test is root (otherwise, as this test's user).
     let scan = |mut cordon: Command| {
-        let dir = tempfile::tempdir().unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
-        let sample = dir.path().join("notes.txt");
-        std::fs::write(&sample, "nothing to see here\n").unwrap();
-        std::fs::set_permissions(&sample, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let (dir, sample) = shared_sample();
         let out = cordon
             .args(["scan", "--data-dir"])
             .arg(dir.path().join("data"))
@@ -232,19 +241,15 @@ fn run_as_root_cordon_warns_that_its_native_plugins_are_root_too() {
         stderr
     };
     let warning = "Cordon runs as root, and so do its native plugins";
-    let cordon = env!("CARGO_BIN_EXE_cordon");
     if running_as_root() {
-        let said = scan(Command::new(cordon));
+        let said = scan(Command::new(env!("CARGO_BIN_EXE_cordon")));
         assert!(said.contains(warning), "{said}");
-        let Some(as_nobody) = as_nobody(cordon, cordon) else {
-            return;
-        };
-        let said = scan(as_nobody);
-        assert!(!said.contains(warning), "{said}");
-    } else {
-        let said = scan(Command::new(cordon));
-        assert!(!said.contains(warning), "{said}");
     }
+    let Some(unprivileged) = unprivileged_cordon(env!("CARGO_BIN_EXE_cordon")) else {
+        return;
+    };
+    let said = scan(unprivileged);
+    assert!(!said.contains(warning), "{said}");
 }
 
 #[test]
@@ -252,19 +257,10 @@ fn a_plugin_that_hides_its_files_in_a_locked_directory_is_measured_all_the_same(
     use std::os::unix::fs::PermissionsExt;
     // `disk-fill locked` writes files in a directory it took its owner's access from, which
     // only an unprivileged Cordon cannot read: as root, Cordon runs as `nobody`.
-    let mut cordon = if running_as_root() {
-        match as_nobody(env!("CARGO_BIN_EXE_cordon"), NATIVE_HOSTILE_DISK_FILL) {
-            Some(cordon) => cordon,
-            None => return,
-        }
-    } else {
-        Command::new(env!("CARGO_BIN_EXE_cordon"))
+    let Some(mut cordon) = unprivileged_cordon(NATIVE_HOSTILE_DISK_FILL) else {
+        return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
-    let sample = dir.path().join("notes.txt");
-    std::fs::write(&sample, "nothing to see here\n").unwrap();
-    std::fs::set_permissions(&sample, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (dir, sample) = shared_sample();
     // `plugin run` gives a native program no arguments but the file: a script gives the mode.
     let script = dir.path().join("disk-fill-locked.sh");
     std::fs::write(
