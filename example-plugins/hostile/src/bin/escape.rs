@@ -306,6 +306,16 @@ fn signal_parent() -> String {
     }
 }
 
+/// A system call's result: the error it set when it returned a negative value.
+#[cfg(target_os = "linux")]
+fn check(ret: libc::c_long) -> io::Result<libc::c_long> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
 /// Making (and removing again) the kernel objects that are not files, what the native
 /// sandbox's seccomp filter refuses unless `allow_ipc`; and watching a directory, which it
 /// always refuses.
@@ -314,6 +324,8 @@ fn signal_parent() -> String {
 mod kernel_ipc {
     use std::ffi::CString;
     use std::io;
+
+    use super::check;
 
     type Probe = fn() -> io::Result<&'static str>;
 
@@ -326,14 +338,6 @@ mod kernel_ipc {
         ("memfd", memfd),
         ("keyring", keyring),
     ];
-
-    fn check(ret: libc::c_long) -> io::Result<libc::c_long> {
-        if ret < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(ret)
-        }
-    }
 
     fn sysv_shm() -> io::Result<&'static str> {
         // SAFETY: system calls on integers; IPC_RMID takes no buffer.
@@ -448,6 +452,8 @@ mod kernel_ipc {
 mod scheduling {
     use std::io;
 
+    use super::check;
+
     type Change = fn(libc::pid_t) -> io::Result<&'static str>;
 
     /// Each probe's names (on the parent, on itself) and what it does to a process id (0:
@@ -458,14 +464,6 @@ mod scheduling {
         (("parent_affinity", "own_affinity"), affinity),
         (("parent_scheduler", "own_scheduler"), scheduler),
     ];
-
-    fn check(ret: libc::c_long) -> io::Result<libc::c_long> {
-        if ret < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(ret)
-        }
-    }
 
     fn rlimit(pid: libc::pid_t) -> io::Result<&'static str> {
         let mut limit = libc::rlimit64 {
@@ -531,6 +529,8 @@ mod scheduling {
 mod kernel_surface {
     use std::io;
 
+    use super::check;
+
     type Probe = fn() -> io::Result<&'static str>;
 
     /// Each probe's name, and what it tries.
@@ -544,14 +544,6 @@ mod kernel_surface {
         ("perf_event", perf_event),
         ("bpf", bpf),
     ];
-
-    fn check(ret: libc::c_long) -> io::Result<libc::c_long> {
-        if ret < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(ret)
-        }
-    }
 
     /// Wait for the child `pid`, which exits with 0 or with the `errno` of what it tried.
     fn child_result(pid: libc::pid_t) -> io::Result<&'static str> {
