@@ -533,6 +533,28 @@ fn without_capabilities(p: &BTreeMap<String, String>, why: &str) {
     }
 }
 
+#[tokio::test]
+async fn a_native_plugin_is_given_no_descriptor_but_its_standard_streams() {
+    // A descriptor of Cordon's without `FD_CLOEXEC` (as one inherited from the program that
+    // started it): opened before the plugin's sandbox, it would reach past it.
+    // SAFETY: a NUL-terminated path; the descriptor is closed below.
+    let leaked = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY) };
+    assert!(leaked > 2, "a descriptor: {leaked}");
+    let rig = Rig::new();
+    let sample = rig.sample(b"twelve bytes", "invoice.pdf");
+    let off = NativeSandbox {
+        enabled: false,
+        ..NativeSandbox::default()
+    };
+    for sandbox in [NativeSandbox::default(), off] {
+        let enabled = sandbox.enabled;
+        let p = observe_native(&rig, &sample, sandbox, &[]).await;
+        assert_eq!(p["inherited_fds"], "ok:", "sandbox {enabled}");
+    }
+    // SAFETY: the descriptor opened above, closed once.
+    unsafe { libc::close(leaked) };
+}
+
 /// What the `escape` probe sets on its parent and on itself (`parent_*`, `own_*`).
 const SCHEDULING: [&str; 4] = ["rlimit", "nice", "affinity", "scheduler"];
 

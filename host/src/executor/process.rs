@@ -12,7 +12,8 @@
 //! `RLIMIT_CPU` = the timeout rounded up to whole seconds + 1 s soft / + 2 s hard,
 //! `RLIMIT_NOFILE` = `max_open_files`, `RLIMIT_FSIZE` = `max_disk_bytes`, no core dumps), with
 //! `no_new_privs` and without any capability (a Cordon run as root runs its plugins as root,
-//! but with none of root's privileges: see [`drop_capabilities`]), and, unless the plugin's
+//! but with none of root's privileges: see [`drop_capabilities`]), with no descriptor but its
+//! standard streams ([`close_inherited`]), and, unless the plugin's
 //! `sandbox` is off, in a Landlock sandbox built for that invocation (see `landlock.rs`: the
 //! system's files, its program, its one file, its working directory, and what its
 //! configuration allows; no network, no signals out) under the seccomp filter of `seccomp.rs`.
@@ -380,8 +381,9 @@ impl ProcessRuntime {
             None
         };
         // SAFETY: the closure runs in the forked child before `exec`; it only makes
-        // `getrlimit`/`setrlimit`, `prctl`, `capset`, `landlock_restrict_self` and `seccomp`
-        // system calls (no allocation, no locks), which is async-signal-safe.
+        // `getrlimit`/`setrlimit`, `prctl`, `capset`, `close_range`/`fcntl`,
+        // `landlock_restrict_self` and `seccomp` system calls (no allocation, no locks), which
+        // is async-signal-safe.
         unsafe {
             command.pre_exec(move || {
                 rlimits.apply()?;
@@ -812,6 +814,9 @@ struct RlimitPlan {
     /// Whether Cordon holds capabilities (it runs as root, in a container say) that the child
     /// must give up: see [`drop_capabilities`].
     capabilities: bool,
+    /// Cordon's own open files limit: no descriptor of its is numbered this or above, for
+    /// [`close_inherited`] on a kernel without `close_range`.
+    descriptors: u64,
 }
 
 impl RlimitPlan {
@@ -830,6 +835,9 @@ impl RlimitPlan {
             capabilities: rustix::thread::capabilities(None).map_or(true, |sets| {
                 !(sets.permitted | sets.effective | sets.inheritable).is_empty()
             }),
+            descriptors: rustix::process::getrlimit(Resource::Nofile)
+                .current
+                .unwrap_or(1 << 20),
         }
     }
 
@@ -842,6 +850,7 @@ impl RlimitPlan {
         if self.capabilities {
             drop_capabilities()?;
         }
+        close_inherited(self.descriptors);
         set_rlimit(Resource::Data, self.data, self.data)?;
         set_rlimit(Resource::As, self.address_space, self.address_space)?;
         set_rlimit(Resource::Cpu, self.cpu_soft, self.cpu_hard)?;
@@ -849,6 +858,38 @@ impl RlimitPlan {
         set_rlimit(Resource::Nofile, self.open_files, self.open_files)?;
         set_rlimit(Resource::Fsize, self.file_size, self.file_size)?;
         Ok(())
+    }
+}
+
+/// Close, at `exec`, every descriptor but the standard streams: a descriptor Cordon holds
+/// without `FD_CLOEXEC` would otherwise pass to the plugin, opened before its sandbox and so
+/// outside it. Cordon opens its own with `FD_CLOEXEC`, but not so what it inherited from the
+/// program that started it (a shell's, a supervisor's), nor what a library's fork handler
+/// made in the child (wasmtime's pooling allocator `dup2`s the child's own
+/// `/proc/self/pagemap` onto a descriptor of its, which clears the flag). `close_range` with
+/// `CLOSE_RANGE_CLOEXEC` (Linux 5.11) marks them all at once, and leaves open until `exec`
+/// those the child still uses (its Landlock ruleset, the standard library's pipe that reports
+/// a failed `exec`); before 5.11, each descriptor below `below` is marked in turn.
+/// Async-signal-safe: only system calls.
+fn close_inherited(below: u64) {
+    // SAFETY: system calls on integers, in the child; no memory is passed.
+    unsafe {
+        if libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        ) == 0
+        {
+            return;
+        }
+        let below = libc::c_int::try_from(below).unwrap_or(libc::c_int::MAX);
+        for fd in 3..below {
+            let flags = libc::fcntl(fd, libc::F_GETFD);
+            if flags >= 0 && flags & libc::FD_CLOEXEC == 0 {
+                libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
+            }
+        }
     }
 }
 
@@ -2298,6 +2339,62 @@ mod tests {
             give_owner_access(&link);
             assert_eq!(mode(target), was, "{}", target.display());
         }
+    }
+
+    #[test]
+    fn a_child_keeps_no_inherited_descriptor_with_or_without_close_range() {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::process::CommandExt;
+        // A descriptor without `FD_CLOEXEC` (`F_DUPFD` does not set it), numbered apart from
+        // those `ls` opens itself.
+        let null = std::fs::File::open("/dev/null").unwrap();
+        // SAFETY: duplicates a descriptor this test holds; closed at the end.
+        let leaked = unsafe { libc::fcntl(null.as_raw_fd(), libc::F_DUPFD, 100) };
+        assert!(leaked >= 100);
+        // What `ls` finds open in a child: with `close_inherited`, on a kernel with
+        // `close_range` or (the call answering ENOSYS, as before Linux 5.11) without; and
+        // without `close_inherited`.
+        let listed = |close: bool, without_close_range: bool| -> Vec<i32> {
+            let filter: Option<seccompiler::BpfProgram> = without_close_range.then(|| {
+                let arch = seccompiler::TargetArch::try_from(std::env::consts::ARCH).unwrap();
+                let rules = [(libc::SYS_close_range, Vec::new())].into_iter().collect();
+                let filter = seccompiler::SeccompFilter::new(
+                    rules,
+                    seccompiler::SeccompAction::Allow,
+                    seccompiler::SeccompAction::Errno(libc::ENOSYS as u32),
+                    arch,
+                )
+                .unwrap();
+                filter.try_into().unwrap()
+            });
+            let mut command = std::process::Command::new("ls");
+            command.arg("/proc/self/fd");
+            // SAFETY: in the child, system calls only (seccompiler's `prctl` and `seccomp`,
+            // and those of `close_inherited`).
+            unsafe {
+                command.pre_exec(move || {
+                    if let Some(filter) = &filter {
+                        seccompiler::apply_filter(filter)
+                            .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+                    }
+                    if close {
+                        close_inherited(1024);
+                    }
+                    Ok(())
+                });
+            }
+            let out = command.output().expect("ls runs");
+            assert!(out.status.success(), "{out:?}");
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter_map(|l| l.trim().parse().ok())
+                .collect()
+        };
+        assert!(!listed(true, false).contains(&leaked), "close_range");
+        assert!(!listed(true, true).contains(&leaked), "one by one");
+        assert!(listed(false, false).contains(&leaked), "the control");
+        // SAFETY: the duplicate made above, closed once.
+        unsafe { libc::close(leaked) };
     }
 
     #[test]

@@ -24,7 +24,8 @@
 //! userfaultfd, a perf event counting its own time and a BPF map (`io_uring`, `userfaultfd`,
 //! `perf_event`, `bpf`), closing what it gets; and it reports its capability sets
 //! (`capabilities`, `ok:effective <hex> permitted <hex> bounding <hex>`, from
-//! `/proc/self/status`). With `ESCAPE_READ` it also makes
+//! `/proc/self/status`), and the descriptors it was given besides its standard streams
+//! (`inherited_fds`, `ok:<fd>=<target>,...`). With `ESCAPE_READ` it also makes
 //! that file readable by all, by its path, and reports the mode it then has (`chmod_named`,
 //! `ok:<octal mode>`); and it sets the mode of a file it makes in its working directory to
 //! 640 through the file's descriptor, and reports it (`fchmod_own_file`, native only).
@@ -190,6 +191,8 @@ fn main() {
     #[cfg(target_os = "linux")]
     probes.push(("capabilities", probe(kernel_surface::capabilities())));
     #[cfg(target_os = "linux")]
+    probes.push(("inherited_fds", probe(inherited_fds())));
+    #[cfg(target_os = "linux")]
     for (name, change) in scheduling::PROBES {
         let parent = std::os::unix::process::parent_id() as libc::pid_t;
         probes.push((name.0, probe(change(parent))));
@@ -304,6 +307,32 @@ fn signal_parent() -> String {
     {
         "err:no processes in this runtime".to_owned()
     }
+}
+
+/// The descriptors this process holds besides its standard streams (and the one that lists
+/// them), as `<fd>=<what it is>` separated by commas: what it was given at `exec`.
+#[cfg(target_os = "linux")]
+fn inherited_fds() -> io::Result<String> {
+    let mut held = Vec::new();
+    for entry in fs::read_dir("/proc/self/fd")? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Ok(fd) = name.parse::<u32>() else {
+            continue;
+        };
+        let target = fs::read_link(entry.path())
+            .map_or_else(|e| format!("({e})"), |target| target.display().to_string());
+        // The listing's own descriptor, which is gone by now.
+        if fd > 2 && !target.starts_with("(") && !target.ends_with("/fd") {
+            held.push((fd, target));
+        }
+    }
+    held.sort();
+    Ok(held
+        .iter()
+        .map(|(fd, target)| format!("{fd}={target}"))
+        .collect::<Vec<_>>()
+        .join(","))
 }
 
 /// A system call's result: the error it set when it returned a negative value.
