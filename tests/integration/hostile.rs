@@ -459,16 +459,21 @@ async fn a_native_plugin_gets_max_open_files_as_its_descriptor_limit() {
 
 #[tokio::test]
 async fn a_native_plugin_that_fills_the_disk_is_stopped_at_max_disk_bytes() {
-    // `disk-fill` writes past the limit, 1 MiB at a time: files of 1 MiB in its working
-    // directory (measured while it runs), files in a directory it locked against its owner
-    // (opened again to be measured), and a file it deleted while holding it open (out of any
-    // directory's sight: `RLIMIT_FSIZE` stops it at the limit). Each way is stopped at
-    // `max_disk_bytes`, long before its deadline, and leaves nothing behind. No file of the
-    // first two grows past the limit, so that the measure alone can stop them, however slow
-    // the machine.
+    // `disk-fill` goes past the limit four ways: files of 1 MiB in its working directory
+    // (measured while it runs), files in a directory it locked against its owner (opened
+    // again to be measured), empty files (an inode each, counted as a block), and a file it
+    // deleted while holding it open (out of any directory's sight: `RLIMIT_FSIZE` stops it at
+    // the limit). Each way is stopped at `max_disk_bytes`, long before its deadline, and
+    // leaves nothing behind. No file of the first three grows past the limit, so that the
+    // measure alone can stop them, however slow the machine.
     let rig = Rig::new();
     let sample = rig.sample(b"some file", "file.txt");
-    for (mode, measured) in [("files", true), ("locked", true), ("unlinked", false)] {
+    for (mode, measured) in [
+        ("files", true),
+        ("locked", true),
+        ("empty", true),
+        ("unlinked", false),
+    ] {
         let spec = match process(NATIVE_HOSTILE_DISK_FILL) {
             RuntimeSpec::Process {
                 program,

@@ -758,8 +758,14 @@ async fn watch_disk(dir: PathBuf, limit: u64) -> u64 {
     }
 }
 
+/// The least an entry counts for in [`disk_used`]: a block of most file systems. An empty file
+/// takes no block but an inode, and a plugin could otherwise use up the file system's inodes
+/// (after which Cordon can make no file there) with empty files it counts nothing for.
+const LEAST_PER_ENTRY: u64 = 4096;
+
 /// The disk that the tree at `dir` takes: the blocks of each file, directory and link in it,
-/// each inode once (a hard link is not counted twice), links not followed. A directory the
+/// at least [`LEAST_PER_ENTRY`] each, each inode once (a hard link is not counted twice),
+/// links not followed. A directory the
 /// plugin took its owner's access from (`fchmod 000`, allowed on what it made) gets it back, to
 /// be measured. Without recursion, however deep the tree; what cannot be read is not counted.
 fn disk_used(dir: &Path) -> u64 {
@@ -784,7 +790,8 @@ fn disk_used(dir: &Path) -> u64 {
                 continue;
             };
             if seen.insert((meta.dev(), meta.ino())) {
-                used = used.saturating_add(meta.blocks().saturating_mul(512));
+                let blocks = meta.blocks().saturating_mul(512);
+                used = used.saturating_add(blocks.max(LEAST_PER_ENTRY));
             }
             if meta.is_dir() {
                 pending.push(entry.path());

@@ -6,10 +6,12 @@
 //!   000, through the directory's descriptor) before writing them through their descriptors,
 //!   then it holds them until it is stopped;
 //! - `unlinked`: one file it deletes at once and goes on writing through its descriptor, out of
-//!   any directory's sight, until it is stopped.
+//!   any directory's sight, until it is stopped;
+//! - `empty`: 10,000 empty files, `empty-0` to `empty-9999` (no data, but an inode each), then
+//!   it holds them until it is stopped.
 //!
-//! No file it writes in `files` and `locked` is larger than 1 MiB, so that only a measure of
-//! the directory stops those; `unlinked` is stopped by the size of its one file. It never
+//! No file it writes in `files`, `locked` and `empty` is larger than 1 MiB, so that only a
+//! measure of the directory stops those; `unlinked` is stopped by the size of its one file. It never
 //! prints a verdict; a write that fails ends it with code 1 and the error on stderr. Native
 //! only: a wasm plugin has no working directory (it exits 1 there).
 
@@ -51,6 +53,12 @@ fn fill(mode: &str, chunk: &[u8]) -> std::io::Result<()> {
             }
             hold()
         }
+        "empty" => {
+            for n in 0..10_000 {
+                File::create(format!("empty-{n}"))?;
+            }
+            hold()
+        }
         "unlinked" => {
             let file = File::create("fill")?;
             fs::remove_file("fill")?;
@@ -69,7 +77,7 @@ fn fill(mode: &str, chunk: &[u8]) -> std::io::Result<()> {
         }
         other => {
             return Err(std::io::Error::other(format!(
-                "unknown mode {other:?}: files, unlinked or locked"
+                "unknown mode {other:?}: files, locked, unlinked or empty"
             )));
         }
     };
