@@ -48,8 +48,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use rustix::process::{Pid, Resource, Rlimit, Signal};
@@ -839,9 +839,7 @@ impl RlimitPlan {
             cpu_hard: secs.saturating_add(2),
             open_files: u64::from(limits.max_open_files),
             file_size: limits.max_disk_bytes,
-            capabilities: rustix::thread::capabilities(None).map_or(true, |sets| {
-                !(sets.permitted | sets.effective | sets.inheritable).is_empty()
-            }),
+            capabilities: holds_capabilities(),
             descriptors: rustix::process::getrlimit(Resource::Nofile)
                 .current
                 .unwrap_or(1 << 20),
@@ -866,6 +864,17 @@ impl RlimitPlan {
         set_rlimit(Resource::Fsize, self.file_size, self.file_size)?;
         Ok(())
     }
+}
+
+/// Whether this process holds any capability (it runs as root, mostly), which its plugins
+/// must give up. Asked once: Cordon never changes its own.
+fn holds_capabilities() -> bool {
+    static HOLDS: OnceLock<bool> = OnceLock::new();
+    *HOLDS.get_or_init(|| {
+        rustix::thread::capabilities(None).map_or(true, |sets| {
+            !(sets.permitted | sets.effective | sets.inheritable).is_empty()
+        })
+    })
 }
 
 /// Close, at `exec`, every descriptor but the standard streams: a descriptor Cordon holds

@@ -335,6 +335,10 @@ fn inherited_fds() -> io::Result<String> {
         .join(","))
 }
 
+/// A probe of the Linux modules below: what it made or did, or why it could not.
+#[cfg(target_os = "linux")]
+type Probe = fn() -> io::Result<&'static str>;
+
 /// A system call's result: the error it set when it returned a negative value.
 #[cfg(target_os = "linux")]
 fn check(ret: libc::c_long) -> io::Result<libc::c_long> {
@@ -354,9 +358,7 @@ mod kernel_ipc {
     use std::ffi::CString;
     use std::io;
 
-    use super::check;
-
-    type Probe = fn() -> io::Result<&'static str>;
+    use super::{Probe, check};
 
     /// Each probe's name, and what it tries.
     pub const PROBES: [(&str, Probe); 6] = [
@@ -558,9 +560,7 @@ mod scheduling {
 mod kernel_surface {
     use std::io;
 
-    use super::check;
-
-    type Probe = fn() -> io::Result<&'static str>;
+    use super::{Probe, check};
 
     /// Each probe's name, and what it tries.
     pub const PROBES: [(&str, Probe); 8] = [
