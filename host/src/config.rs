@@ -16,6 +16,7 @@
 //! max_stderr_bytes = 65536
 //! max_open_files = 256
 //!                                         # runtime = "process" also max_disk_bytes = 1073741824
+//!                                         # and max_processes = 256
 //!
 //! [[plugin]]
 //! name = "Quarantine"
@@ -181,6 +182,7 @@ struct RawPlugin {
     max_stderr_bytes: Option<u64>,
     max_open_files: Option<u64>,
     max_disk_bytes: Option<u64>,
+    max_processes: Option<u64>,
     #[serde(default)]
     description: String,
 }
@@ -413,6 +415,12 @@ fn plugin_spec(raw: RawPlugin, ctx: &LoadContext) -> Result<PluginSpec, Vec<Stri
             not_native("a wasm plugin writes nothing")
         ));
     }
+    if raw.runtime != RuntimeKind::Process && raw.max_processes.is_some() {
+        problems.push(format!(
+            "field `max_processes` is for runtime = \"process\" only; {}",
+            not_native("a wasm plugin is one instance, and starts no process or thread")
+        ));
+    }
     let sandbox = native_sandbox(&raw, ctx, &mut problems);
 
     let limits = limits(&raw, &mut problems);
@@ -448,6 +456,9 @@ fn plugin_spec(raw: RawPlugin, ctx: &LoadContext) -> Result<PluginSpec, Vec<Stri
 const MIN_OPEN_FILES: u64 = 8;
 /// The most `max_open_files`.
 const MAX_OPEN_FILES: u64 = 65_536;
+/// The most `max_processes`: beyond it the limit no longer keeps a fork bomb from the
+/// machine's process table (32,768 processes by default).
+const MAX_PROCESSES: u64 = 4_096;
 
 fn limits(raw: &RawPlugin, problems: &mut Vec<String>) -> Limits {
     let d = Limits::default();
@@ -479,6 +490,11 @@ fn limits(raw: &RawPlugin, problems: &mut Vec<String>) -> Limits {
         u64::from(d.max_open_files),
     );
     let max_disk_bytes = positive("max_disk_bytes", raw.max_disk_bytes, d.max_disk_bytes);
+    let max_processes = positive(
+        "max_processes",
+        raw.max_processes,
+        u64::from(d.max_processes),
+    );
     // A timeout beyond a day is a configuration mistake, not a limit.
     if timeout_ms > 86_400_000 {
         problems.push("field `timeout_ms`: must be at most 86400000 (one day)".into());
@@ -503,6 +519,11 @@ fn limits(raw: &RawPlugin, problems: &mut Vec<String>) -> Limits {
             "field `max_open_files`: must be from {MIN_OPEN_FILES} to {MAX_OPEN_FILES}"
         ));
     }
+    if max_processes > MAX_PROCESSES {
+        problems.push(format!(
+            "field `max_processes`: must be at most {MAX_PROCESSES}"
+        ));
+    }
     Limits {
         timeout: Duration::from_millis(timeout_ms),
         max_memory_bytes,
@@ -511,6 +532,7 @@ fn limits(raw: &RawPlugin, problems: &mut Vec<String>) -> Limits {
         max_open_files: u32::try_from(max_open_files.clamp(MIN_OPEN_FILES, MAX_OPEN_FILES))
             .expect("clamped to at most 65536"),
         max_disk_bytes,
+        max_processes: u32::try_from(max_processes.min(MAX_PROCESSES)).expect("at most 4096"),
     }
 }
 
@@ -782,6 +804,7 @@ mod tests {
         env = { A = "1" }
         max_open_files = 64
         max_disk_bytes = 10485760
+        max_processes = 32
 
         [[workflow]]
         name = "File scan"
@@ -818,6 +841,7 @@ mod tests {
             c.plugins[0].limits.max_open_files,
             Limits::DEFAULT_MAX_OPEN_FILES
         );
+        assert_eq!(c.plugins[2].limits.max_processes, 32);
         let w = &c.workflows[0];
         assert_eq!(w.block_results.len(), 2);
         assert_eq!(w.max_file_size_bytes, DEFAULT_MAX_FILE_SIZE_BYTES);
@@ -1093,6 +1117,21 @@ mod tests {
             timeout_ms = 0
             max_open_files = 3
             max_disk_bytes = 0
+            max_processes = 4
+
+            [[plugin]]
+            name = "Bomb"
+            role = "scanner"
+            runtime = "process"
+            command = "/bin/true"
+            max_processes = 0
+
+            [[plugin]]
+            name = "Horde"
+            role = "scanner"
+            runtime = "process"
+            command = "/bin/true"
+            max_processes = 100000
 
             [[plugin]]
             name = "Typo"
@@ -1131,6 +1170,21 @@ mod tests {
                 "plugin \"Zero\": field `max_disk_bytes` is for runtime = \"process\" only; a \
                  wasm plugin writes nothing"
             ),
+            "{all}"
+        );
+        assert!(
+            all.contains(
+                "plugin \"Zero\": field `max_processes` is for runtime = \"process\" only; a \
+                 wasm plugin is one instance, and starts no process or thread"
+            ),
+            "{all}"
+        );
+        assert!(
+            all.contains("plugin \"Bomb\": field `max_processes`: must be greater than 0"),
+            "{all}"
+        );
+        assert!(
+            all.contains("plugin \"Horde\": field `max_processes`: must be at most 4096"),
             "{all}"
         );
         assert!(

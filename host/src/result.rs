@@ -153,8 +153,8 @@ pub struct EngineResult {
 /// Why a plugin's outcome counts as failed, for the plugin's author and the operator.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FailureReport {
-    /// A stable label: `timeout`, `memory_limit`, `open_files_limit`, `disk_limit`, `trap`, `signal`,
-    /// `output_too_large`, `transport`, `could_not_start`, `plugin_error` (a component's typed error),
+    /// A stable label: `timeout`, `memory_limit`, `open_files_limit`, `disk_limit`,
+    /// `process_limit`, `trap`, `signal`, `output_too_large`, `transport`, `could_not_start`, `plugin_error` (a component's typed error),
     /// `exit_code`, `http_status`, `invalid_output`.
     pub kind: String,
     /// What happened, precisely (for invalid output: which field and why).

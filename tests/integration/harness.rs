@@ -90,6 +90,7 @@ pub fn limits(timeout_ms: u64) -> Limits {
         max_stderr_bytes: 4096,
         max_open_files: Limits::DEFAULT_MAX_OPEN_FILES,
         max_disk_bytes: Limits::DEFAULT_MAX_DISK_BYTES,
+        max_processes: Limits::DEFAULT_MAX_PROCESSES,
     }
 }
 

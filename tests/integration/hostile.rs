@@ -20,6 +20,8 @@ const MARGIN: Duration = Duration::from_secs(2);
 const OPEN_FILES: u32 = 64;
 /// `max_disk_bytes` given to hostile plugins: 8 MiB.
 const DISK_BYTES: u64 = 8 << 20;
+/// `max_processes` given to hostile plugins.
+const PROCESSES: u32 = 32;
 
 struct Case {
     name: &'static str,
@@ -127,6 +129,25 @@ fn hostile_limits() -> Limits {
         max_stderr_bytes: 16 << 10,
         max_open_files: OPEN_FILES,
         max_disk_bytes: DISK_BYTES,
+        max_processes: PROCESSES,
+    }
+}
+
+/// A native plugin's spec with arguments before the file's path.
+fn process_with(program: &str, args: &[&str]) -> RuntimeSpec {
+    match process(program) {
+        RuntimeSpec::Process {
+            program,
+            env,
+            sandbox,
+            ..
+        } => RuntimeSpec::Process {
+            program,
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
+            env,
+            sandbox,
+        },
+        other => other,
     }
 }
 
@@ -474,24 +495,10 @@ async fn a_native_plugin_that_fills_the_disk_is_stopped_at_max_disk_bytes() {
         ("empty", true),
         ("unlinked", false),
     ] {
-        let spec = match process(NATIVE_HOSTILE_DISK_FILL) {
-            RuntimeSpec::Process {
-                program,
-                env,
-                sandbox,
-                ..
-            } => RuntimeSpec::Process {
-                program,
-                args: vec![mode.into()],
-                env,
-                sandbox,
-            },
-            other => other,
-        };
         let plugin = rig.plugin(
             "DiskFill",
             Role::Scanner,
-            spec,
+            process_with(NATIVE_HOSTILE_DISK_FILL, &[mode]),
             Limits {
                 timeout: Duration::from_secs(120),
                 ..hostile_limits()
@@ -520,4 +527,113 @@ async fn a_native_plugin_that_fills_the_disk_is_stopped_at_max_disk_bytes() {
         assert!(left.is_empty(), "{mode}: left behind: {left:?}");
     }
     next_scan_works(&rig, RuntimeKind::Process).await;
+}
+
+/// Whether a process runs (not a zombie) whose command line is `program` and then one of
+/// `first`: a process of a plugin, told apart from other tests' by its arguments.
+fn running(program: &str, first: &[&str]) -> Vec<u32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
+        if args.first() == Some(&program.as_bytes())
+            && args
+                .get(1)
+                .is_some_and(|a| first.iter().any(|f| f.as_bytes() == *a))
+        {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+#[tokio::test]
+async fn a_native_fork_bomb_is_stopped_at_max_processes_and_leaves_nothing() {
+    // `fork-bomb processes` starts a tree of 5,461 copies of itself that all hold on: past
+    // `max_processes` (32) its cgroup refuses a copy, and the plugin is stopped at once,
+    // `process_limit`, long before its 120 s deadline; every copy is killed, those that left
+    // its process group too. Where Cordon may make no cgroup, nothing bounds it but the
+    // deadline: the test says so and checks nothing.
+    if let Err(why) = cordon::executor::cgroup::cgroups() {
+        eprintln!("max_processes is not enforced on this machine ({why}): not tested");
+        return;
+    }
+    let rig = Rig::new();
+    let sample = rig.sample(b"some file", "file.txt");
+    let plugin = rig.plugin(
+        "ForkBomb",
+        Role::Scanner,
+        process_with(NATIVE_HOSTILE_FORK_BOMB, &["processes"]),
+        Limits {
+            timeout: Duration::from_secs(120),
+            ..hostile_limits()
+        },
+    );
+    let outcome = rig.run(&plugin, &sample, &json!({})).await;
+    let v = contract::judge_scanner(RuntimeKind::Process, &outcome);
+    assert_eq!(v.code, ResultCode::FAILED, "{outcome:?}");
+    let f = v.failure.expect("a Failed result has a reason");
+    assert_eq!(f.kind, "process_limit", "{}", f.message);
+    assert!(
+        f.message
+            .contains("more than 32 processes and threads at once (max_processes)"),
+        "{}",
+        f.message
+    );
+    assert!(
+        String::from_utf8_lossy(&outcome.stderr).contains("could not start a copy"),
+        "the cgroup refused a copy: {:?}",
+        String::from_utf8_lossy(&outcome.stderr)
+    );
+    let left = running(NATIVE_HOSTILE_FORK_BOMB, &["processes", "copy"]);
+    assert!(left.is_empty(), "copies still running: {left:?}");
+    next_scan_works(&rig, RuntimeKind::Process).await;
+}
+
+#[tokio::test]
+async fn max_processes_counts_threads_and_allows_exactly_its_number() {
+    // `fork-bomb threads 32` runs 32 threads at once (itself and 31 more, meeting at a
+    // barrier), then prints a clean verdict: at `max_processes` = 32 it passes, at 31 its
+    // last thread is refused and it is stopped, `process_limit`.
+    if let Err(why) = cordon::executor::cgroup::cgroups() {
+        eprintln!("max_processes is not enforced on this machine ({why}): not tested");
+        return;
+    }
+    let rig = Rig::new();
+    let sample = rig.sample(b"some file", "file.txt");
+    for (max_processes, passes) in [(32, true), (31, false)] {
+        let plugin = rig.plugin(
+            "Threads",
+            Role::Scanner,
+            process_with(NATIVE_HOSTILE_FORK_BOMB, &["threads", "32"]),
+            Limits {
+                timeout: Duration::from_secs(120),
+                max_processes,
+                ..hostile_limits()
+            },
+        );
+        let outcome = rig.run(&plugin, &sample, &json!({})).await;
+        let v = contract::judge_scanner(RuntimeKind::Process, &outcome);
+        let stderr = String::from_utf8_lossy(&outcome.stderr);
+        if passes {
+            assert_eq!(v.code, ResultCode::CLEAN, "{outcome:?}");
+        } else {
+            assert_eq!(v.code, ResultCode::FAILED, "{outcome:?}");
+            let f = v.failure.expect("a Failed result has a reason");
+            assert_eq!(f.kind, "process_limit", "{}; stderr: {stderr}", f.message);
+            assert!(
+                stderr.contains("could not start thread 32 of 32"),
+                "{stderr}"
+            );
+        }
+    }
 }

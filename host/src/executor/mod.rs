@@ -6,6 +6,7 @@
 //! The rules that turn an outcome into an engine result or a post-action record live in
 //! [`crate::contract`], in one place for all runtimes.
 
+pub mod cgroup;
 mod landlock;
 pub mod process;
 mod seccomp;
@@ -105,6 +106,12 @@ pub enum Failure {
         /// the limit.
         found_bytes: Option<u64>,
     },
+    /// A native process tried to run more processes and threads at once than
+    /// `max_processes` allows (its cgroup refused a `fork` or a thread).
+    ProcessLimit {
+        /// The limit.
+        limit: u32,
+    },
     /// A WebAssembly trap (unreachable, out-of-bounds access, stack overflow, a Rust panic).
     Trap {
         /// The trap, as wasmtime reports it, with a short backtrace.
@@ -147,6 +154,7 @@ impl Failure {
             Failure::MemoryLimit { .. } => "memory_limit",
             Failure::OpenFilesLimit { .. } => "open_files_limit",
             Failure::DiskLimit { .. } => "disk_limit",
+            Failure::ProcessLimit { .. } => "process_limit",
             Failure::Trap { .. } => "trap",
             Failure::Signal { .. } => "signal",
             Failure::OutputTooLarge { .. } => "output_too_large",
@@ -189,6 +197,11 @@ impl fmt::Display for Failure {
                 f,
                 "disk limit: it wrote a file past {limit_bytes} bytes, the max_disk_bytes of \
                  every file it writes (killed by SIGXFSZ)"
+            ),
+            Failure::ProcessLimit { limit } => write!(
+                f,
+                "process limit: tried to run more than {limit} processes and threads at once \
+                 (max_processes)"
             ),
             Failure::Trap { message } => write!(f, "trapped: {message}"),
             Failure::Signal { signal } => {
@@ -293,6 +306,20 @@ pub fn log_native_sandbox<'a>(plugins: impl IntoIterator<Item = &'a Plugin>, ser
                      Cordon's user can"
                 );
             }
+        }
+    }
+    if native {
+        match cgroup::cgroups() {
+            Ok(cgroups) => tracing::info!(
+                "each native plugin runs in {}: at most its max_processes processes and \
+                 threads, all killed at its end",
+                cgroups.describe()
+            ),
+            Err(why) => tracing::warn!(
+                "native plugins' max_processes is not enforced: {why}; a fork bomb in one takes \
+                 the machine's process table until its deadline (TasksMax in \
+                 deploy/cordon.service bounds Cordon and its plugins together)"
+            ),
         }
     }
     if native && rustix::process::geteuid().is_root() {

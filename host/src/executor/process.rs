@@ -8,7 +8,8 @@
 //! Per invocation: `program args... <absolute sample path>`, with exactly the configured
 //! environment and nothing inherited (but `TMPDIR`, its working directory, unless configured),
 //! in a fresh empty working directory (removed afterwards), in a process group of its own,
-//! under rlimits (`RLIMIT_DATA` = `max_memory_bytes`, `RLIMIT_AS` = 4 × that as a backstop,
+//! in a pids cgroup of its own where Cordon may make one (`pids.max` = `max_processes`: see
+//! `cgroup.rs`), under rlimits (`RLIMIT_DATA` = `max_memory_bytes`, `RLIMIT_AS` = 4 × that as a backstop,
 //! `RLIMIT_CPU` = the timeout rounded up to whole seconds + 1 s soft / + 2 s hard,
 //! `RLIMIT_NOFILE` = `max_open_files`, `RLIMIT_FSIZE` = `max_disk_bytes`, no core dumps), with
 //! `no_new_privs` and without any capability (a Cordon run as root runs its plugins as root,
@@ -27,11 +28,16 @@
 //!   pipes are read to their end; an invocation dropped before its end kills the group as
 //!   well;
 //! - processes that left the group (`setsid`, `setpgid`: a daemon) are out of the group
-//!   kill's reach. In a process that called [`reap_escaped_processes`] (the `cordon` binary
-//!   does, at start), they are killed too: Cordon is their "child subreaper", so when their
-//!   parent dies they become its children, and after every process invocation every child of
-//!   Cordon that is not a running plugin is killed and reaped. A library user that spawns
-//!   processes of its own does not call it, and keeps only the group kill;
+//!   kill's reach, but not out of the plugin's cgroup: when the direct child exits, and when
+//!   the invocation ends, every process in the cgroup is killed. Where Cordon makes no cgroup,
+//!   in a process that called [`reap_escaped_processes`] (the `cordon` binary does, at start),
+//!   they are killed too: Cordon is their "child subreaper", so when their parent dies they
+//!   become its children, and after every process invocation every child of Cordon that is
+//!   not a running plugin is killed and reaped (it is done with a cgroup as well, to reap
+//!   them). A library user without cgroups that spawns processes of its own does not call it,
+//!   and keeps only the group kill;
+//! - a `fork` or a thread its cgroup refuses stops it, and the outcome is `process_limit`
+//!   (looked for every 50 ms while it runs, and at its end);
 //! - at most `max_stdout_bytes` / `max_stderr_bytes` are kept; one byte more kills the
 //!   process group at once and the outcome is `output_too_large`;
 //! - its working directory is measured while it runs ([`watch_disk`]); once it holds more than
@@ -49,13 +55,14 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use rustix::process::{Pid, Resource, Rlimit, Signal};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, Command};
 
+use super::cgroup::{PluginCgroup, cgroups};
 use super::landlock::{Confinement, is_elf32, may_run};
 use super::seccomp::seccomp_filter;
 use super::{ExecutorConfig, Failure, Invocation, Outcome, Stream};
@@ -349,6 +356,22 @@ impl ProcessRuntime {
             }
         };
 
+        // Its processes and threads, counted and killed together (see `cgroup.rs`). Where
+        // Cordon may make cgroups, one it cannot make is an error: the plugin does not run
+        // without its limit.
+        let cgroup = match cgroups() {
+            Ok(cgroups) => match cgroups.create(limits.max_processes) {
+                Ok(cgroup) => Some(Arc::new(cgroup)),
+                Err(e) => {
+                    return could_not_start(format!(
+                        "could not make a cgroup for `{program}` (its max_processes): {e}"
+                    ));
+                }
+            },
+            Err(_) => None,
+        };
+        let cgroup = CgroupGuard(cgroup);
+
         let mut command = Command::new(&plugin.program);
         command
             .args(&plugin.args)
@@ -380,12 +403,18 @@ impl ProcessRuntime {
         } else {
             None
         };
+        let join = cgroup.0.clone();
         // SAFETY: the closure runs in the forked child before `exec`; it only makes
+        // `open`/`write` (of its cgroup's `cgroup.procs`, a path made before the fork),
         // `getrlimit`/`setrlimit`, `prctl`, `capset`, `close_range`/`fcntl`,
         // `landlock_restrict_self` and `seccomp` system calls (no allocation, no locks), which
         // is async-signal-safe.
         unsafe {
             command.pre_exec(move || {
+                // First: whatever it starts from here on is counted.
+                if let Some(cgroup) = &join {
+                    cgroup.join()?;
+                }
                 rlimits.apply()?;
                 match &confinement {
                     Some(confinement) => confinement.apply(),
@@ -396,7 +425,18 @@ impl ProcessRuntime {
 
         let child = spawn(&mut command, deadline).await;
         let outcome = match child {
-            Ok(child) => supervise(child, limits, invocation.stdin, deadline, work.path()).await,
+            Ok(child) => {
+                let cgroup = cgroup.0.clone();
+                supervise(
+                    child,
+                    limits,
+                    invocation.stdin,
+                    deadline,
+                    work.path(),
+                    cgroup,
+                )
+                .await
+            }
             Err(e) => {
                 tracing::debug!(program = %program, error = %e, "could not start a plugin process");
                 could_not_start(format!("could not run `{program}`: {e}"))
@@ -404,9 +444,41 @@ impl ProcessRuntime {
         };
 
         // Removing a tree the plugin filled can take a while: not on an async worker. It is
-        // awaited, so that the directory is gone when the invocation ends.
-        let _ = tokio::task::spawn_blocking(move || remove_work_dir(work.keep())).await;
+        // awaited, so that the directory and the cgroup are gone when the invocation ends.
+        let cgroup = cgroup.take();
+        let _ = tokio::task::spawn_blocking(move || {
+            remove_work_dir(work.keep());
+            if let Some(cgroup) = cgroup {
+                cgroup.remove();
+            }
+        })
+        .await;
         outcome
+    }
+}
+
+/// An invocation's cgroup, removed (after killing what is left in it) when the invocation
+/// ends, or, if its caller gives it up, when it is dropped.
+struct CgroupGuard(Option<Arc<PluginCgroup>>);
+
+impl CgroupGuard {
+    fn take(mut self) -> Option<Arc<PluginCgroup>> {
+        self.0.take()
+    }
+}
+
+impl Drop for CgroupGuard {
+    fn drop(&mut self) {
+        let Some(cgroup) = self.0.take() else {
+            return;
+        };
+        // Not on an async worker: the kill waits for the processes to be gone.
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn_blocking(move || cgroup.remove());
+            }
+            Err(_) => cgroup.remove(),
+        }
     }
 }
 
@@ -584,6 +656,7 @@ async fn supervise(
     stdin: &[u8],
     deadline: Instant,
     work_dir: &Path,
+    cgroup: Option<Arc<PluginCgroup>>,
 ) -> Outcome {
     // The child leads its own group (`process_group(0)`), so its pid is the group id. The
     // group cannot be reused while the child is unreaped.
@@ -616,7 +689,8 @@ async fn supervise(
         let err = read_capped(child_stderr, &mut stderr, limits.max_stderr_bytes);
         let limit = tokio::time::sleep_until(deadline.into());
         let disk = watch_disk(work_dir.to_path_buf(), limits.max_disk_bytes);
-        tokio::pin!(feed, out, err, limit, disk);
+        let processes = watch_processes(cgroup.clone());
+        tokio::pin!(feed, out, err, limit, disk, processes);
         let (mut fed, mut out_done, mut err_done, mut grace) = (false, false, false, false);
 
         loop {
@@ -649,13 +723,26 @@ async fn supervise(
                         found_bytes: Some(found),
                     });
                 }
+                () = &mut processes, if status.is_none() && group.failure.is_none() => {
+                    group.stop(Failure::ProcessLimit { limit: limits.max_processes });
+                }
                 result = child.wait(), if status.is_none() => {
                     // The plugin is done: what is left of its group are orphans that nobody
                     // will read from. Kill them so that the pipes reach EOF.
                     group.kill();
-                    if REAPING.load(Ordering::SeqCst) {
-                        // And what left the group, which may hold the pipes too.
-                        sweep = Some(tokio::task::spawn_blocking(reap_escapees));
+                    // And what left the group, which may hold the pipes too: all that is in
+                    // its cgroup, then (their parents killed) Cordon's orphaned children.
+                    let reaping = REAPING.load(Ordering::SeqCst);
+                    if cgroup.is_some() || reaping {
+                        let cgroup = cgroup.clone();
+                        sweep = Some(tokio::task::spawn_blocking(move || {
+                            if let Some(cgroup) = cgroup {
+                                cgroup.kill_all();
+                            }
+                            if reaping {
+                                reap_escapees();
+                            }
+                        }));
                     }
                     status = Some(result);
                 }
@@ -695,6 +782,16 @@ async fn supervise(
         ..Outcome::default()
     };
     let mut failure = group.failure.take();
+    // A `fork` or a thread its cgroup refused, however the plugin went on: a plugin stopped
+    // for it is not told apart by timing (the watch looks every 50 ms).
+    if failure.is_none()
+        && let Some(cgroup) = &cgroup
+        && cgroup.limit_hits() > 0
+    {
+        failure = Some(Failure::ProcessLimit {
+            limit: limits.max_processes,
+        });
+    }
     match status {
         Some(Ok(status)) => {
             if let Some(code) = status.code() {
@@ -737,6 +834,23 @@ async fn supervise(
 
 /// The first look at a running plugin's working directory, and the least time between two.
 const DISK_CHECK_INTERVAL: Duration = Duration::from_millis(50);
+
+/// How often a running plugin's cgroup is asked whether it refused a process or a thread.
+const PROCESS_CHECK_INTERVAL: Duration = Duration::from_millis(50);
+
+/// Return once `cgroup` has refused a `fork` or a thread for `max_processes`; never without a
+/// cgroup. A look every [`PROCESS_CHECK_INTERVAL`] (a read of `pids.events`).
+async fn watch_processes(cgroup: Option<Arc<PluginCgroup>>) {
+    let Some(cgroup) = cgroup else {
+        return std::future::pending().await;
+    };
+    loop {
+        tokio::time::sleep(PROCESS_CHECK_INTERVAL).await;
+        if cgroup.limit_hits() > 0 {
+            return;
+        }
+    }
+}
 
 /// Measure `dir` while a plugin runs, and return what it holds once that is more than `limit`
 /// bytes: never, while it holds less. A look every [`DISK_CHECK_INTERVAL`], or every four
@@ -1731,31 +1845,40 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_deadline_holds_against_an_escaped_grandchild() {
+    async fn an_escaped_grandchild_is_killed_through_the_cgroup_or_stopped_at_the_deadline() {
         let f = Fixture::new();
         // `setsid` puts the grandchild outside the process group: the group kill cannot reach
         // it (this test process is no subreaper: see `reap_escaped_processes`, tested with the
-        // binary in `host/tests/native_escapes.rs`), and it holds stdout open. The invocation
-        // must still end at the deadline. The parent waits until the grandchild has left the
-        // group before it exits.
+        // binary in `host/tests/native_escapes.rs`), and it holds stdout open. Where Cordon
+        // makes cgroups, it is still in the plugin's, and is killed when the plugin exits: the
+        // invocation ends then, exit 0. Without, it must still end at the deadline. The parent
+        // waits until the grandchild has left the group before it exits.
         let p = f.plugin(
             r#"setsid sh -c 'echo ready > "$0"; exec sleep 30' ./ready &
                while [ ! -s ready ]; do sleep 0.01; done
                echo $! >&2; echo hi"#,
         );
-        let timeout = Duration::from_millis(500);
+        let cgroup = cgroups().is_ok();
+        // Long enough, with a cgroup, that the end by the plugin's exit is not the deadline.
+        let timeout = Duration::from_millis(if cgroup { 20_000 } else { 500 });
         let started = Instant::now();
         let o = f.run(&p, &limits(timeout), b"{}\n").await;
         let elapsed = started.elapsed();
-        if let Ok(pid) = text(&o.stderr).trim().parse::<i32>()
-            && let Some(pid) = Pid::from_raw(pid)
-        {
+        let pid = text(&o.stderr).trim().parse::<i32>().unwrap();
+        let dead = is_dead(pid);
+        if let Some(pid) = Pid::from_raw(pid) {
             let _ = rustix::process::kill_process(pid, Signal::KILL);
         }
-        assert_eq!(o.failure, Some(Failure::Timeout { limit: timeout }));
-        assert_eq!(o.exit, None);
         assert_eq!(text(&o.stdout), "hi\n");
-        assert!(elapsed < timeout + Duration::from_secs(2), "{elapsed:?}");
+        if cgroup {
+            assert_eq!(o.failure, None);
+            assert_eq!(o.exit, Some(0));
+            assert!(dead, "the escaped grandchild {pid} outlived the invocation");
+        } else {
+            assert_eq!(o.failure, Some(Failure::Timeout { limit: timeout }));
+            assert_eq!(o.exit, None);
+            assert!(elapsed < timeout + Duration::from_secs(2), "{elapsed:?}");
+        }
     }
 
     #[tokio::test]
@@ -2422,6 +2545,7 @@ mod tests {
             max_stderr_bytes: 1,
             max_open_files: 40,
             max_disk_bytes: 4096,
+            max_processes: 8,
         });
         assert_eq!((plan.data, plan.address_space), (100, 400));
         assert_eq!((plan.cpu_soft, plan.cpu_hard), (4, 5));
@@ -2434,6 +2558,7 @@ mod tests {
             max_stderr_bytes: 1,
             max_open_files: 40,
             max_disk_bytes: 4096,
+            max_processes: 8,
         });
         assert_eq!(plan.address_space, u64::MAX);
         assert_eq!((plan.cpu_soft, plan.cpu_hard), (4, 5));

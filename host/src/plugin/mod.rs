@@ -297,6 +297,11 @@ pub struct Limits {
     /// `disk_limit`), which bounds a file it deletes while it holds it open, out of the
     /// directory's measure.
     pub max_disk_bytes: u64,
+    /// Processes and threads a native process may run at once, itself included (process
+    /// only): the `pids.max` of a cgroup of its own, where Cordon may make one (see
+    /// `executor/cgroup.rs`). A `fork` or a new thread past it fails with `EAGAIN`, and the
+    /// plugin is Failed with reason `process_limit`. Bounds a fork bomb.
+    pub max_processes: u32,
 }
 
 impl Limits {
@@ -316,6 +321,10 @@ impl Limits {
     /// Default `max_disk_bytes`: 1 GiB, room for a scanner to unpack what it scans, and a
     /// bound on a decompression bomb's.
     pub const DEFAULT_MAX_DISK_BYTES: u64 = 1 << 30;
+    /// Default `max_processes`: 256, far more than a scanner needs (a shell script and the
+    /// programs it runs, a runtime's threads), and few enough that a fork bomb leaves the
+    /// machine's process table and CPU to everything else.
+    pub const DEFAULT_MAX_PROCESSES: u32 = 256;
 }
 
 impl Default for Limits {
@@ -327,6 +336,7 @@ impl Default for Limits {
             max_stderr_bytes: Self::DEFAULT_MAX_STDERR_BYTES,
             max_open_files: Self::DEFAULT_MAX_OPEN_FILES,
             max_disk_bytes: Self::DEFAULT_MAX_DISK_BYTES,
+            max_processes: Self::DEFAULT_MAX_PROCESSES,
         }
     }
 }

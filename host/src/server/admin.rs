@@ -90,6 +90,8 @@ fn plugin_json(p: &Plugin, current: &Current) -> Value {
             "max_open_files": spec.limits.max_open_files,
             "max_disk_bytes": matches!(spec.runtime, RuntimeSpec::Process { .. })
                 .then_some(spec.limits.max_disk_bytes),
+            "max_processes": matches!(spec.runtime, RuntimeSpec::Process { .. })
+                .then_some(spec.limits.max_processes),
         },
         "workflows": used_by,
     })

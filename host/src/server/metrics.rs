@@ -7,7 +7,7 @@
 //! | `cordon_results_total` | `result`, `verdict` | final results: `Allowed`/`Blocked` and `scan_all_result_a` |
 //! | `cordon_plugin_duration_seconds` | `plugin`, `role` | histogram of plugin run times |
 //! | `cordon_plugin_peak_memory_bytes` | `plugin`, `role` | histogram of plugin peak memory, where the runtime measures it (wasm plugins: linear memory) |
-//! | `cordon_plugin_failures_total` | `plugin`, `kind` | plugin failures by kind: `timeout`, `memory_limit`, `open_files_limit`, `disk_limit`, `trap`, `signal`, `output_too_large`, `transport`, `could_not_start`, `exit_code`, `http_status`, `invalid_output` |
+//! | `cordon_plugin_failures_total` | `plugin`, `kind` | plugin failures by kind: `timeout`, `memory_limit`, `open_files_limit`, `disk_limit`, `process_limit`, `trap`, `signal`, `output_too_large`, `transport`, `could_not_start`, `exit_code`, `http_status`, `invalid_output` |
 //! | `cordon_http_request_duration_seconds` | `method`, `route`, `status` | histogram of the time to answer each request: `route` is the route's pattern (`/file/{data_id}`), `unmatched` when none matched |
 //! | `cordon_callbacks_total` | `outcome` | callback attempts: `delivered`, `retried`, `failed` |
 //! | `cordon_result_store_failures_total` | | attempts to store a final result that failed (a full disk, a database error); each is retried until it succeeds, and the file is shown as still in progress meanwhile |

@@ -79,6 +79,11 @@ pub enum PluginCommand {
         #[arg(long, value_name = "N", default_value_t = Limits::DEFAULT_MAX_DISK_BYTES,
               value_parser = clap::value_parser!(u64).range(1..))]
         max_disk_bytes: u64,
+        /// How many processes and threads a native plugin may run at once, itself included,
+        /// 1 to 4096 (enforced where Cordon may make a pids cgroup).
+        #[arg(long, value_name = "N", default_value_t = Limits::DEFAULT_MAX_PROCESSES,
+              value_parser = clap::value_parser!(u32).range(1..=4_096))]
+        max_processes: u32,
         /// A native plugin may also read (and execute) this tree, as `allow_read` in the
         /// configuration. Repeatable.
         #[arg(long, value_name = "PATH")]
@@ -197,6 +202,7 @@ async fn run_inner(command: PluginCommand) -> Result<u8, ToolError> {
             max_stderr_bytes,
             max_open_files,
             max_disk_bytes,
+            max_processes,
             allow_read,
             allow_write,
             allow_network,
@@ -228,6 +234,7 @@ async fn run_inner(command: PluginCommand) -> Result<u8, ToolError> {
                     max_stderr_bytes,
                     max_open_files,
                     max_disk_bytes,
+                    max_processes,
                 },
                 name,
                 data_dir: common.data_dir,

@@ -112,6 +112,8 @@ pub struct LimitsReport {
     pub max_open_files: u32,
     /// Disk a native plugin may fill, bytes (not applied to wasm plugins).
     pub max_disk_bytes: u64,
+    /// Processes and threads a native plugin may run at once (not applied to wasm plugins).
+    pub max_processes: u32,
 }
 
 impl From<Limits> for LimitsReport {
@@ -123,6 +125,7 @@ impl From<Limits> for LimitsReport {
             max_stderr_bytes: l.max_stderr_bytes,
             max_open_files: l.max_open_files,
             max_disk_bytes: l.max_disk_bytes,
+            max_processes: l.max_processes,
         }
     }
 }
@@ -170,6 +173,10 @@ pub struct RunReport {
     /// beyond the defaults.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sandbox: Option<String>,
+    /// A native plugin's `max_processes`: what enforces it on this machine, or why nothing
+    /// does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub processes: Option<String>,
     /// Whether a Landlock sandbox confined it (a native plugin, sandbox on, on a kernel with
     /// Landlock).
     #[serde(skip)]
@@ -313,6 +320,9 @@ impl RunReport {
         out.push('\n');
         if let Some(sandbox) = &self.sandbox {
             let _ = writeln!(out, "sandbox   {sandbox}");
+        }
+        if let Some(processes) = &self.processes {
+            let _ = writeln!(out, "processes {processes}");
         }
         let _ = writeln!(out, "--- stdin ({} bytes)", self.stdin.len());
         push_block(&mut out, self.stdin.as_bytes());
@@ -515,6 +525,16 @@ pub async fn run_plugin(
         peak_memory_bytes: None,
         limits: options.limits.into(),
         sandbox: (runtime_kind == RuntimeKind::Process).then(|| describe_sandbox(&options.sandbox)),
+        processes: (runtime_kind == RuntimeKind::Process).then(|| {
+            match crate::executor::cgroup::cgroups() {
+                Ok(cgroups) => format!(
+                    "at most {}, in {}",
+                    options.limits.max_processes,
+                    cgroups.describe()
+                ),
+                Err(why) => format!("not bounded: {why}"),
+            }
+        }),
         confined: runtime_kind == RuntimeKind::Process
             && options.sandbox.enabled
             && crate::executor::landlock_abi() > 0,
