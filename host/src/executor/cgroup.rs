@@ -552,4 +552,48 @@ mod tests {
         cgroup.remove();
         assert!(!cgroup.dir.exists());
     }
+
+    #[test]
+    fn the_cgroups_of_a_cordon_that_is_gone_are_emptied_and_removed() {
+        let Ok(cgroups) = cgroups() else {
+            eprintln!("no cgroup Cordon may make here: not tested");
+            return;
+        };
+        let base = cgroups.parent.parent().unwrap();
+        // A Cordon that crashed: its pid runs no more, and a plugin of its still runs in its
+        // cgroup.
+        let mut gone = std::process::Command::new("true").spawn().unwrap();
+        let dead = gone.id();
+        gone.wait().unwrap();
+        let stale = base.join(format!("cordon-{dead}"));
+        make_dir(&stale).unwrap();
+        let dir = stale.join("7");
+        make_dir(&dir).unwrap();
+        let left = Arc::new(PluginCgroup {
+            procs: CString::new(dir.join("cgroup.procs").as_os_str().as_bytes()).unwrap(),
+            kill_file: None,
+            dir,
+        });
+        let join = Arc::clone(&left);
+        let mut command = std::process::Command::new("sleep");
+        command.arg("30");
+        // SAFETY: `join` makes only `open` and `write` calls.
+        unsafe {
+            command.pre_exec(move || join.join());
+        }
+        let mut plugin = command.spawn().unwrap();
+        // And the cgroups of this process, which runs, are left alone.
+        let mine = cgroups.create(4).unwrap();
+
+        remove_stale(base);
+
+        assert!(!stale.exists(), "{} is still there", stale.display());
+        let status = plugin.wait().unwrap();
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(libc::SIGKILL)
+        );
+        assert!(mine.dir.exists());
+        mine.remove();
+    }
 }
