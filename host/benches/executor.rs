@@ -10,6 +10,10 @@
 //!    natively, both through the executor (wasm and process runtimes) on a 4 KiB file: scans
 //!    per second. Target: wasm at least 10 times the process rate.
 //!
+//! Beside figure 2: what the native sandbox adds to a process scan (the same program with it
+//! and without, paired), and what a plugin's pids cgroup adds to starting a process (made,
+//! joined before `exec`, removed after; paired against the same start without).
+//!
 //! `cargo bench -p cordon --bench executor`; the summary at the end gives each figure and its
 //! ratio to the target.
 
@@ -359,5 +363,63 @@ fn main() {
             ));
         }
     }
+    cgroup_cost(&mut summary);
     summary.print();
+}
+
+/// What a pids cgroup (`max_processes`) adds to starting a native plugin: batches of
+/// `bench-verdict` started (by `fork` and `exec`) and waited for, each in a cgroup made for
+/// it, joined in the child before `exec` and removed after, paired against the same starts
+/// without.
+fn cgroup_cost(summary: &mut Summary) {
+    let cgroups = match cordon::executor::cgroup::cgroups() {
+        Ok(cgroups) => cgroups,
+        Err(why) => {
+            summary.note(format!(
+                "2. a plugin's cgroup: none on this machine ({why})"
+            ));
+            return;
+        }
+    };
+    let start = |cgroup: bool, iters: u64| {
+        let started = Instant::now();
+        for _ in 0..iters {
+            let mut command = std::process::Command::new(artifacts::NATIVE_BENCH_VERDICT);
+            command
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null());
+            let made =
+                cgroup.then(|| Arc::new(cgroups.create(Limits::DEFAULT_MAX_PROCESSES).unwrap()));
+            let join = made.clone();
+            // Both with a closure before `exec`, as the process runtime always has one: with
+            // none, the standard library starts the program without a `fork` of this process,
+            // which is much faster, and the comparison would be of that.
+            // SAFETY: `join` makes only `open` and `write` calls.
+            unsafe {
+                std::os::unix::process::CommandExt::pre_exec(&mut command, move || match &join {
+                    Some(cgroup) => cgroup.join(),
+                    None => Ok(()),
+                });
+            }
+            command.status().unwrap();
+            if let Some(made) = made {
+                made.remove();
+            }
+        }
+        started.elapsed()
+    };
+    let iters = support::batch_iters(start(false, 20) / 20);
+    let ratio = support::paired(
+        support::PAIRED_ROUNDS,
+        || start(true, iters),
+        || start(false, iters),
+    );
+    summary.note(format!(
+        "2. a plugin's cgroup ({}): a process start with it / without, paired batches of \
+         {iters}: {ratio}; in them {:.0} us against {:.0} us per start",
+        cgroups.describe(),
+        micros(ratio.a) / iters as f64,
+        micros(ratio.b) / iters as f64
+    ));
 }
