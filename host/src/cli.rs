@@ -73,6 +73,9 @@ impl HostArgs {
         let data_dir = self.data_dir.clone().unwrap_or_else(default_data_dir);
         let host = Host::load(self.config.as_deref(), &data_dir).map_err(|e| e.to_string())?;
         crate::executor::log_native_sandbox(host.inventory.plugins().map(|p| &**p), false);
+        for warning in host.inventory.warnings() {
+            tracing::warn!("{warning}");
+        }
         Ok(host)
     }
 }

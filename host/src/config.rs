@@ -93,6 +93,32 @@ impl WorkflowSpec {
     }
 }
 
+impl WorkflowSpec {
+    /// What this workflow's native post actions (`post_actions`, their specs) cannot do with a
+    /// file it accepts: each writes files of at most its `max_disk_bytes`, and a post action
+    /// that copies the file it is given (a quarantine) fails, `disk_limit`, on a file larger
+    /// than that. A warning, not a refusal: a post action that writes no copy is fine.
+    pub fn post_action_warnings<'a>(
+        &self,
+        post_actions: impl IntoIterator<Item = &'a PluginSpec>,
+    ) -> Vec<String> {
+        post_actions
+            .into_iter()
+            .filter(|p| matches!(p.runtime, RuntimeSpec::Process { .. }))
+            .filter(|p| p.limits.max_disk_bytes < self.max_file_size_bytes)
+            .map(|p| {
+                format!(
+                    "workflow \"{}\" accepts files of up to {} bytes (max_file_size_bytes), but its \
+                     post action \"{}\" may write files of at most {} bytes (max_disk_bytes): \
+                     a copy of a larger file would fail; raise its max_disk_bytes if it copies \
+                     the file",
+                    self.name, self.max_file_size_bytes, p.name, p.limits.max_disk_bytes
+                )
+            })
+            .collect()
+    }
+}
+
 /// A whole, validated configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -845,6 +871,57 @@ mod tests {
         let w = &c.workflows[0];
         assert_eq!(w.block_results.len(), 2);
         assert_eq!(w.max_file_size_bytes, DEFAULT_MAX_FILE_SIZE_BYTES);
+    }
+
+    #[test]
+    fn a_native_post_action_that_could_not_copy_an_accepted_file_is_warned_of() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = r#"
+            [[plugin]]
+            name = "Quarantine"
+            role = "post_action"
+            runtime = "process"
+            command = "/bin/true"
+            max_disk_bytes = 1048576
+
+            [[plugin]]
+            name = "Hook"
+            role = "post_action"
+            runtime = "webhook"
+            url = "http://127.0.0.1:9/x"
+
+            [[workflow]]
+            name = "Big"
+            post_actions = ["Quarantine", "Hook"]
+            max_file_size_bytes = 1048577
+
+            [[workflow]]
+            name = "Small"
+            post_actions = ["Quarantine", "Hook"]
+            max_file_size_bytes = 1048576
+        "#;
+        let c = parse(text, "t", &ctx(dir.path())).unwrap();
+        let warnings = |w: &WorkflowSpec| {
+            w.post_action_warnings(
+                c.plugins
+                    .iter()
+                    .filter(|p| w.post_actions.contains(&p.name)),
+            )
+        };
+        assert_eq!(
+            warnings(&c.workflows[0]),
+            vec![
+                "workflow \"Big\" accepts files of up to 1048577 bytes (max_file_size_bytes), but \
+                 its post action \"Quarantine\" may write files of at most 1048576 bytes \
+                 (max_disk_bytes): a copy of a larger file would fail; raise its max_disk_bytes \
+                 if it copies the file"
+                    .to_owned()
+            ]
+        );
+        assert!(
+            warnings(&c.workflows[1]).is_empty(),
+            "a file of the limit fits"
+        );
     }
 
     #[test]

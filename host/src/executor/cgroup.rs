@@ -18,8 +18,9 @@
 //! Layout: `<Cordon's cgroup>/cordon-<pid>/<n>`, one `<n>` per invocation, with `pids.max` =
 //! `max_processes`. The plugin's process joins it in the forked child before anything else
 //! (writing `0` to `tasks` in v1, to `cgroup.procs` in v2, which moves the writer), so that
-//! everything it starts is counted from the first `fork`. At start, the `cordon-<pid>` directories of processes that
-//! no longer run (a Cordon that crashed) are emptied, their processes killed, and removed.
+//! everything it starts is counted from the first `fork`. At start, the `cordon-<pid>`
+//! directories of processes that no longer run (a Cordon that crashed) are emptied, their
+//! processes killed, and removed.
 //!
 //! Written here rather than taken from a crate: the join runs between `fork` and `exec`,
 //! where nothing may allocate, and what Cordon needs is four files.
@@ -391,7 +392,11 @@ impl PluginCgroup {
         }
         self.kill_all();
         if let Err(e) = rustix::fs::rmdir(&self.dir) {
-            tracing::warn!(cgroup = %self.dir.display(), error = %e, "could not remove a plugin's cgroup");
+            tracing::warn!(
+                cgroup = %self.dir.display(),
+                error = %e,
+                "could not remove a plugin's cgroup"
+            );
         }
     }
 }
@@ -417,7 +422,11 @@ fn kill_all_in(dir: &Path, kill_file: Option<&Path>, grace: Duration) -> bool {
             return true;
         }
         if Instant::now() >= give_up {
-            tracing::warn!(cgroup = %dir.display(), pids = ?pids, "plugin processes outlived their SIGKILL");
+            tracing::warn!(
+                cgroup = %dir.display(),
+                pids = ?pids,
+                "plugin processes outlived their SIGKILL"
+            );
             return false;
         }
         if !by_kill_file {

@@ -9,9 +9,10 @@
 //! environment and nothing inherited (but `TMPDIR`, its working directory, unless configured),
 //! in a fresh empty working directory (removed afterwards), in a process group of its own,
 //! in a pids cgroup of its own where Cordon may make one (`pids.max` = `max_processes`: see
-//! `cgroup.rs`), under rlimits (`RLIMIT_DATA` = `max_memory_bytes`, `RLIMIT_AS` = 4 × that as a backstop,
-//! `RLIMIT_CPU` = the timeout rounded up to whole seconds + 1 s soft / + 2 s hard,
-//! `RLIMIT_NOFILE` = `max_open_files`, `RLIMIT_FSIZE` = `max_disk_bytes`, no core dumps), with
+//! `cgroup.rs`), under rlimits (`RLIMIT_DATA` = `max_memory_bytes`, `RLIMIT_AS` = 4 × that as
+//! a backstop, `RLIMIT_CPU` = the timeout rounded up to whole seconds + 1 s soft / + 2 s
+//! hard, `RLIMIT_NOFILE` = `max_open_files`, `RLIMIT_FSIZE` = `max_disk_bytes`, no core
+//! dumps), with
 //! `no_new_privs` and without any capability (a Cordon run as root runs its plugins as root,
 //! but with none of root's privileges: see [`drop_capabilities`]), with no descriptor but its
 //! standard streams ([`close_inherited`]), and, unless the plugin's

@@ -106,6 +106,17 @@ impl Inventory {
         self.plugins.values()
     }
 
+    /// What the workflows cannot do as configured, for the log (see
+    /// [`WorkflowSpec::post_action_warnings`](crate::config::WorkflowSpec::post_action_warnings)).
+    pub fn warnings(&self) -> Vec<String> {
+        self.workflows()
+            .flat_map(|w| {
+                w.spec
+                    .post_action_warnings(w.post_actions.iter().map(|p| p.spec()))
+            })
+            .collect()
+    }
+
     /// The plugin named `name`.
     pub fn plugin(&self, name: &str) -> Option<&Arc<Plugin>> {
         PluginName::new(name)

@@ -173,6 +173,9 @@ async fn change(
     // A plugin or workflow changed here can need more descriptors than the start's check saw.
     super::warn_if_open_files_short(&current.inventory, state.settings.workers);
     crate::executor::log_native_sandbox(current.inventory.plugins().map(|p| &**p), true);
+    for warning in current.inventory.warnings() {
+        tracing::warn!("{warning}");
+    }
     Ok(current)
 }
 

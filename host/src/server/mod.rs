@@ -300,6 +300,9 @@ impl Server {
             inventory.current().inventory.plugins().map(|p| &**p),
             true,
         );
+        for warning in inventory.current().inventory.warnings() {
+            tracing::warn!("{warning}");
+        }
         let callback_client =
             callbacks::client(settings.callback_timeout).map_err(ServeError::Http)?;
 
