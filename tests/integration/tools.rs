@@ -710,3 +710,53 @@ async fn run_refuses_what_the_host_refuses_and_runs_post_actions() {
         (false, 4, 37)
     );
 }
+
+#[tokio::test]
+async fn run_shows_how_many_processes_a_native_plugin_ran_at_once() {
+    // `fork-bomb threads 12`, started by a script (`plugin run` gives no arguments): 12 threads
+    // at once, and the shell that `exec`s it. The report shows where `max_processes` is
+    // enforced, and, where the kernel keeps it (`pids.peak`), the most it ran at once.
+    let Ok(cgroups) = cordon::executor::cgroup::cgroups() else {
+        eprintln!("max_processes is not enforced on this machine: not tested");
+        return;
+    };
+    let files = Files::new();
+    let sample = files.put("file.txt", b"some file");
+    let script = files.put(
+        "threads.sh",
+        format!("#!/bin/sh\nexec {NATIVE_HOSTILE_FORK_BOMB} threads 12 \"$@\"\n").as_bytes(),
+    );
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let options = |max_processes| {
+        let mut options = with_timeout(20_000);
+        options.limits.max_processes = max_processes;
+        options.sandbox = NativeSandbox {
+            read: vec![PathBuf::from(NATIVE_HOSTILE_FORK_BOMB), script.clone()],
+            ..NativeSandbox::default()
+        };
+        options
+    };
+    let report = run(script.to_str().unwrap(), &sample, options(32)).await;
+    assert!(report.contract_met, "{}", report.render());
+    assert_eq!(
+        report.processes.as_deref(),
+        Some(format!("at most 32, in {}", cgroups.describe()).as_str())
+    );
+    let rendered = report.render();
+    // Linux 6.1 and later keep it.
+    let keeps_peak = cgroups.dir().join("pids.peak").exists();
+    assert_eq!(report.peak_processes.is_some(), keeps_peak, "{rendered}");
+    if let Some(peak) = report.peak_processes {
+        assert_eq!(peak, 12, "{rendered}");
+        assert!(
+            rendered.contains("processes peak 12 at once, itself and its threads included"),
+            "{rendered}"
+        );
+    }
+    let report = run(script.to_str().unwrap(), &sample, options(8)).await;
+    let violation = report.violation.as_ref().unwrap();
+    assert_eq!(violation.kind, "process_limit", "{}", report.render());
+    if keeps_peak {
+        assert_eq!(report.peak_processes, Some(8), "{}", report.render());
+    }
+}

@@ -214,6 +214,11 @@ impl Cgroups {
         )
     }
 
+    /// The directory of this process's plugins' cgroups: a cgroup itself.
+    pub fn dir(&self) -> &Path {
+        &self.parent
+    }
+
     /// A new cgroup that holds at most `max_processes` processes and threads.
     pub fn create(&self, max_processes: u32) -> io::Result<PluginCgroup> {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
@@ -375,6 +380,14 @@ impl PluginCgroup {
                 })
             })
             .unwrap_or(0)
+    }
+
+    /// The most processes and threads it held at once (`pids.peak`, Linux 6.1), where the
+    /// kernel tells.
+    pub fn peak(&self) -> Option<u64> {
+        std::fs::read_to_string(self.dir.join("pids.peak"))
+            .ok()
+            .and_then(|peak| peak.trim().parse().ok())
     }
 
     /// SIGKILL every process in the cgroup, and wait up to [`REMOVE_GRACE`] for them to be

@@ -57,6 +57,9 @@ pub struct Outcome {
     /// Peak memory, where the runtime can tell: a wasm plugin's linear memory. `None` for
     /// processes (see the process runtime for why) and webhooks.
     pub peak_memory_bytes: Option<u64>,
+    /// The most processes and threads a native process ran at once, itself included, where
+    /// its cgroup tells (`pids.peak`, Linux 6.1); `None` for wasm plugins and webhooks.
+    pub peak_processes: Option<u64>,
 }
 
 /// Which output stream.

@@ -783,6 +783,7 @@ async fn supervise(
         ..Outcome::default()
     };
     let mut failure = group.failure.take();
+    outcome.peak_processes = cgroup.as_ref().and_then(|c| c.peak());
     // A `fork` or a thread its cgroup refused, however the plugin went on: a plugin stopped
     // for it is not told apart by timing (the watch looks every 50 ms).
     if failure.is_none()

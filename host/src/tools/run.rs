@@ -167,6 +167,9 @@ pub struct RunReport {
     pub duration_ms: f64,
     /// Peak memory in bytes, where the runtime can tell: a wasm plugin's linear memory.
     pub peak_memory_bytes: Option<u64>,
+    /// The most processes and threads a native plugin ran at once, where its cgroup tells.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peak_processes: Option<u64>,
     /// The limits it ran under.
     pub limits: LimitsReport,
     /// A native plugin's sandbox: what confines it on this kernel, and what it was allowed
@@ -365,6 +368,13 @@ impl RunReport {
         if let Some(hint) = self.memory_hint() {
             let _ = writeln!(out, "          {hint}");
         }
+        if let Some(peak) = self.peak_processes {
+            let _ = writeln!(
+                out,
+                "processes peak {peak} at once, itself and its threads included (max_processes {})",
+                self.limits.max_processes
+            );
+        }
         if let Some(hint) = self.sandbox_hint() {
             let _ = writeln!(out, "sandbox   {hint}");
         }
@@ -523,6 +533,7 @@ pub async fn run_plugin(
         stderr: Vec::new(),
         duration_ms: 0.0,
         peak_memory_bytes: None,
+        peak_processes: None,
         limits: options.limits.into(),
         sandbox: (runtime_kind == RuntimeKind::Process).then(|| describe_sandbox(&options.sandbox)),
         processes: (runtime_kind == RuntimeKind::Process).then(|| {
@@ -638,6 +649,7 @@ fn judge(report: &mut RunReport, role: Role, runtime: RuntimeKind, outcome: Outc
     report.stderr = outcome.stderr;
     report.duration_ms = outcome.duration.as_secs_f64() * 1000.0;
     report.peak_memory_bytes = outcome.peak_memory_bytes;
+    report.peak_processes = outcome.peak_processes;
 }
 
 /// The result JSON the pipeline hands a plugin of `role` for a file, in a workflow named
