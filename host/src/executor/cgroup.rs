@@ -540,6 +540,53 @@ mod tests {
         assert!(e.contains("no pids controller"), "{e}");
     }
 
+    /// A directory laid out as a v2 cgroup with `controllers`, `subtree_control` and `procs`,
+    /// and the `supervisor` child's `cgroup.procs` the kernel would make with it: for the
+    /// steps of [`enable_pids`], not the kernel's rules (this machine may have no v2 `pids`).
+    fn fake_v2(controllers: &str, subtree_control: &str, procs: &str) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in [
+            ("cgroup.controllers", controllers),
+            ("cgroup.subtree_control", subtree_control),
+            ("cgroup.procs", procs),
+        ] {
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
+        std::fs::create_dir(dir.path().join("supervisor")).unwrap();
+        std::fs::write(dir.path().join("supervisor/cgroup.procs"), "").unwrap();
+        dir
+    }
+
+    #[test]
+    fn on_v2_cordon_moves_itself_out_only_when_alone_and_needed() {
+        let me = rustix::process::getpid().as_raw_pid();
+        let read = |dir: &tempfile::TempDir, name: &str| {
+            std::fs::read_to_string(dir.path().join(name)).unwrap()
+        };
+
+        // Alone in its cgroup: it moves into `supervisor`, then gives the children `pids`.
+        let alone = fake_v2("cpu memory pids\n", "\n", &format!("{me}\n"));
+        enable_pids(alone.path()).unwrap();
+        assert_eq!(read(&alone, "supervisor/cgroup.procs"), me.to_string());
+        assert_eq!(read(&alone, "cgroup.subtree_control"), "+pids");
+
+        // Already given: nothing moves.
+        let given = fake_v2("pids\n", "pids\n", "");
+        enable_pids(given.path()).unwrap();
+        assert_eq!(read(&given, "supervisor/cgroup.procs"), "");
+
+        // Not alone: it moves no other process, and says why.
+        let shared = fake_v2("pids\n", "\n", &format!("{me}\n4242\n"));
+        let e = enable_pids(shared.path()).unwrap_err();
+        assert!(e.contains("with other processes ([4242])"), "{e}");
+        assert_eq!(read(&shared, "supervisor/cgroup.procs"), "");
+        assert_eq!(read(&shared, "cgroup.subtree_control"), "\n");
+
+        // No `pids` from the parent.
+        let e = enable_pids(fake_v2("cpu memory\n", "\n", "").path()).unwrap_err();
+        assert!(e.contains("has no pids controller"), "{e}");
+    }
+
     #[test]
     fn mountinfo_escapes_are_decoded() {
         assert_eq!(unescape(r"/mnt/my\040cgroups"), "/mnt/my cgroups");
