@@ -351,8 +351,9 @@ async fn a_plugin_that_exits_leaving_a_grandchild_is_judged_at_once_and_cleaned_
 
 #[tokio::test]
 async fn hostile_plugins_running_together_do_not_disturb_a_good_one() {
-    // Several hostile plugins at once on the same executor, and a good scanner beside them:
-    // the good one's result is right and the whole batch ends by the deadline.
+    // Several hostile plugins at once on the same executor, and a good scanner beside them in
+    // each runtime: the good ones' results are right and the whole batch ends by the
+    // deadline.
     let rig = Rig::new();
     let sample = rig.sample(
         b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*",
@@ -374,18 +375,37 @@ async fn hostile_plugins_running_together_do_not_disturb_a_good_one() {
                 sandbox: Default::default(),
             },
         ),
-    ] {
+    ]
+    .into_iter()
+    // And a fork bomb, where `max_processes` cuts its tree of 5,461 processes at 32 (where
+    // nothing does, it would run them all until its deadline, slowing everything beside it).
+    .chain(cordon::executor::cgroup::cgroups().is_ok().then(|| {
+        (
+            RuntimeKind::Process,
+            process_with(NATIVE_HOSTILE_FORK_BOMB, &["processes"]),
+        )
+    })) {
         plugins.push((
             rt,
             rig.plugin("Hostile", Role::Scanner, spec, hostile_limits()),
         ));
     }
     let good = rig.plugin("EICAR", Role::Scanner, wasm(WASM_EICAR), limits(20_000));
+    let good_native = rig.plugin(
+        "EICAR native",
+        Role::Scanner,
+        process(NATIVE_EICAR),
+        limits(20_000),
+    );
     let started = Instant::now();
     let stdin = json!({});
     let hostile =
         futures_util::future::join_all(plugins.iter().map(|(_, p)| rig.run(p, &sample, &stdin)));
-    let (outcomes, good_outcome) = tokio::join!(hostile, rig.run(&good, &sample, &stdin));
+    let (outcomes, good_outcome, good_native_outcome) = tokio::join!(
+        hostile,
+        rig.run(&good, &sample, &stdin),
+        rig.run(&good_native, &sample, &stdin)
+    );
     assert!(
         started.elapsed() < Duration::from_millis(TIMEOUT_MS) + MARGIN,
         "{:?}",
@@ -398,6 +418,8 @@ async fn hostile_plugins_running_together_do_not_disturb_a_good_one() {
         );
     }
     let v = contract::judge_scanner(RuntimeKind::Wasm, &good_outcome);
+    assert_eq!(v.code, ResultCode::INFECTED, "{v:?}");
+    let v = contract::judge_scanner(RuntimeKind::Process, &good_native_outcome);
     assert_eq!(v.code, ResultCode::INFECTED, "{v:?}");
 }
 
