@@ -41,5 +41,10 @@ fn main() -> ExitCode {
             return ExitCode::from(cordon::cli::EXIT_ERROR);
         }
     };
-    runtime.block_on(cordon::cli::run(cli))
+    let code = runtime.block_on(cordon::cli::run(cli));
+    // The runtime's end abandons blocking work not yet done, such as removing the cgroup of a
+    // plugin given up at shutdown: what runs in those cgroups is killed, and they are removed.
+    drop(runtime);
+    cordon::executor::cgroup::release();
+    code
 }

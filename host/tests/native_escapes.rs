@@ -292,3 +292,35 @@ fn a_plugin_that_hides_its_files_in_a_locked_directory_is_measured_all_the_same(
         "measured, not stopped by the size of one file: {said}"
     );
 }
+
+#[test]
+fn cordon_removes_its_plugins_cgroups_when_it_exits() {
+    // `plugin run` of a native plugin says where its cgroup is made (where Cordon may make
+    // one): that directory is gone once the binary has exited.
+    let (dir, sample) = shared_sample();
+    let out = Command::new(env!("CARGO_BIN_EXE_cordon"))
+        .args(["plugin", "run", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .args(["/bin/true"])
+        .arg(&sample)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("the cordon binary runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("processes "))
+        .unwrap_or_else(|| panic!("no processes line in:\n{stdout}"));
+    let Some((_, cgroups)) = line
+        .split_once(", in a pids cgroup (cgroup v1) in ")
+        .or_else(|| line.split_once(", in a pids cgroup (cgroup v2) in "))
+    else {
+        eprintln!("no cgroup here ({line}): not tested");
+        return;
+    };
+    assert!(cgroups.contains("/cordon-"), "{line}");
+    assert!(
+        !std::path::Path::new(cgroups).exists(),
+        "{cgroups} outlived the cordon that made it"
+    );
+}

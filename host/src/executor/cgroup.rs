@@ -72,6 +72,15 @@ pub fn cgroups() -> Result<&'static Cgroups, &'static str> {
         .map_err(String::as_str)
 }
 
+/// Kill what still runs in this process's plugins' cgroups (a plugin whose invocation was
+/// given up at shutdown) and remove them, if it made any: for a process that is about to exit,
+/// after its last invocation. Blocking.
+pub fn release() {
+    if let Some(Ok(cgroups)) = CGROUPS.get() {
+        remove_tree(&cgroups.parent);
+    }
+}
+
 /// The directory of this process's cgroup in the hierarchy that has the `pids` controller,
 /// from `/proc/self/cgroup` and `/proc/self/mountinfo`: a v1 `pids` hierarchy when there is
 /// one, else the v2 one.
