@@ -148,14 +148,19 @@ pub struct EngineResult {
     /// (wasm: linear memory; absent for processes and webhooks).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peak_memory_bytes: Option<u64>,
+    /// Cordon's addition: the most processes and threads a native engine ran at once, where
+    /// its cgroup tells (absent for wasm plugins and webhooks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_processes: Option<u64>,
 }
 
 /// Why a plugin's outcome counts as failed, for the plugin's author and the operator.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FailureReport {
     /// A stable label: `timeout`, `memory_limit`, `open_files_limit`, `disk_limit`,
-    /// `process_limit`, `trap`, `signal`, `output_too_large`, `transport`, `could_not_start`, `plugin_error` (a component's typed error),
-    /// `exit_code`, `http_status`, `invalid_output`.
+    /// `process_limit`, `trap`, `signal`, `output_too_large`, `transport`, `could_not_start`,
+    /// `plugin_error` (a component's typed error), `exit_code`, `http_status`,
+    /// `invalid_output`.
     pub kind: String,
     /// What happened, precisely (for invalid output: which field and why).
     pub message: String,
@@ -202,6 +207,10 @@ pub struct PostActionDetail {
     /// [`EngineResult::peak_memory_bytes`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peak_memory_bytes: Option<u64>,
+    /// Cordon's addition: the most processes and threads it ran at once (as
+    /// [`EngineResult::peak_processes`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_processes: Option<u64>,
 }
 
 /// `post_action.details[].verdict` of a post action that succeeded.

@@ -82,6 +82,12 @@ async fn runtimes_server(extra_server: &str) -> TestServer {
     TestServer::start_in(dir, &config).await
 }
 
+/// Whether native plugins' results hold their most processes at once: they run in cgroups,
+/// and the kernel keeps `pids.peak` (Linux 6.1).
+fn keeps_peak_processes() -> bool {
+    cordon::executor::cgroup::cgroups().is_ok_and(|c| c.dir().join("pids.peak").exists())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn submit_and_poll_each_runtime() {
     let s = runtimes_server("").await;
@@ -108,6 +114,14 @@ async fn submit_and_poll_each_runtime() {
             assert!(peak.as_u64().is_some_and(|b| b > 0), "{rule}: {r}");
         } else {
             assert!(peak.is_null(), "{rule}: {r}");
+        }
+        // And a native plugin's most processes at once, where its cgroup keeps it: the
+        // script's shell and the `sleep` or `grep` it waits for.
+        let processes = &details[engine]["peak_processes"];
+        if rule == "process" && keeps_peak_processes() {
+            assert_eq!(processes.as_u64(), Some(2), "{rule}: {r}");
+        } else {
+            assert!(processes.is_null(), "{rule}: {r}");
         }
         assert_eq!(r["file_info"]["display_name"], "hello.txt");
         // The same result under every path clients use.
@@ -1660,6 +1674,15 @@ async fn metrics_count_results_durations_and_failures() {
     assert!(
         !m.contains("cordon_plugin_peak_memory_bytes_count{plugin=\"Script\""),
         "a process's peak is not measured:\n{m}"
+    );
+    assert_eq!(
+        m.contains("cordon_plugin_peak_processes_count{plugin=\"Script\",role=\"scanner\"} 1"),
+        keeps_peak_processes(),
+        "{m}"
+    );
+    assert!(
+        !m.contains("cordon_plugin_peak_processes_count{plugin=\"WasmClean\""),
+        "a wasm plugin runs no process:\n{m}"
     );
     let (status, v) = s.get("/readyz", None).await;
     assert_eq!((status, v), (200, json!({"ready": true})));

@@ -1,11 +1,12 @@
 //! A pids cgroup for each native plugin invocation: `max_processes` bounds the processes and
 //! threads it runs at once, and every one of them is killed at its end, wherever it went.
 //!
-//! Without it, a plugin's fork bomb takes the machine's process table: measured here, 18,000
-//! to 26,000 processes within a second of the start under a 3 s timeout, until `fork` failed
-//! for every program on the machine, Cordon's own threads included. Cordon's supervising
-//! threads then got so little of the two cores that the plugin's deadline fired 3.3 s late and
-//! its group kill took another 2.2 s: the invocation ended after 9 to 18 s instead of 3.
+//! Without it, a plugin's fork bomb takes the machine's process table: measured here, a shell
+//! fork bomb under a 3 s timeout ran 18,000 to 26,000 processes within a second of its start,
+//! until its `fork`s failed ("Cannot fork") with the table (32,768 here) full, for every
+//! program on the machine. Cordon's supervising threads then got so little of the two cores
+//! that the plugin's deadline fired 3.3 s late and its group kill took another 2.2 s: the
+//! invocation ended after 9 to 18 s instead of 3.
 //!
 //! Where Cordon may manage a cgroup (found once, at the first native invocation):
 //! - **cgroup v1**: the `pids` hierarchy's directory of Cordon's cgroup is writable (Cordon

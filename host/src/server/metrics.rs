@@ -7,6 +7,7 @@
 //! | `cordon_results_total` | `result`, `verdict` | final results: `Allowed`/`Blocked` and `scan_all_result_a` |
 //! | `cordon_plugin_duration_seconds` | `plugin`, `role` | histogram of plugin run times |
 //! | `cordon_plugin_peak_memory_bytes` | `plugin`, `role` | histogram of plugin peak memory, where the runtime measures it (wasm plugins: linear memory) |
+//! | `cordon_plugin_peak_processes` | `plugin`, `role` | histogram of the most processes and threads a native plugin ran at once, where its cgroup tells: against its `max_processes` |
 //! | `cordon_plugin_failures_total` | `plugin`, `kind` | plugin failures by kind: `timeout`, `memory_limit`, `open_files_limit`, `disk_limit`, `process_limit`, `trap`, `signal`, `output_too_large`, `transport`, `could_not_start`, `exit_code`, `http_status`, `invalid_output` |
 //! | `cordon_http_request_duration_seconds` | `method`, `route`, `status` | histogram of the time to answer each request: `route` is the route's pattern (`/file/{data_id}`), `unmatched` when none matched |
 //! | `cordon_callbacks_total` | `outcome` | callback attempts: `delivered`, `retried`, `failed` |
@@ -15,7 +16,7 @@
 //! | `cordon_scans_running` | | files being scanned |
 //!
 //! Per-plugin figures are read from each final result (`scan_details[].scan_time`,
-//! `.peak_memory_bytes` and `.failure.kind`, `post_action.details[]`): the result holds every
+//! `.peak_memory_bytes`, `.peak_processes` and `.failure.kind`, `post_action.details[]`): the result holds every
 //! plugin outcome. Label values are plugin and workflow names, which only the configuration
 //! and admins choose, so the number of series stays bounded.
 
@@ -43,6 +44,11 @@ fn memory_histogram() -> Histogram {
     Histogram::new(exponential_buckets(f64::from(1u32 << 20), 2.0, 15))
 }
 
+/// Buckets of `cordon_plugin_peak_processes`: 1 to 4096 (the most `max_processes`), doubling.
+fn processes_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(1.0, 2.0, 13))
+}
+
 /// Buckets of `cordon_http_request_duration_seconds`: 0.1 ms to about 3.3 s, doubling.
 fn request_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.0001, 2.0, 16))
@@ -56,6 +62,7 @@ pub struct Metrics {
     results: Family<Labels, Counter>,
     plugin_duration: Family<Labels, Histogram, fn() -> Histogram>,
     plugin_memory: Family<Labels, Histogram, fn() -> Histogram>,
+    plugin_processes: Family<Labels, Histogram, fn() -> Histogram>,
     plugin_failures: Family<Labels, Counter>,
     callbacks: Family<Labels, Counter>,
     requests: Family<Labels, Histogram, fn() -> Histogram>,
@@ -83,6 +90,9 @@ impl Metrics {
             results: Family::default(),
             plugin_duration: Family::new_with_constructor(duration_histogram as fn() -> Histogram),
             plugin_memory: Family::new_with_constructor(memory_histogram as fn() -> Histogram),
+            plugin_processes: Family::new_with_constructor(
+                processes_histogram as fn() -> Histogram,
+            ),
             plugin_failures: Family::default(),
             callbacks: Family::default(),
             requests: Family::new_with_constructor(request_histogram as fn() -> Histogram),
@@ -115,6 +125,11 @@ impl Metrics {
             "cordon_plugin_peak_memory_bytes",
             "Plugins' peak memory, where the runtime measures it",
             m.plugin_memory.clone(),
+        );
+        registry.register(
+            "cordon_plugin_peak_processes",
+            "The most processes and threads native plugins ran at once, where their cgroup tells",
+            m.plugin_processes.clone(),
         );
         registry.register(
             "cordon_plugin_failures",
@@ -215,6 +230,11 @@ impl Metrics {
                     .get_or_create(&labels)
                     .observe(bytes as f64);
             }
+            if let Some(n) = engine.peak_processes {
+                self.plugin_processes
+                    .get_or_create(&labels)
+                    .observe(n as f64);
+            }
             if let Some(f) = &engine.failure {
                 self.plugin_failures
                     .get_or_create(&vec![("plugin", name.clone()), ("kind", f.kind.clone())])
@@ -231,6 +251,11 @@ impl Metrics {
                     self.plugin_memory
                         .get_or_create(&labels)
                         .observe(bytes as f64);
+                }
+                if let Some(n) = d.peak_processes {
+                    self.plugin_processes
+                        .get_or_create(&labels)
+                        .observe(n as f64);
                 }
                 if let Some(f) = &d.failure {
                     self.plugin_failures

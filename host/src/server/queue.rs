@@ -592,6 +592,7 @@ fn final_without_run(
                     wait_time: 0,
                     failure: None,
                     peak_memory_bytes: None,
+                    peak_processes: None,
                 },
             );
         }

@@ -166,6 +166,7 @@ pub async fn run(
             wait_time: (finished_at.as_millis() as u64).saturating_sub(scan_time),
             failure: verdict.failure,
             peak_memory_bytes: outcome.peak_memory_bytes,
+            peak_processes: outcome.peak_processes,
         };
         result
             .scan_results
@@ -192,6 +193,7 @@ pub async fn run(
                     wait_time: clock.elapsed().as_millis() as u64,
                     failure: None,
                     peak_memory_bytes: None,
+                    peak_processes: None,
                 });
         }
     }
@@ -275,6 +277,7 @@ pub async fn run(
             },
             failure: verdict.failure,
             peak_memory_bytes: outcome.peak_memory_bytes,
+            peak_processes: outcome.peak_processes,
         });
         summary.total_executed += 1;
         if verdict.success {
