@@ -12,8 +12,7 @@
 //! `cgroup.rs`), under rlimits (`RLIMIT_DATA` = `max_memory_bytes`, `RLIMIT_AS` = 4 × that as
 //! a backstop, `RLIMIT_CPU` = the timeout rounded up to whole seconds + 1 s soft / + 2 s
 //! hard, `RLIMIT_NOFILE` = `max_open_files`, `RLIMIT_FSIZE` = `max_disk_bytes`, no core
-//! dumps), with
-//! `no_new_privs` and without any capability (a Cordon run as root runs its plugins as root,
+//! dumps), with `no_new_privs` and without any capability (a Cordon run as root runs its plugins as root,
 //! but with none of root's privileges: see [`drop_capabilities`]), with no descriptor but its
 //! standard streams ([`close_inherited`]), and, unless the plugin's
 //! `sandbox` is off, in a Landlock sandbox built for that invocation (see `landlock.rs`: the
@@ -406,7 +405,8 @@ impl ProcessRuntime {
         };
         let join = cgroup.0.clone();
         // SAFETY: the closure runs in the forked child before `exec`; it only makes
-        // `open`/`write` (of its cgroup's `cgroup.procs`, a path made before the fork),
+        // `open`/`write` (of its cgroup's `tasks` or `cgroup.procs`, a path made before the
+        // fork),
         // `getrlimit`/`setrlimit`, `prctl`, `capset`, `close_range`/`fcntl`,
         // `landlock_restrict_self` and `seccomp` system calls (no allocation, no locks), which
         // is async-signal-safe.
