@@ -12,9 +12,9 @@
 //! `cgroup.rs`), under rlimits (`RLIMIT_DATA` = `max_memory_bytes`, `RLIMIT_AS` = 4 × that as
 //! a backstop, `RLIMIT_CPU` = the timeout rounded up to whole seconds + 1 s soft / + 2 s
 //! hard, `RLIMIT_NOFILE` = `max_open_files`, `RLIMIT_FSIZE` = `max_disk_bytes`, no core
-//! dumps), with `no_new_privs` and without any capability (a Cordon run as root runs its plugins as root,
-//! but with none of root's privileges: see [`drop_capabilities`]), with no descriptor but its
-//! standard streams ([`close_inherited`]), and, unless the plugin's
+//! dumps), with `no_new_privs` and without any capability (a Cordon run as root runs its
+//! plugins as root, but with none of root's privileges: see [`drop_capabilities`]), with no
+//! descriptor but its standard streams ([`close_inherited`]), and, unless the plugin's
 //! `sandbox` is off, in a Landlock sandbox built for that invocation (see `landlock.rs`: the
 //! system's files, its program, its one file, its working directory, and what its
 //! configuration allows; no network, no signals out) under the seccomp filter of `seccomp.rs`.
