@@ -582,9 +582,9 @@ fn running(program: &str, first: &[&str]) -> Vec<u32> {
 async fn a_native_fork_bomb_is_stopped_at_max_processes_and_leaves_nothing() {
     // `fork-bomb processes` starts a tree of 5,461 copies of itself that all hold on: past
     // `max_processes` (32) its cgroup refuses a copy, and the plugin is stopped at once,
-    // `process_limit`, long before its 120 s deadline; every copy is killed, those that left
-    // its process group too. Where Cordon may make no cgroup, nothing bounds it but the
-    // deadline: the test says so and checks nothing.
+    // `process_limit`, long before its 120 s deadline, and every copy is killed. Where Cordon
+    // may make no cgroup, nothing bounds it but the deadline: the test says so and checks
+    // nothing.
     if let Err(why) = cordon::executor::cgroup::cgroups() {
         eprintln!("max_processes is not enforced on this machine ({why}): not tested");
         return;
