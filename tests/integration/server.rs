@@ -1528,6 +1528,40 @@ async fn inventory_changes_apply_at_run_time_and_persist() {
         "no plugin is named \"Nobody\"",
     )
     .await;
+    refused(
+        "/admin/plugins/Forking",
+        json!({"role": "scanner", "runtime": "wasm", "module": format!("sha256:{sha}"),
+               "max_processes": 4}),
+        "field `max_processes` is for runtime = \"process\" only",
+    )
+    .await;
+    // A native plugin's limits as defined, `max_processes` among them; a wasm plugin has none.
+    let (status, p) = s
+        .call(
+            Method::PUT,
+            "/admin/plugins/Forking",
+            key,
+            Some(
+                json!({"role": "scanner", "runtime": "process", "command": "/bin/true",
+                        "max_processes": 7}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 200, "{p}");
+    assert_eq!(p["limits"]["max_processes"], 7, "{p}");
+    let (status, p) = s.get("/admin/plugins", key).await;
+    assert_eq!(status, 200);
+    let uploaded = p
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "Uploaded")
+        .unwrap();
+    assert!(uploaded["limits"]["max_processes"].is_null(), "{uploaded}");
+    let (status, _) = s
+        .call(Method::DELETE, "/admin/plugins/Forking", key, None)
+        .await;
+    assert_eq!(status, 200);
     let (status, v) = s
         .call(Method::DELETE, "/admin/plugins/Uploaded", key, None)
         .await;
