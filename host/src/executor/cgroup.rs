@@ -347,7 +347,10 @@ fn remove_tree(dir: &Path) {
         }
     }
     kill_all_in(dir, None, REMOVE_GRACE);
-    if let Err(e) = rustix::fs::rmdir(dir) {
+    // Gone already is fine: another Cordon removing the same stale cgroups.
+    if let Err(e) = rustix::fs::rmdir(dir)
+        && e != rustix::io::Errno::NOENT
+    {
         tracing::warn!(cgroup = %dir.display(), error = %e, "could not remove a plugin cgroup");
     }
 }
