@@ -12,12 +12,13 @@
 //! `cgroup.rs`), under rlimits (`RLIMIT_DATA` = `max_memory_bytes`, `RLIMIT_AS` = 4 × that as
 //! a backstop, `RLIMIT_CPU` = the timeout rounded up to whole seconds + 1 s soft / + 2 s
 //! hard, `RLIMIT_NOFILE` = `max_open_files`, `RLIMIT_FSIZE` = `max_disk_bytes`, no core
-//! dumps), with `no_new_privs` and without any capability (a Cordon run as root runs its
-//! plugins as root, but with none of root's privileges: see [`drop_capabilities`]), with no
-//! descriptor but its standard streams ([`close_inherited`]), and, unless the plugin's
-//! `sandbox` is off, in a Landlock sandbox built for that invocation (see `landlock.rs`: the
-//! system's files, its program, its one file, its working directory, and what its
-//! configuration allows; no network, no signals out) under the seccomp filter of `seccomp.rs`.
+//! dumps), first for the OOM killer (`oom_score_adj` 1000: see [`prefer_for_oom_kill`]), with
+//! `no_new_privs` and without any capability (a Cordon run as root runs its plugins as root,
+//! but with none of root's privileges: see [`drop_capabilities`]), with no descriptor but its
+//! standard streams ([`close_inherited`]), and, unless the plugin's `sandbox` is off, in a
+//! Landlock sandbox built for that invocation (see `landlock.rs`: the system's files, its
+//! program, its one file, its working directory, and what its configuration allows; no
+//! network, no signals out) under the seccomp filter of `seccomp.rs`.
 //!
 //! Guarantees, whatever the program does:
 //! - the invocation ends by its deadline (`timeout` after the start) plus at most
@@ -966,6 +967,7 @@ impl RlimitPlan {
     /// `RLIMIT_NPROC` is deliberately left alone: it counts every process of the user, not
     /// of the plugin.
     fn apply(self) -> io::Result<()> {
+        prefer_for_oom_kill();
         // No set-user-ID or file-capability program the plugin runs gains privileges.
         rustix::thread::set_no_new_privs(true)?;
         if self.capabilities {
@@ -979,6 +981,23 @@ impl RlimitPlan {
         set_rlimit(Resource::Nofile, self.open_files, self.open_files)?;
         set_rlimit(Resource::Fsize, self.file_size, self.file_size)?;
         Ok(())
+    }
+}
+
+/// When memory runs out, the kernel's OOM killer picks a plugin's processes first, before
+/// Cordon or any other program on the machine: `oom_score_adj` 1000, the most, inherited by
+/// all it starts. `max_memory_bytes` bounds each of a plugin's processes, not all of them
+/// together, and without this a plugin's many processes could get Cordon killed instead. A
+/// confined plugin cannot lower it again (Landlock refuses the write); an unconfined one can,
+/// to Cordon's own level and no lower without `CAP_SYS_RESOURCE`. Best effort: on a system
+/// without `/proc` it is skipped (for the forked child: two system calls).
+fn prefer_for_oom_kill() {
+    if let Ok(fd) = rustix::fs::open(
+        c"/proc/self/oom_score_adj",
+        rustix::fs::OFlags::WRONLY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    ) {
+        let _ = rustix::io::write(&fd, b"1000");
     }
 }
 
@@ -1742,7 +1761,7 @@ mod tests {
     async fn plugins_cannot_gain_privileges_and_get_the_rlimits() {
         let f = Fixture::new();
         let p = f.plugin(
-            "grep NoNewPrivs /proc/self/status; grep -E 'Max (data size|cpu time|core file size)' /proc/self/limits",
+            "grep NoNewPrivs /proc/self/status; grep -E 'Max (data size|cpu time|core file size)' /proc/self/limits; echo oom $(cat /proc/self/oom_score_adj)",
         );
         let o = f
             .run(&p, &limits(Duration::from_millis(2500)), b"{}\n")
@@ -1769,6 +1788,23 @@ mod tests {
         let cpu = limit("Max cpu time");
         assert_eq!((cpu[3].as_str(), cpu[4].as_str()), ("4", "5"), "{out}");
         assert_eq!(limit("Max core file size")[4], "0", "{out}");
+        // The OOM killer's first choice, and, confined, it stays so: the sandbox refuses the
+        // write that would lower it (only on a kernel with Landlock).
+        assert!(out.contains("oom 1000\n"), "{out}");
+        if super::super::landlock_abi() > 0 {
+            let lower = f.plugin(
+                "echo 0 > /proc/self/oom_score_adj; echo now $(cat /proc/self/oom_score_adj)",
+            );
+            let o = f
+                .run(&lower, &limits(Duration::from_secs(20)), b"{}\n")
+                .await;
+            assert_eq!(text(&o.stdout), "now 1000\n", "{}", text(&o.stderr));
+            assert!(
+                text(&o.stderr).contains("Permission denied"),
+                "{}",
+                text(&o.stderr)
+            );
+        }
     }
 
     #[tokio::test]
