@@ -108,10 +108,10 @@ impl WorkflowSpec {
             .filter(|p| p.limits.max_disk_bytes < self.max_file_size_bytes)
             .map(|p| {
                 format!(
-                    "workflow \"{}\" accepts files of up to {} bytes (max_file_size_bytes), but its \
-                     post action \"{}\" may write files of at most {} bytes (max_disk_bytes): \
-                     a copy of a larger file would fail; raise its max_disk_bytes if it copies \
-                     the file",
+                    "workflow \"{}\" accepts files of up to {} bytes (max_file_size_bytes), but \
+                     its post action \"{}\" may write files of at most {} bytes \
+                     (max_disk_bytes): a copy of a larger file would fail; raise its \
+                     max_disk_bytes if it copies the file",
                     self.name, self.max_file_size_bytes, p.name, p.limits.max_disk_bytes
                 )
             })

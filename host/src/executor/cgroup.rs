@@ -403,7 +403,8 @@ impl PluginCgroup {
             .and_then(|peak| peak.trim().parse().ok())
     }
 
-    /// SIGKILL every process in the cgroup, and wait up to a second for them to be gone. Whether it is empty. Blocking.
+    /// SIGKILL every process in the cgroup, and wait up to a second for them to be gone.
+    /// Whether it is empty. Blocking.
     pub fn kill_all(&self) -> bool {
         kill_all_in(&self.dir, self.kill_file.as_deref(), REMOVE_GRACE)
     }

@@ -16,9 +16,9 @@
 //! | `cordon_scans_running` | | files being scanned |
 //!
 //! Per-plugin figures are read from each final result (`scan_details[].scan_time`,
-//! `.peak_memory_bytes`, `.peak_processes` and `.failure.kind`, `post_action.details[]`): the result holds every
-//! plugin outcome. Label values are plugin and workflow names, which only the configuration
-//! and admins choose, so the number of series stays bounded.
+//! `.peak_memory_bytes`, `.peak_processes` and `.failure.kind`, `post_action.details[]`): the
+//! result holds every plugin outcome. Label values are plugin and workflow names, which only
+//! the configuration and admins choose, so the number of series stays bounded.
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
