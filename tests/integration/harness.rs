@@ -242,6 +242,17 @@ pub async fn gone_within(pid: u32, within: std::time::Duration) -> bool {
     true
 }
 
+/// The cgroups Cordon makes for native plugins (`max_processes`), or `None`, having said on
+/// stderr that the calling test checks nothing here: where Cordon may make none, the limit is
+/// not enforced.
+pub fn plugin_cgroups() -> Option<&'static cordon::executor::cgroup::Cgroups> {
+    cordon::executor::cgroup::cgroups()
+        .map_err(|why| {
+            eprintln!("max_processes is not enforced on this machine ({why}): not tested")
+        })
+        .ok()
+}
+
 /// Pids printed alone on a line of a plugin's stderr.
 pub fn pids_in(stderr: &[u8]) -> Vec<u32> {
     String::from_utf8_lossy(stderr)

@@ -13,7 +13,7 @@ use cordon::tools::run::{RunOptions, RunReport, run_plugin};
 use cordon_tests::artifacts::*;
 use serde_json::{Value, json};
 
-use crate::harness::Rig;
+use crate::harness::{Rig, plugin_cgroups};
 
 const EICAR: &[u8] = br"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
 
@@ -716,8 +716,7 @@ async fn run_shows_how_many_processes_a_native_plugin_ran_at_once() {
     // `fork-bomb threads 12`, started by a script (`plugin run` gives no arguments): 12 threads
     // at once, and the shell that `exec`s it. The report shows where `max_processes` is
     // enforced, and, where the kernel keeps it (`pids.peak`), the most it ran at once.
-    let Ok(cgroups) = cordon::executor::cgroup::cgroups() else {
-        eprintln!("max_processes is not enforced on this machine: not tested");
+    let Some(cgroups) = plugin_cgroups() else {
         return;
     };
     let files = Files::new();

@@ -39,7 +39,7 @@ use rustix::process::{Pid, PidfdFlags, Signal};
 
 /// Which cgroup file system.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Version {
+enum Version {
     /// The legacy hierarchies, one per controller.
     V1,
     /// The unified hierarchy.
@@ -237,8 +237,9 @@ impl Cgroups {
         // The child joins before `exec`, when it is one thread: in v1 it moves that thread
         // alone (`tasks`), which spares the kernel's global lock on moving whole processes
         // (`cgroup_threadgroup_rwsem`, whose write side waits for an RCU grace period).
-        // Measured: a process start costs 1.12 times as much in a cgroup joined so, 1.40 times
-        // through `cgroup.procs` (`cargo bench --bench executor`). v2 has only `cgroup.procs`.
+        // Measured: a process start costs 1.07 times as much in a cgroup joined so, 1.40 times
+        // through `cgroup.procs` (`cargo bench --bench executor`, BENCHMARKS.md). v2 has only
+        // `cgroup.procs`.
         let join = match self.version {
             Version::V1 => "tasks",
             Version::V2 => "cgroup.procs",
