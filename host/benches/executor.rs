@@ -389,8 +389,16 @@ fn cgroup_cost(summary: &mut Summary) {
                 .stdin(std::process::Stdio::null())
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::null());
-            let made =
-                cgroup.then(|| Arc::new(cgroups.create(Limits::DEFAULT_MAX_PROCESSES).unwrap()));
+            let made = cgroup.then(|| {
+                Arc::new(
+                    cgroups
+                        .create(
+                            Limits::DEFAULT_MAX_PROCESSES,
+                            Limits::DEFAULT_MAX_MEMORY_BYTES,
+                        )
+                        .unwrap(),
+                )
+            });
             let join = made.clone();
             // Both with a closure before `exec`, as the process runtime always has one: with
             // none, the standard library starts the program without a `fork` of this process,

@@ -323,4 +323,16 @@ fn cordon_removes_its_plugins_cgroups_when_it_exits() {
         !std::path::Path::new(cgroups).exists(),
         "{cgroups} outlived the cordon that made it"
     );
+    // And its pool of memory cgroups, where it had one.
+    let memory = stdout
+        .lines()
+        .find(|l| l.starts_with("memory    all its processes together"))
+        .and_then(|l| l.split_once(", in a memory cgroup in "));
+    if let Some((_, pool)) = memory {
+        assert!(pool.contains("/cordon-"), "{pool}");
+        assert!(
+            !std::path::Path::new(pool).exists(),
+            "{pool} outlived the cordon that made it"
+        );
+    }
 }

@@ -253,6 +253,22 @@ pub fn plugin_cgroups() -> Option<&'static cordon::executor::cgroup::Cgroups> {
         .ok()
 }
 
+/// [`plugin_cgroups`] where they have memory cgroups too (`max_memory_bytes` for all of a
+/// native plugin's processes together), or `None`, having said on stderr that the calling
+/// test checks nothing here.
+pub fn plugin_memory_cgroups() -> Option<&'static cordon::executor::cgroup::Cgroups> {
+    plugin_cgroups().filter(|cgroups| match cgroups.memory() {
+        Ok(_) => true,
+        Err(why) => {
+            eprintln!(
+                "max_memory_bytes bounds each native process, not all together, on this \
+                 machine ({why}): not tested"
+            );
+            false
+        }
+    })
+}
+
 /// Pids printed alone on a line of a plugin's stderr.
 pub fn pids_in(stderr: &[u8]) -> Vec<u32> {
     String::from_utf8_lossy(stderr)

@@ -10,7 +10,9 @@ use cordon::verdict::ResultCode;
 use cordon_tests::artifacts::*;
 use serde_json::json;
 
-use crate::harness::{Rig, behave, gone_within, limits, pids_in, plugin_cgroups, process, wasm};
+use crate::harness::{
+    Rig, behave, gone_within, limits, pids_in, plugin_cgroups, plugin_memory_cgroups, process, wasm,
+};
 
 /// Timeout given to hostile plugins.
 const TIMEOUT_MS: u64 = 1000;
@@ -51,13 +53,14 @@ const CASES: &[Case] = &[
         native_kind: &["timeout"],
         message: Some("timed out"),
     },
-    // Natively a failed allocation under RLIMIT_DATA aborts (SIGABRT) or exits non-zero.
+    // Natively its memory cgroup stops it (`memory_limit`); where there is none, a failed
+    // allocation under RLIMIT_DATA aborts (SIGABRT) or exits non-zero.
     Case {
         name: "membomb",
         wasm: WASM_HOSTILE_MEMBOMB,
         native: NATIVE_HOSTILE_MEMBOMB,
         wasm_kind: "memory_limit",
-        native_kind: &["signal", "exit_code"],
+        native_kind: &["memory_limit", "signal", "exit_code"],
         message: None,
     },
     Case {
@@ -236,11 +239,22 @@ async fn the_memory_bomb_never_gets_past_its_limit() {
             last < 64,
             "{runtime}: it held {last} MiB under a 64 MiB limit"
         );
-        // The host's own measure agrees for wasm: linear memory never passed the cap. A
-        // process's peak is not measured (the kernel's includes the forked copy of Cordon).
-        match runtime {
-            RuntimeKind::Wasm => assert!(outcome.peak_memory_bytes.unwrap() <= 64 << 20),
-            _ => assert_eq!(outcome.peak_memory_bytes, None, "{runtime}"),
+        // The host's own measure agrees: linear memory, or a process's memory cgroup, never
+        // passed the cap, and the cap is what stopped it. Natively without a memory cgroup the
+        // peak is not measured (the kernel's figure for a child includes the forked copy of
+        // Cordon), and what stops it is its own failed allocation under RLIMIT_DATA.
+        let bounded = runtime == RuntimeKind::Wasm
+            || cordon::executor::cgroup::cgroups().is_ok_and(|c| c.memory().is_ok());
+        if bounded {
+            let peak = outcome.peak_memory_bytes.expect("measured");
+            assert!(
+                (8 << 20..=64 << 20).contains(&peak),
+                "{runtime}: peak {peak}"
+            );
+            let kind = outcome.failure.as_ref().map(|f| f.kind());
+            assert_eq!(kind, Some("memory_limit"), "{runtime}: {outcome:?}");
+        } else {
+            assert_eq!(outcome.peak_memory_bytes, None, "{runtime}");
         }
     }
 }
@@ -618,6 +632,57 @@ async fn a_native_fork_bomb_is_stopped_at_max_processes_and_leaves_nothing() {
     let left = running(NATIVE_HOSTILE_FORK_BOMB, &["processes", "copy"]);
     assert!(left.is_empty(), "copies still running: {left:?}");
     next_scan_works(&rig, RuntimeKind::Process).await;
+}
+
+#[tokio::test]
+async fn max_memory_bytes_bounds_a_native_plugins_processes_together() {
+    // `membomb spread 4 24` starts four helpers that hold 24 MiB each at once, then exits 0
+    // with a clean verdict whatever became of them. Each is well under a 64 MiB limit; together
+    // they are 96 MiB. Its memory cgroup stops it, `memory_limit`, and the clean verdict it
+    // may still print counts for nothing: a plugin whose helper was killed did not scan as
+    // it meant to. At 128 MiB it passes, and its peak is all four together.
+    if plugin_memory_cgroups().is_none() {
+        return;
+    }
+    let rig = Rig::new();
+    let sample = rig.sample(b"some file", "file.txt");
+    for (max_memory_bytes, passes) in [(128 << 20, true), (64 << 20, false)] {
+        let plugin = rig.plugin(
+            "Spread",
+            Role::Scanner,
+            process_with(NATIVE_HOSTILE_MEMBOMB, &["spread", "4", "24"]),
+            Limits {
+                timeout: Duration::from_secs(120),
+                max_memory_bytes,
+                ..hostile_limits()
+            },
+        );
+        let outcome = rig.run(&plugin, &sample, &json!({})).await;
+        let v = contract::judge_scanner(RuntimeKind::Process, &outcome);
+        let stderr = String::from_utf8_lossy(&outcome.stderr);
+        let peak = outcome
+            .peak_memory_bytes
+            .expect("measured by its memory cgroup");
+        assert!(
+            peak <= max_memory_bytes,
+            "peak {peak} over {max_memory_bytes}"
+        );
+        if passes {
+            assert_eq!(v.code, ResultCode::CLEAN, "{outcome:?}");
+            assert!(stderr.contains("4 of 4 copies held 24 MiB"), "{stderr}");
+            assert!(
+                peak >= 96 << 20,
+                "peak {peak}: the four held 96 MiB at once"
+            );
+        } else {
+            assert_eq!(v.code, ResultCode::FAILED, "{outcome:?}");
+            let f = v.failure.expect("a Failed result has a reason");
+            assert_eq!(f.kind, "memory_limit", "{}; stderr: {stderr}", f.message);
+            assert!(f.message.contains("67108864 bytes"), "{}", f.message);
+        }
+        let left = running(NATIVE_HOSTILE_MEMBOMB, &["hold"]);
+        assert!(left.is_empty(), "helpers still running: {left:?}");
+    }
 }
 
 #[tokio::test]

@@ -108,14 +108,19 @@ async fn a_scanner_printing_the_seed_output_yields_the_seed_entry() {
 }
 
 /// A `post_action` object as the seed shows it: Cordon's additions to each detail taken out
-/// (`failure`, and `peak_processes`, a native post action's most processes at once where its
-/// cgroup keeps it: these scripts are one process).
+/// (`failure`; `peak_processes`, a native post action's most processes at once where its
+/// cgroup keeps it: these scripts are one process; and `peak_memory_bytes`, its memory
+/// cgroup's peak where it has one, which is under its limit).
 fn without_cordons_additions(pa: &mut serde_json::Value) {
     for detail in pa["details"].as_array_mut().unwrap() {
         let detail = detail.as_object_mut().unwrap();
         detail.remove("failure");
         if let Some(peak) = detail.remove("peak_processes") {
             assert_eq!(peak, json!(1), "{detail:?}");
+        }
+        if let Some(peak) = detail.remove("peak_memory_bytes") {
+            let limit = limits(20_000).max_memory_bytes;
+            assert!(peak.as_u64().is_some_and(|b| b > 0 && b <= limit), "{detail:?}");
         }
     }
 }

@@ -13,7 +13,7 @@ use cordon::tools::run::{RunOptions, RunReport, run_plugin};
 use cordon_tests::artifacts::*;
 use serde_json::{Value, json};
 
-use crate::harness::{Rig, plugin_cgroups};
+use crate::harness::{Rig, plugin_cgroups, plugin_memory_cgroups};
 
 const EICAR: &[u8] = br"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
 
@@ -306,8 +306,9 @@ async fn run_shows_each_example_s_result_as_the_host_records_it() {
             "{who}"
         );
         assert!(report.render().contains("contract  met"), "{who}");
-        // A wasm plugin's peak is its linear memory; a process's is not measured, and the
-        // report says so. Far from the limit, there is no hint about it.
+        // A wasm plugin's peak is its linear memory; a process's is its memory cgroup's,
+        // where it has one, and otherwise not measured, and the report says so. Far from the
+        // limit, there is no hint about it.
         let rendered = report.render();
         assert!(
             !rendered.contains("of max_memory_bytes"),
@@ -315,12 +316,19 @@ async fn run_shows_each_example_s_result_as_the_host_records_it() {
         );
         let memory = rendered
             .lines()
-            .find(|l| l.starts_with("memory "))
+            .find(|l| l.starts_with("memory    peak") || l.starts_with("memory    not"))
             .unwrap_or_default();
+        let measured_natively =
+            cordon::executor::cgroup::cgroups().is_ok_and(|c| c.memory().is_ok());
         match runtime {
+            RuntimeKind::Process if measured_natively => assert!(
+                report.peak_memory_bytes.is_some_and(|b| b > 0)
+                    && memory.ends_with(" bytes), all its processes together"),
+                "{who}: {memory:?}"
+            ),
             RuntimeKind::Process => assert!(
                 report.peak_memory_bytes.is_none()
-                    && memory.ends_with("not measured for a process"),
+                    && memory.ends_with("not measured for a process without a memory cgroup"),
                 "{who}: {memory:?}"
             ),
             _ => assert!(
@@ -758,4 +766,52 @@ async fn run_shows_how_many_processes_a_native_plugin_ran_at_once() {
     if keeps_peak {
         assert_eq!(report.peak_processes, Some(8), "{}", report.render());
     }
+}
+
+#[tokio::test]
+async fn run_shows_the_memory_a_native_plugins_processes_used_together() {
+    // `membomb spread 4 24`, started by a script: four helpers holding 24 MiB each at once.
+    // The report shows where `max_memory_bytes` is enforced for them together, and their
+    // peak, together.
+    let Some(cgroups) = plugin_memory_cgroups() else {
+        return;
+    };
+    let files = Files::new();
+    let sample = files.put("file.txt", b"some file");
+    let script = files.put(
+        "spread.sh",
+        format!("#!/bin/sh\nexec {NATIVE_HOSTILE_MEMBOMB} spread 4 24 \"$@\"\n").as_bytes(),
+    );
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let options = |max_memory_bytes| {
+        let mut options = with_timeout(20_000);
+        options.limits.max_memory_bytes = max_memory_bytes;
+        options.sandbox = NativeSandbox {
+            read: vec![PathBuf::from(NATIVE_HOSTILE_MEMBOMB), script.clone()],
+            ..NativeSandbox::default()
+        };
+        options
+    };
+    let report = run(script.to_str().unwrap(), &sample, options(128 << 20)).await;
+    let rendered = report.render();
+    assert!(report.contract_met, "{rendered}");
+    assert_eq!(
+        report.memory.as_deref(),
+        Some(
+            format!(
+                "all its processes together at most 128.0 MiB (134217728 bytes), in {}",
+                cgroups.memory().unwrap()
+            )
+            .as_str()
+        )
+    );
+    let peak = report.peak_memory_bytes.unwrap();
+    assert!((96 << 20..=128 << 20).contains(&peak), "{rendered}");
+    assert!(
+        rendered.contains(", all its processes together\n"),
+        "{rendered}"
+    );
+    let report = run(script.to_str().unwrap(), &sample, options(64 << 20)).await;
+    let violation = report.violation.as_ref().unwrap();
+    assert_eq!(violation.kind, "memory_limit", "{}", report.render());
 }

@@ -1,5 +1,7 @@
 //! A pids cgroup for each native plugin invocation: `max_processes` bounds the processes and
-//! threads it runs at once, and every one of them is killed at its end, wherever it went.
+//! threads it runs at once, and every one of them is killed at its end, wherever it went. And,
+//! where Cordon may use the memory controller, a memory cgroup: `max_memory_bytes` bounds the
+//! memory all of them use together, and the kernel tells when it was reached, and the peak.
 //!
 //! Without it, a plugin's fork bomb takes the machine's process table: measured here, a shell
 //! fork bomb under a 3 s timeout ran 18,000 to 26,000 processes within a second of its start,
@@ -23,6 +25,17 @@
 //! directories of processes that no longer run (a Cordon that crashed) are emptied, their
 //! processes killed, and removed.
 //!
+//! The memory cgroups are not made per invocation but kept in a pool, each reused by one
+//! invocation at a time (`memory.limit_in_bytes` or `memory.max` set, the peak reset, its count
+//! of OOM kills noted, at each use): a memory cgroup that is removed lives on, "dying", for as
+//! long as anything charged to it does (the page cache and the directory entries a plugin
+//! made), and at hundreds of invocations a second such cgroups would pile up in the kernel.
+//! - v1: `<Cordon's memory cgroup>/cordon-<pid>/m<k>`, which the child joins beside its pids
+//!   cgroup (two writes of `0` to `tasks`).
+//! - v2: `<Cordon's cgroup>/cordon-<pid>/m<k>/<n>`: the invocation's pids cgroup is a child of
+//!   its memory cgroup, which gives its children only the pids controller, so that its memory
+//!   is charged to `m<k>`.
+//!
 //! Written here rather than taken from a crate: the join runs between `fork` and `exec`,
 //! where nothing may allocate, and what Cordon needs is four files.
 
@@ -30,8 +43,8 @@ use std::ffi::CString;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use rustix::fs::{Mode, OFlags};
@@ -53,6 +66,19 @@ pub struct Cgroups {
     /// `<Cordon's cgroup>/cordon-<pid>`.
     parent: PathBuf,
     next: AtomicU64,
+    /// The plugins' memory cgroups, or why there are none.
+    memory: Result<MemoryPool, String>,
+}
+
+/// The reusable memory cgroups of this process's plugins.
+#[derive(Debug)]
+struct MemoryPool {
+    /// v1: `<Cordon's memory cgroup>/cordon-<pid>`; v2: the same directory as `parent`.
+    parent: PathBuf,
+    /// The numbers `k` of the `m<k>` that no invocation uses, empty of processes.
+    free: Mutex<Vec<u64>>,
+    /// The next `k` to make.
+    next: AtomicU64,
 }
 
 static CGROUPS: OnceLock<Result<Cgroups, String>> = OnceLock::new();
@@ -66,8 +92,21 @@ pub fn cgroups() -> Result<&'static Cgroups, &'static str> {
                 .map_err(|e| format!("cannot read /proc/self/cgroup: {e}"))?;
             let mounts = std::fs::read_to_string("/proc/self/mountinfo")
                 .map_err(|e| format!("cannot read /proc/self/mountinfo: {e}"))?;
-            let (version, dir) = own_pids_cgroup(&own, &mounts)?;
-            Cgroups::set_up(version, &dir)
+            let (version, dir) = own_cgroup(&own, &mounts, "pids")?;
+            let memory = own_cgroup(&own, &mounts, "memory").and_then(|(v, memory)| {
+                if v != version {
+                    Err(format!(
+                        "the memory controller is in the other cgroup file system than pids \
+                         ({})",
+                        memory.display()
+                    ))
+                } else if version == Version::V1 && memory == dir {
+                    Err("the memory and pids controllers share one v1 hierarchy".to_owned())
+                } else {
+                    Ok(memory)
+                }
+            });
+            Cgroups::set_up(version, &dir, memory)
         })
         .as_ref()
         .map_err(String::as_str)
@@ -79,13 +118,16 @@ pub fn cgroups() -> Result<&'static Cgroups, &'static str> {
 pub fn release() {
     if let Some(Ok(cgroups)) = CGROUPS.get() {
         remove_tree(&cgroups.parent);
+        if let Ok(memory) = &cgroups.memory {
+            remove_tree(&memory.parent);
+        }
     }
 }
 
-/// The directory of this process's cgroup in the hierarchy that has the `pids` controller,
-/// from `/proc/self/cgroup` and `/proc/self/mountinfo`: a v1 `pids` hierarchy when there is
-/// one, else the v2 one.
-fn own_pids_cgroup(own: &str, mountinfo: &str) -> Result<(Version, PathBuf), String> {
+/// The directory of this process's cgroup in the hierarchy that has `controller` (`pids`,
+/// `memory`), from `/proc/self/cgroup` and `/proc/self/mountinfo`: a v1 hierarchy of that
+/// controller when there is one, else the v2 one.
+fn own_cgroup(own: &str, mountinfo: &str, controller: &str) -> Result<(Version, PathBuf), String> {
     let mut v2 = None;
     for line in own.lines() {
         let mut parts = line.splitn(3, ':');
@@ -93,18 +135,20 @@ fn own_pids_cgroup(own: &str, mountinfo: &str) -> Result<(Version, PathBuf), Str
         else {
             continue;
         };
-        if controllers.split(',').any(|c| c == "pids") {
+        if controllers.split(',').any(|c| c == controller) {
             let mount = mount_of(mountinfo, |fstype, options| {
-                fstype == "cgroup" && options.split(',').any(|o| o == "pids")
+                fstype == "cgroup" && options.split(',').any(|o| o == controller)
             })
-            .ok_or("the cgroup v1 pids hierarchy is not mounted")?;
+            .ok_or_else(|| format!("the cgroup v1 {controller} hierarchy is not mounted"))?;
             return Ok((Version::V1, mount.join_cgroup(path)?));
         }
         if id == "0" && controllers.is_empty() {
             v2 = Some(path);
         }
     }
-    let path = v2.ok_or("this kernel has no pids controller (no cgroup lists it)")?;
+    let path = v2.ok_or_else(|| {
+        format!("this kernel has no {controller} controller (no cgroup lists it)")
+    })?;
     let mount = mount_of(mountinfo, |fstype, _| fstype == "cgroup2")
         .ok_or("the cgroup v2 hierarchy is not mounted")?;
     Ok((Version::V2, mount.join_cgroup(path)?))
@@ -178,19 +222,18 @@ fn unescape(field: &str) -> String {
 
 impl Cgroups {
     /// Make this process's directory of plugin cgroups under `dir`, its own cgroup, after
-    /// removing those of processes that no longer run.
-    fn set_up(version: Version, dir: &Path) -> Result<Cgroups, String> {
+    /// removing those of processes that no longer run; and its pool of memory cgroups under
+    /// `memory` (its own memory cgroup, or why there is none), where it may.
+    fn set_up(
+        version: Version,
+        dir: &Path,
+        memory: Result<PathBuf, String>,
+    ) -> Result<Cgroups, String> {
         let me = rustix::process::getpid().as_raw_pid();
-        if let Err(e) = rustix::fs::access(dir, rustix::fs::Access::WRITE_OK) {
-            return Err(format!(
-                "Cordon may not make cgroups in its own, {} ({e}): run it as root, or with its \
-                 cgroup delegated to it (Delegate=pids in deploy/cordon.service)",
-                dir.display()
-            ));
-        }
+        may_write(dir)?;
         remove_stale(dir);
         if version == Version::V2 {
-            enable_pids(dir)?;
+            enable(dir, "pids")?;
         }
         let parent = dir.join(format!("cordon-{me}"));
         // A directory of this pid's is a crashed process's, which had the same pid.
@@ -205,10 +248,35 @@ impl Cgroups {
                 parent.display()
             ));
         }
+        let memory = memory.and_then(|memory| match version {
+            Version::V1 => {
+                may_write(&memory)?;
+                remove_stale(&memory);
+                let mine = memory.join(format!("cordon-{me}"));
+                remove_tree(&mine);
+                make_dir(&mine).map_err(|e| format!("cannot make {}: {e}", mine.display()))?;
+                Ok(mine)
+            }
+            Version::V2 => {
+                enable(dir, "memory")?;
+                write(&parent.join("cgroup.subtree_control"), "+memory").map_err(|e| {
+                    format!(
+                        "cannot give {} the memory controller: {e}",
+                        parent.display()
+                    )
+                })?;
+                Ok(parent.clone())
+            }
+        });
         Ok(Cgroups {
             version,
             parent,
             next: AtomicU64::new(0),
+            memory: memory.map(|parent| MemoryPool {
+                parent,
+                free: Mutex::new(Vec::new()),
+                next: AtomicU64::new(0),
+            }),
         })
     }
 
@@ -224,16 +292,42 @@ impl Cgroups {
         )
     }
 
+    /// Where the plugins' memory cgroups are, or why there are none: then `max_memory_bytes`
+    /// bounds each process of a plugin (`RLIMIT_DATA`), not all of them together.
+    pub fn memory(&self) -> Result<String, &str> {
+        match &self.memory {
+            Ok(pool) => Ok(format!("a memory cgroup in {}", pool.parent.display())),
+            Err(why) => Err(why),
+        }
+    }
+
     /// The directory of this process's plugins' cgroups: a cgroup itself.
     pub fn dir(&self) -> &Path {
         &self.parent
     }
 
-    /// A new cgroup that holds at most `max_processes` processes and threads.
-    pub fn create(&self, max_processes: u32) -> io::Result<PluginCgroup> {
+    /// A new cgroup that holds at most `max_processes` processes and threads, in a memory
+    /// cgroup that bounds them to `max_memory_bytes` together where there is a pool of them.
+    pub fn create(
+        &'static self,
+        max_processes: u32,
+        max_memory_bytes: u64,
+    ) -> io::Result<PluginCgroup> {
+        let memory = match &self.memory {
+            Ok(pool) => Some(pool.lease(self.version, max_memory_bytes)?),
+            Err(_) => None,
+        };
         let n = self.next.fetch_add(1, Ordering::Relaxed);
-        let dir = self.parent.join(n.to_string());
-        make_dir(&dir)?;
+        let dir = match (&memory, self.version) {
+            (Some(memory), Version::V2) => memory.dir.join(n.to_string()),
+            _ => self.parent.join(n.to_string()),
+        };
+        if let Err(e) = make_dir(&dir) {
+            if let Some(memory) = &memory {
+                memory.give_back();
+            }
+            return Err(e);
+        }
         // The child joins before `exec`, when it is one thread: in v1 it moves that thread
         // alone (`tasks`), which spares the kernel's global lock on moving whole processes
         // (`cgroup_threadgroup_rwsem`, whose write side waits for an RCU grace period).
@@ -248,35 +342,150 @@ impl Cgroups {
             procs: CString::new(dir.join(join).as_os_str().as_bytes()).map_err(io::Error::other)?,
             kill_file: (self.version == Version::V2).then(|| dir.join("cgroup.kill")),
             dir,
+            memory,
+            removed: AtomicBool::new(false),
         };
         if let Err(e) = write(&cgroup.dir.join("pids.max"), &max_processes.to_string()) {
-            let _ = rustix::fs::rmdir(&cgroup.dir);
+            cgroup.remove();
             return Err(e);
         }
         Ok(cgroup)
     }
 }
 
+impl MemoryPool {
+    /// A memory cgroup of the pool, free or new, set for one invocation: its limit
+    /// `max_bytes` (and no swap, where the kernel accounts it), its peak reset, its OOM kills
+    /// counted from here.
+    fn lease(&'static self, version: Version, max_bytes: u64) -> io::Result<MemoryLease> {
+        let reused = self.free.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        if let Some(k) = reused {
+            match self.set_up_lease(version, k, max_bytes, false) {
+                Ok(lease) => return Ok(lease),
+                // Most likely a v1 limit below what earlier invocations left charged to it
+                // that the kernel could not reclaim (`EBUSY`): a new one instead.
+                Err(e) => {
+                    tracing::debug!(error = %e, "a plugin memory cgroup was not reused");
+                    let _ = rustix::fs::rmdir(self.parent.join(format!("m{k}")));
+                }
+            }
+        }
+        let k = self.next.fetch_add(1, Ordering::Relaxed);
+        let dir = self.parent.join(format!("m{k}"));
+        make_dir(&dir)?;
+        let made = (|| {
+            if version == Version::V2 {
+                // Its children (the invocations' pids cgroups) get no memory controller of
+                // their own: their memory is charged here.
+                write(&dir.join("cgroup.subtree_control"), "+pids")?;
+            }
+            self.set_up_lease(version, k, max_bytes, true)
+        })();
+        if made.is_err() {
+            let _ = rustix::fs::rmdir(&dir);
+        }
+        made
+    }
+
+    fn set_up_lease(
+        &'static self,
+        version: Version,
+        k: u64,
+        max_bytes: u64,
+        fresh: bool,
+    ) -> io::Result<MemoryLease> {
+        let dir = self.parent.join(format!("m{k}"));
+        let mut peak = None;
+        let (tasks, oom_file) = match version {
+            Version::V1 => {
+                let limit = max_bytes.to_string();
+                let memsw = dir.join("memory.memsw.limit_in_bytes");
+                // Where swap is accounted, memory and swap together may never be less than
+                // memory alone: raised first when the new limit is above it (`EINVAL`), then
+                // set to the limit: memory swapped out is memory used all the same.
+                if write(&dir.join("memory.limit_in_bytes"), &limit).is_err() {
+                    let _ = write(&memsw, &limit);
+                    write(&dir.join("memory.limit_in_bytes"), &limit)?;
+                }
+                let _ = write(&memsw, &limit);
+                // Only the high-water mark since this write.
+                write(&dir.join("memory.max_usage_in_bytes"), "0")?;
+                let tasks = CString::new(dir.join("tasks").as_os_str().as_bytes())
+                    .map_err(io::Error::other)?;
+                (Some(tasks), dir.join("memory.oom_control"))
+            }
+            Version::V2 => {
+                write(&dir.join("memory.max"), &max_bytes.to_string())?;
+                // Memory swapped out is memory used all the same: none (where swap is
+                // accounted at all).
+                let _ = write(&dir.join("memory.swap.max"), "0");
+                // One process out of memory stops them all.
+                let _ = write(&dir.join("memory.oom.group"), "1");
+                // The peak since this descriptor's reset (Linux 6.12), else since the cgroup
+                // was made, which is this invocation's only in a new one.
+                let file = std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open(dir.join("memory.peak"));
+                peak = match file {
+                    Ok(file) if std::io::Write::write_all(&mut &file, b"reset\n").is_ok() => {
+                        Some(PeakSource::Descriptor(file))
+                    }
+                    _ if fresh => Some(PeakSource::File(dir.join("memory.peak"))),
+                    _ => None,
+                };
+                (None, dir.join("memory.events"))
+            }
+        };
+        if version == Version::V1 {
+            peak = Some(PeakSource::File(dir.join("memory.max_usage_in_bytes")));
+        }
+        let oom_kills_before = oom_kills_in(&oom_file);
+        Ok(MemoryLease {
+            pool: self,
+            k,
+            dir,
+            tasks,
+            oom_file,
+            oom_kills_before,
+            peak,
+        })
+    }
+}
+
+/// Whether Cordon may make cgroups in `dir`, its own cgroup.
+fn may_write(dir: &Path) -> Result<(), String> {
+    rustix::fs::access(dir, rustix::fs::Access::WRITE_OK).map_err(|e| {
+        format!(
+            "Cordon may not make cgroups in its own, {} ({e}): run it as root, or with its \
+             cgroup delegated to it (Delegate=pids memory in deploy/cordon.service)",
+            dir.display()
+        )
+    })?;
+    Ok(())
+}
+
 /// The v2 rule that a cgroup with processes gives its children no controller: move this
 /// process into a child `supervisor` of `dir` (only when it is alone there), then give
-/// `dir`'s children the pids controller.
-fn enable_pids(dir: &Path) -> Result<(), String> {
+/// `dir`'s children `controller`.
+fn enable(dir: &Path, controller: &str) -> Result<(), String> {
     let read = |name: &str| {
         std::fs::read_to_string(dir.join(name))
             .map_err(|e| format!("cannot read {}: {e}", dir.join(name).display()))
     };
     if !read("cgroup.controllers")?
         .split_whitespace()
-        .any(|c| c == "pids")
+        .any(|c| c == controller)
     {
         return Err(format!(
-            "Cordon's cgroup {} has no pids controller (its parent does not give it one)",
+            "Cordon's cgroup {} has no {controller} controller (its parent does not give it \
+             one)",
             dir.display()
         ));
     }
     if read("cgroup.subtree_control")?
         .split_whitespace()
-        .any(|c| c == "pids")
+        .any(|c| c == controller)
     {
         return Ok(());
     }
@@ -294,23 +503,30 @@ fn enable_pids(dir: &Path) -> Result<(), String> {
         ));
     }
     let supervisor = dir.join("supervisor");
-    make_dir(&supervisor)
-        .or_else(|e| {
-            if e.kind() == io::ErrorKind::AlreadyExists {
-                Ok(())
-            } else {
-                Err(e)
-            }
-        })
-        .and_then(|()| write(&supervisor.join("cgroup.procs"), &me.to_string()))
-        .and_then(|()| write(&dir.join("cgroup.subtree_control"), "+pids"))
-        .map_err(|e| {
-            format!(
-                "cannot move Cordon into {} and give {}'s children the pids controller: {e}",
-                supervisor.display(),
-                dir.display()
-            )
-        })
+    let moved = read("cgroup.procs")?.split_whitespace().next().is_none();
+    let step = || -> io::Result<()> {
+        if !moved {
+            make_dir(&supervisor).or_else(|e| {
+                if e.kind() == io::ErrorKind::AlreadyExists {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            })?;
+            write(&supervisor.join("cgroup.procs"), &me.to_string())?;
+        }
+        write(
+            &dir.join("cgroup.subtree_control"),
+            &format!("+{controller}"),
+        )
+    };
+    step().map_err(|e| {
+        format!(
+            "cannot move Cordon into {} and give {}'s children the {controller} controller: {e}",
+            supervisor.display(),
+            dir.display()
+        )
+    })
 }
 
 /// Empty and remove the `cordon-<pid>` directories in `dir` whose process no longer runs.
@@ -368,19 +584,102 @@ pub struct PluginCgroup {
     procs: CString,
     /// v2's `cgroup.kill` (Linux 5.14), which kills every process in the cgroup at once.
     kill_file: Option<PathBuf>,
+    /// Its memory cgroup, where there is a pool of them.
+    memory: Option<MemoryLease>,
+    /// Whether [`PluginCgroup::remove`] ran.
+    removed: AtomicBool,
+}
+
+/// A memory cgroup of the pool, used by one invocation.
+#[derive(Debug)]
+struct MemoryLease {
+    pool: &'static MemoryPool,
+    k: u64,
+    dir: PathBuf,
+    /// v1: its `tasks`, which the child writes `0` to beside its pids cgroup's. v2: none (the
+    /// pids cgroup is its child).
+    tasks: Option<CString>,
+    /// `memory.oom_control` (v1) or `memory.events` (v2), which count its OOM kills.
+    oom_file: PathBuf,
+    oom_kills_before: u64,
+    /// Where its peak since the lease is read, where the kernel keeps one.
+    peak: Option<PeakSource>,
+}
+
+#[derive(Debug)]
+enum PeakSource {
+    /// A file to read: v1's `memory.max_usage_in_bytes` (reset at the lease), v2's
+    /// `memory.peak` of a new cgroup.
+    File(PathBuf),
+    /// v2's `memory.peak`, open since its reset through this descriptor (Linux 6.12).
+    Descriptor(std::fs::File),
+}
+
+impl MemoryLease {
+    /// Back to the pool, if nothing runs in it any more.
+    fn give_back(&self) {
+        let empty = std::fs::read_to_string(self.dir.join("cgroup.procs"))
+            .is_ok_and(|procs| procs.trim().is_empty());
+        if empty {
+            self.pool
+                .free
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(self.k);
+        }
+    }
+}
+
+/// The `oom_kill` count of a `memory.oom_control` (v1, Linux 4.13) or `memory.events` (v2).
+fn oom_kills_in(file: &Path) -> u64 {
+    std::fs::read_to_string(file)
+        .ok()
+        .and_then(|text| {
+            text.lines().find_map(|l| {
+                l.strip_prefix("oom_kill ")
+                    .and_then(|n| n.trim().parse::<u64>().ok())
+            })
+        })
+        .unwrap_or(0)
 }
 
 impl PluginCgroup {
-    /// Move the calling process into this cgroup. For the forked child before `exec`: no
-    /// allocation, three system calls.
+    /// Move the calling process into this cgroup (and, in v1, into its memory cgroup). For
+    /// the forked child before `exec`: no allocation, three or six system calls.
     pub fn join(&self) -> io::Result<()> {
-        let fd = rustix::fs::open(
-            self.procs.as_c_str(),
-            OFlags::WRONLY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )?;
-        rustix::io::write(&fd, b"0")?;
-        Ok(())
+        if let Some(tasks) = self.memory.as_ref().and_then(|m| m.tasks.as_ref()) {
+            join_by(tasks)?;
+        }
+        join_by(&self.procs)
+    }
+
+    /// Whether its processes' memory is bounded together (`max_memory_bytes`), by a memory
+    /// cgroup.
+    pub fn bounds_memory(&self) -> bool {
+        self.memory.is_some()
+    }
+
+    /// How many of its processes the kernel killed for using more memory than
+    /// `max_memory_bytes`, together, allows.
+    pub fn oom_kills(&self) -> u64 {
+        self.memory.as_ref().map_or(0, |m| {
+            oom_kills_in(&m.oom_file).saturating_sub(m.oom_kills_before)
+        })
+    }
+
+    /// The most memory its processes used at once, together, where the kernel tells: what
+    /// is charged to its memory cgroup (their pages, the page cache they brought in, the
+    /// kernel's memory for them).
+    pub fn peak_memory(&self) -> Option<u64> {
+        let text = match self.memory.as_ref()?.peak.as_ref()? {
+            PeakSource::File(path) => std::fs::read_to_string(path).ok()?,
+            PeakSource::Descriptor(file) => {
+                let mut buf = [0u8; 32];
+                let n = rustix::io::pread(file, &mut buf, 0).ok()?;
+                String::from_utf8_lossy(&buf[..n]).into_owned()
+            }
+        };
+        text.trim().parse().ok()
     }
 
     /// How many times a `fork` or a new thread was refused for `max_processes`.
@@ -410,20 +709,28 @@ impl PluginCgroup {
         kill_all_in(&self.dir, self.kill_file.as_deref(), REMOVE_GRACE)
     }
 
-    /// Kill what is left in it and remove it. Blocking.
+    /// Kill what is left in it and remove it; its memory cgroup goes back to the pool, empty.
+    /// Once: later calls do nothing. Blocking.
     pub fn remove(&self) {
-        // Empty already, most often (the plugin exited and its cgroup was emptied then): an
-        // empty cgroup stays empty, and `rmdir` refuses one that is not (`EBUSY`).
-        if rustix::fs::rmdir(&self.dir).is_ok() {
+        if self.removed.swap(true, Ordering::SeqCst) {
             return;
         }
-        self.kill_all();
-        if let Err(e) = rustix::fs::rmdir(&self.dir) {
-            tracing::warn!(
-                cgroup = %self.dir.display(),
-                error = %e,
-                "could not remove a plugin's cgroup"
-            );
+        // Empty already, most often (the plugin exited and its cgroup was emptied then): an
+        // empty cgroup stays empty, and `rmdir` refuses one that is not (`EBUSY`).
+        if rustix::fs::rmdir(&self.dir).is_err() {
+            self.kill_all();
+            if let Err(e) = rustix::fs::rmdir(&self.dir) {
+                tracing::warn!(
+                    cgroup = %self.dir.display(),
+                    error = %e,
+                    "could not remove a plugin's cgroup"
+                );
+                // Its memory cgroup holds what outlived the kill: not for another plugin.
+                return;
+            }
+        }
+        if let Some(memory) = &self.memory {
+            memory.give_back();
         }
     }
 }
@@ -493,6 +800,17 @@ fn kill_listed(pids: &[i32], listed: &dyn Fn() -> Vec<i32>) {
     }
 }
 
+/// Write `0` to the cgroup file `file`: moves the caller there. No allocation.
+fn join_by(file: &CString) -> io::Result<()> {
+    let fd = rustix::fs::open(
+        file.as_c_str(),
+        OFlags::WRONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    rustix::io::write(&fd, b"0")?;
+    Ok(())
+}
+
 fn make_dir(dir: &Path) -> io::Result<()> {
     rustix::fs::mkdir(dir, Mode::from_raw_mode(0o755)).map_err(io::Error::from)
 }
@@ -522,22 +840,22 @@ mod tests {
     fn a_v1_pids_hierarchy_is_preferred_and_its_mount_root_taken_off() {
         let own = "12:pids:/docker/abc/inner\n4:cpu,cpuacct:/docker/abc\n0::/docker/abc\n";
         assert_eq!(
-            own_pids_cgroup(own, MOUNTS).unwrap(),
+            own_cgroup(own, MOUNTS, "pids").unwrap(),
             (Version::V1, PathBuf::from("/sys/fs/cgroup/pids/inner"))
         );
         // A cgroup outside the mounted part of the hierarchy has no directory to write in.
         let outside = "12:pids:/elsewhere\n";
-        let e = own_pids_cgroup(outside, MOUNTS).unwrap_err();
+        let e = own_cgroup(outside, MOUNTS, "pids").unwrap_err();
         assert!(e.contains("outside the part of the hierarchy"), "{e}");
         // `/docker/abcdef` is not below `/docker/abc`.
-        assert!(own_pids_cgroup("12:pids:/docker/abcdef\n", MOUNTS).is_err());
+        assert!(own_cgroup("12:pids:/docker/abcdef\n", MOUNTS, "pids").is_err());
     }
 
     #[test]
     fn without_a_v1_pids_hierarchy_the_v2_one_is_used() {
         let own = "4:cpu,cpuacct:/\n0::/system.slice/cordon.service\n";
         assert_eq!(
-            own_pids_cgroup(own, MOUNTS).unwrap(),
+            own_cgroup(own, MOUNTS, "pids").unwrap(),
             (
                 Version::V2,
                 PathBuf::from("/sys/fs/cgroup/unified/system.slice/cordon.service")
@@ -545,18 +863,18 @@ mod tests {
         );
         let v2_only = "30 25 0:26 / /sys/fs/cgroup rw shared:4 - cgroup2 cgroup2 rw\n";
         assert_eq!(
-            own_pids_cgroup("0::/\n", v2_only).unwrap(),
+            own_cgroup("0::/\n", v2_only, "pids").unwrap(),
             (Version::V2, PathBuf::from("/sys/fs/cgroup"))
         );
-        let e = own_pids_cgroup("0::/\n", "").unwrap_err();
+        let e = own_cgroup("0::/\n", "", "pids").unwrap_err();
         assert!(e.contains("not mounted"), "{e}");
-        let e = own_pids_cgroup("4:cpu:/\n", MOUNTS).unwrap_err();
+        let e = own_cgroup("4:cpu:/\n", MOUNTS, "pids").unwrap_err();
         assert!(e.contains("no pids controller"), "{e}");
     }
 
     /// A directory laid out as a v2 cgroup with `controllers`, `subtree_control` and `procs`,
     /// and the `supervisor` child's `cgroup.procs` the kernel would make with it: for the
-    /// steps of [`enable_pids`], not the kernel's rules (this machine may have no v2 `pids`).
+    /// steps of [`enable`], not the kernel's rules (this machine may have no v2 `pids`).
     fn fake_v2(controllers: &str, subtree_control: &str, procs: &str) -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
         for (name, text) in [
@@ -580,24 +898,24 @@ mod tests {
 
         // Alone in its cgroup: it moves into `supervisor`, then gives the children `pids`.
         let alone = fake_v2("cpu memory pids\n", "\n", &format!("{me}\n"));
-        enable_pids(alone.path()).unwrap();
+        enable(alone.path(), "pids").unwrap();
         assert_eq!(read(&alone, "supervisor/cgroup.procs"), me.to_string());
         assert_eq!(read(&alone, "cgroup.subtree_control"), "+pids");
 
         // Already given: nothing moves.
         let given = fake_v2("pids\n", "pids\n", "");
-        enable_pids(given.path()).unwrap();
+        enable(given.path(), "pids").unwrap();
         assert_eq!(read(&given, "supervisor/cgroup.procs"), "");
 
         // Not alone: it moves no other process, and says why.
         let shared = fake_v2("pids\n", "\n", &format!("{me}\n4242\n"));
-        let e = enable_pids(shared.path()).unwrap_err();
+        let e = enable(shared.path(), "pids").unwrap_err();
         assert!(e.contains("with other processes ([4242])"), "{e}");
         assert_eq!(read(&shared, "supervisor/cgroup.procs"), "");
         assert_eq!(read(&shared, "cgroup.subtree_control"), "\n");
 
         // No `pids` from the parent.
-        let e = enable_pids(fake_v2("cpu memory\n", "\n", "").path()).unwrap_err();
+        let e = enable(fake_v2("cpu memory\n", "\n", "").path(), "pids").unwrap_err();
         assert!(e.contains("has no pids controller"), "{e}");
     }
 
@@ -614,7 +932,7 @@ mod tests {
             eprintln!("no cgroup Cordon may make here: not tested");
             return;
         };
-        let cgroup = Arc::new(cgroups.create(3).unwrap());
+        let cgroup = Arc::new(cgroups.create(3, 256 << 20).unwrap());
         assert_eq!(cgroup.limit_hits(), 0);
         // A shell in the cgroup that starts sleepers in the background: two fit beside it,
         // the third is refused, and the shell (dash, bash) gives up. The two are left running
@@ -651,6 +969,96 @@ mod tests {
     }
 
     #[test]
+    fn a_memory_cgroup_bounds_its_processes_together_and_is_reused_afresh() {
+        let Ok(cgroups) = cgroups() else {
+            eprintln!("no cgroup Cordon may make here: not tested");
+            return;
+        };
+        let Ok(pool) = &cgroups.memory else {
+            eprintln!("no memory cgroup Cordon may make here: not tested");
+            return;
+        };
+        // A pool of its own, which the tests running beside it do not take from.
+        let pids = cgroups.parent.join("memory-test");
+        make_dir(&pids).unwrap();
+        let memory_dir = match cgroups.version {
+            Version::V1 => pool.parent.join("memory-test"),
+            Version::V2 => pids.clone(),
+        };
+        match cgroups.version {
+            Version::V1 => make_dir(&memory_dir).unwrap(),
+            Version::V2 => write(&pids.join("cgroup.subtree_control"), "+pids +memory").unwrap(),
+        }
+        let cgroups: &'static Cgroups = Box::leak(Box::new(Cgroups {
+            version: cgroups.version,
+            parent: pids.clone(),
+            next: AtomicU64::new(0),
+            memory: Ok(MemoryPool {
+                parent: memory_dir.clone(),
+                free: Mutex::new(Vec::new()),
+                next: AtomicU64::new(0),
+            }),
+        }));
+        let run = |cgroup: &Arc<PluginCgroup>, script: &str| {
+            let join = Arc::clone(cgroup);
+            let mut command = std::process::Command::new("/bin/sh");
+            command
+                .arg("-c")
+                .arg(script)
+                .stderr(std::process::Stdio::null());
+            // SAFETY: `join` makes only `open` and `write` calls.
+            unsafe {
+                command.pre_exec(move || join.join());
+            }
+            command.output().unwrap()
+        };
+        // A shell that keeps 100 MB of text in a variable, in 32 MiB: killed by the kernel,
+        // which says so, with the peak at the limit.
+        let cgroup = Arc::new(cgroups.create(8, 32 << 20).unwrap());
+        assert!(cgroup.bounds_memory());
+        assert_eq!(cgroup.oom_kills(), 0);
+        let out = run(
+            &cgroup,
+            "x=$(head -c 100000000 /dev/zero | tr '\\0' a); echo kept",
+        );
+        assert!(!String::from_utf8_lossy(&out.stdout).contains("kept"));
+        assert!(cgroup.oom_kills() >= 1);
+        let peak = cgroup.peak_memory().unwrap();
+        assert!((16 << 20..=32 << 20).contains(&peak), "peak {peak}");
+        let first = cgroup.memory.as_ref().unwrap().dir.clone();
+        cgroup.remove();
+
+        // The next invocation gets the same memory cgroup back, set for it: its limit, no OOM
+        // kill and a peak of its own.
+        let next = Arc::new(cgroups.create(8, 64 << 20).unwrap());
+        let memory = next.memory.as_ref().unwrap();
+        assert_eq!(memory.dir, first, "reused");
+        assert_eq!(
+            next.oom_kills(),
+            0,
+            "the last one's OOM kill is not this one's"
+        );
+        let limit_file = match cgroups.version {
+            Version::V1 => "memory.limit_in_bytes",
+            Version::V2 => "memory.max",
+        };
+        let limit = std::fs::read_to_string(memory.dir.join(limit_file)).unwrap();
+        assert_eq!(limit.trim(), (64u64 << 20).to_string());
+        let out = run(&next, "head -c 20000000 /dev/zero | tr '\\0' a | wc -c");
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "20000000");
+        assert_eq!(next.oom_kills(), 0);
+        if let Some(peak) = next.peak_memory() {
+            assert!(
+                peak < 16 << 20,
+                "the last one's peak is not this one's: {peak}"
+            );
+        }
+        next.remove();
+        remove_tree(&pids);
+        remove_tree(&memory_dir);
+    }
+
+    #[test]
     fn the_cgroups_of_a_cordon_that_is_gone_are_emptied_and_removed() {
         let Ok(cgroups) = cgroups() else {
             eprintln!("no cgroup Cordon may make here: not tested");
@@ -670,6 +1078,8 @@ mod tests {
             procs: CString::new(dir.join("cgroup.procs").as_os_str().as_bytes()).unwrap(),
             kill_file: None,
             dir,
+            memory: None,
+            removed: AtomicBool::new(false),
         });
         let join = Arc::clone(&left);
         let mut command = std::process::Command::new("sleep");
@@ -680,7 +1090,7 @@ mod tests {
         }
         let mut plugin = command.spawn().unwrap();
         // And the cgroups of this process, which runs, are left alone.
-        let mine = cgroups.create(4).unwrap();
+        let mine = cgroups.create(4, 256 << 20).unwrap();
 
         remove_stale(base);
 

@@ -324,6 +324,17 @@ pub fn log_native_sandbox<'a>(plugins: impl IntoIterator<Item = &'a Plugin>, ser
                  deploy/cordon.service bounds Cordon and its plugins together)"
             ),
         }
+        match cgroup::cgroups().map(|c| c.memory()) {
+            Ok(Ok(memory)) => tracing::info!(
+                "each native plugin's processes run in {memory}: at most its max_memory_bytes \
+                 together"
+            ),
+            Ok(Err(why)) | Err(why) => tracing::warn!(
+                "native plugins' max_memory_bytes bounds each of their processes \
+                 (RLIMIT_DATA), not all of a plugin's together: {why} (MemoryMax in \
+                 deploy/cordon.service bounds Cordon and its plugins together)"
+            ),
+        }
     }
     if native && rustix::process::geteuid().is_root() {
         tracing::warn!(

@@ -9,8 +9,9 @@
 //! environment and nothing inherited (but `TMPDIR`, its working directory, unless configured),
 //! in a fresh empty working directory (removed afterwards), in a process group of its own,
 //! in a pids cgroup of its own where Cordon may make one (`pids.max` = `max_processes`: see
-//! `cgroup.rs`), under rlimits (`RLIMIT_DATA` = `max_memory_bytes`, `RLIMIT_AS` = 4 × that as
-//! a backstop, `RLIMIT_CPU` = the timeout rounded up to whole seconds + 1 s soft / + 2 s
+//! `cgroup.rs`) and a memory cgroup where it may use that controller (its limit
+//! `max_memory_bytes`, for all the plugin's processes together), under rlimits (`RLIMIT_DATA`
+//! = `max_memory_bytes` where there is no memory cgroup, `RLIMIT_AS` = 4 × that as a backstop, `RLIMIT_CPU` = the timeout rounded up to whole seconds + 1 s soft / + 2 s
 //! hard, `RLIMIT_NOFILE` = `max_open_files`, `RLIMIT_FSIZE` = `max_disk_bytes`, no core
 //! dumps), first for the OOM killer (`oom_score_adj` 1000: see [`prefer_for_oom_kill`]), with
 //! `no_new_privs` and without any capability (a Cordon run as root runs its plugins as root,
@@ -37,8 +38,10 @@
 //!   not a running plugin is killed and reaped (it is done with a cgroup as well, to reap
 //!   them). A library user without cgroups that spawns processes of its own does not call it,
 //!   and keeps only the group kill;
-//! - a `fork` or a thread its cgroup refuses stops it, and the outcome is `process_limit`
-//!   (looked for every 50 ms while it runs, and at its end);
+//! - a `fork` or a thread its cgroup refuses stops it, and the outcome is `process_limit`;
+//!   one of its processes killed by the kernel because they used more than `max_memory_bytes`
+//!   together stops it too, and the outcome is `memory_limit`, even when the plugin went on
+//!   and printed a verdict (looked for every 50 ms while it runs, and at its end);
 //! - at most `max_stdout_bytes` / `max_stderr_bytes` are kept; one byte more kills the
 //!   process group at once and the outcome is `output_too_large`;
 //! - its working directory is measured while it runs ([`watch_disk`]); once it holds more than
@@ -83,7 +86,7 @@ const READ_CHUNK: usize = 64 * 1024;
 const SPAWN_ATTEMPTS: u32 = 5;
 
 /// `RLIMIT_AS` is this many times `max_memory_bytes` (saturating): a backstop for memory that
-/// `RLIMIT_DATA` does not count, with room for the address space that shared libraries and
+/// `RLIMIT_DATA` does not count (where no memory cgroup counts it), with room for the address space that shared libraries and
 /// thread stacks reserve without using.
 const ADDRESS_SPACE_FACTOR: u64 = 4;
 
@@ -315,14 +318,14 @@ impl ProcessRuntime {
     /// `output_too_large` failure, as the wasm runtime does), `None` when it was killed or
     /// its output did not end by the deadline. A signal Cordon did not send (the program's
     /// own, a crash, `SIGXCPU` from `RLIMIT_CPU` for a multi-threaded CPU hog) is a `signal`
-    /// failure. Running out of `RLIMIT_DATA` shows as whatever the program does about a
-    /// failed allocation (usually a non-zero exit or `SIGABRT`/`SIGSEGV`), never as
-    /// `memory_limit`, which cannot be told apart reliably. `duration` is the wall time from
-    /// before the work directory is created to after the child is reaped;
-    /// `peak_memory_bytes` is not measured (`None`): the kernel's figure for a child,
-    /// `ru_maxrss`, includes the resident set of the copy of Cordon that was forked to exec
-    /// it (Linux records the old image's high-water mark at `exec`), so it is not the
-    /// plugin's.
+    /// failure. Without a memory cgroup, running out of `RLIMIT_DATA` shows as whatever the
+    /// program does about a failed allocation (usually a non-zero exit or
+    /// `SIGABRT`/`SIGSEGV`), never as `memory_limit`, which cannot be told apart reliably.
+    /// `duration` is the wall time from before the work directory is created to after the
+    /// child is reaped; `peak_memory_bytes` is the memory cgroup's peak, and without one not
+    /// measured (`None`): the kernel's figure for a child, `ru_maxrss`, includes the resident
+    /// set of the copy of Cordon that was forked to exec it (Linux records the old image's
+    /// high-water mark at `exec`), so it is not the plugin's.
     pub(super) async fn invoke(
         &self,
         plugin: &ProcessPlugin,
@@ -361,11 +364,12 @@ impl ProcessRuntime {
         // Cordon may make cgroups, one it cannot make is an error: the plugin does not run
         // without its limit.
         let cgroup = match cgroups() {
-            Ok(cgroups) => match cgroups.create(limits.max_processes) {
+            Ok(cgroups) => match cgroups.create(limits.max_processes, limits.max_memory_bytes) {
                 Ok(cgroup) => Some(Arc::new(cgroup)),
                 Err(e) => {
                     return could_not_start(format!(
-                        "could not make a cgroup for `{program}` (its max_processes): {e}"
+                        "could not make a cgroup for `{program}` (its max_processes and \
+                         max_memory_bytes): {e}"
                     ));
                 }
             },
@@ -389,7 +393,7 @@ impl ProcessRuntime {
             .stderr(Stdio::piped())
             .process_group(0)
             .kill_on_drop(true);
-        let rlimits = RlimitPlan::new(limits);
+        let rlimits = RlimitPlan::new(limits, cgroup.0.as_ref().is_some_and(|c| c.bounds_memory()));
         let confinement = if plugin.sandbox.enabled {
             match Confinement::build(
                 &plugin.sandbox,
@@ -725,8 +729,8 @@ async fn supervise(
                         found_bytes: Some(found),
                     });
                 }
-                () = &mut processes, if status.is_none() && group.failure.is_none() => {
-                    group.stop(Failure::ProcessLimit { limit: limits.max_processes });
+                reached = &mut processes, if status.is_none() && group.failure.is_none() => {
+                    group.stop(reached.failure(limits));
                 }
                 result = child.wait(), if status.is_none() => {
                     // The plugin is done: what is left of its group are orphans that nobody
@@ -785,15 +789,16 @@ async fn supervise(
     };
     let mut failure = group.failure.take();
     outcome.peak_processes = cgroup.as_ref().and_then(|c| c.peak());
-    // A `fork` or a thread its cgroup refused, however the plugin went on: a plugin stopped
-    // for it is not told apart by timing (the watch looks every 50 ms).
+    outcome.peak_memory_bytes = cgroup.as_ref().and_then(|c| c.peak_memory());
+    // A process the kernel killed for memory, or a `fork` or a thread its cgroup refused,
+    // however the plugin went on: a plugin stopped for it is not told apart by timing (the
+    // watch looks every 50 ms). A plugin whose helper was killed for memory may well exit 0
+    // with a verdict; it did not scan as it meant to.
     if failure.is_none()
         && let Some(cgroup) = &cgroup
-        && cgroup.limit_hits() > 0
+        && let Some(reached) = CgroupLimit::reached(cgroup)
     {
-        failure = Some(Failure::ProcessLimit {
-            limit: limits.max_processes,
-        });
+        failure = Some(reached.failure(limits));
     }
     match status {
         Some(Ok(status)) => {
@@ -838,19 +843,56 @@ async fn supervise(
 /// The first look at a running plugin's working directory, and the least time between two.
 const DISK_CHECK_INTERVAL: Duration = Duration::from_millis(50);
 
-/// How often a running plugin's cgroup is asked whether it refused a process or a thread.
+/// How often a running plugin's cgroup is asked whether it refused a process or a thread, or
+/// the kernel killed one of its processes for memory.
 const PROCESS_CHECK_INTERVAL: Duration = Duration::from_millis(50);
 
-/// Return once `cgroup` has refused a `fork` or a thread for `max_processes`; never without a
-/// cgroup. A look every [`PROCESS_CHECK_INTERVAL`] (a read of `pids.events`).
-async fn watch_processes(cgroup: Option<Arc<PluginCgroup>>) {
+/// A limit a plugin's cgroup enforced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CgroupLimit {
+    /// The kernel killed one of its processes: they used more than `max_memory_bytes`
+    /// together.
+    Memory,
+    /// It refused a `fork` or a thread for `max_processes`.
+    Processes,
+}
+
+impl CgroupLimit {
+    /// The limit `cgroup` enforced so far, if any: memory first (a process killed for it
+    /// may have been refused a `fork` before).
+    fn reached(cgroup: &PluginCgroup) -> Option<CgroupLimit> {
+        if cgroup.oom_kills() > 0 {
+            Some(CgroupLimit::Memory)
+        } else if cgroup.limit_hits() > 0 {
+            Some(CgroupLimit::Processes)
+        } else {
+            None
+        }
+    }
+
+    fn failure(self, limits: &Limits) -> Failure {
+        match self {
+            CgroupLimit::Memory => Failure::MemoryLimit {
+                limit_bytes: limits.max_memory_bytes,
+            },
+            CgroupLimit::Processes => Failure::ProcessLimit {
+                limit: limits.max_processes,
+            },
+        }
+    }
+}
+
+/// Return once `cgroup` has enforced a limit; never without a cgroup. A look every
+/// [`PROCESS_CHECK_INTERVAL`] (a read of `memory.oom_control` or `memory.events`, and of
+/// `pids.events`).
+async fn watch_processes(cgroup: Option<Arc<PluginCgroup>>) -> CgroupLimit {
     let Some(cgroup) = cgroup else {
         return std::future::pending().await;
     };
     loop {
         tokio::time::sleep(PROCESS_CHECK_INTERVAL).await;
-        if cgroup.limit_hits() > 0 {
-            return;
+        if let Some(reached) = CgroupLimit::reached(&cgroup) {
+            return reached;
         }
     }
 }
@@ -921,8 +963,11 @@ fn disk_used(dir: &Path) -> u64 {
 /// The rlimits of one child, computed before `fork` so that the child only makes syscalls.
 #[derive(Debug, Clone, Copy)]
 struct RlimitPlan {
-    /// `RLIMIT_DATA`, bytes: `max_memory_bytes`.
-    data: u64,
+    /// `RLIMIT_DATA`, bytes: `max_memory_bytes`; none where a memory cgroup bounds all of
+    /// the plugin's processes together (a process that reserves address space it does not
+    /// use is then not refused, and one that uses too much is stopped as `memory_limit`,
+    /// not by whatever it does about a failed allocation).
+    data: Option<u64>,
     /// `RLIMIT_AS`, bytes: [`ADDRESS_SPACE_FACTOR`] × `max_memory_bytes`, saturating.
     address_space: u64,
     /// `RLIMIT_CPU` soft limit, seconds: the timeout rounded up, plus 1.
@@ -944,13 +989,13 @@ struct RlimitPlan {
 }
 
 impl RlimitPlan {
-    fn new(limits: &Limits) -> RlimitPlan {
+    fn new(limits: &Limits, memory_cgroup: bool) -> RlimitPlan {
         let timeout = limits.timeout;
         let secs = timeout
             .as_secs()
             .saturating_add(u64::from(timeout.subsec_nanos() > 0));
         RlimitPlan {
-            data: limits.max_memory_bytes,
+            data: (!memory_cgroup).then_some(limits.max_memory_bytes),
             address_space: limits.max_memory_bytes.saturating_mul(ADDRESS_SPACE_FACTOR),
             cpu_soft: secs.saturating_add(1),
             cpu_hard: secs.saturating_add(2),
@@ -974,7 +1019,9 @@ impl RlimitPlan {
             drop_capabilities()?;
         }
         close_inherited(self.descriptors);
-        set_rlimit(Resource::Data, self.data, self.data)?;
+        if let Some(data) = self.data {
+            set_rlimit(Resource::Data, data, data)?;
+        }
         set_rlimit(Resource::As, self.address_space, self.address_space)?;
         set_rlimit(Resource::Cpu, self.cpu_soft, self.cpu_hard)?;
         set_rlimit(Resource::Core, 0, 0)?;
@@ -986,8 +1033,10 @@ impl RlimitPlan {
 
 /// When memory runs out, the kernel's OOM killer picks a plugin's processes first, before
 /// Cordon or any other program on the machine: `oom_score_adj` 1000, the most, inherited by
-/// all it starts. `max_memory_bytes` bounds each of a plugin's processes, not all of them
-/// together, and without this a plugin's many processes could get Cordon killed instead. A
+/// all it starts. Without a memory cgroup, `max_memory_bytes` bounds each of a plugin's
+/// processes, not all of them together, and without this a plugin's many processes could get
+/// Cordon killed instead (with one, the machine can still run out: plugins running at once,
+/// Cordon's own memory). A
 /// confined plugin cannot lower it again (Landlock refuses the write); an unconfined one can,
 /// to Cordon's own level and no lower without `CAP_SYS_RESOURCE`. Best effort: on a system
 /// without `/proc` it is skipped (for the forked child: two system calls).
@@ -1777,14 +1826,23 @@ mod tests {
                 .map(str::to_owned)
                 .collect()
         };
+        // `max_memory_bytes` is RLIMIT_DATA only where no memory cgroup bounds the plugin's
+        // processes together (see `hostile.rs` for what the cgroup does).
         let data = limit("Max data size");
-        assert_eq!(
-            data[3],
+        let memory_cgroup = cgroups().is_ok_and(|c| c.memory().is_ok());
+        let expected = if memory_cgroup {
+            let ours = std::fs::read_to_string("/proc/self/limits").unwrap();
+            let line = ours
+                .lines()
+                .find(|l| l.starts_with("Max data size"))
+                .unwrap();
+            line.split_whitespace().nth(3).unwrap().to_owned()
+        } else {
             limits(Duration::from_millis(2500))
                 .max_memory_bytes
-                .to_string(),
-            "{out}"
-        );
+                .to_string()
+        };
+        assert_eq!(data[3], expected, "{out}");
         let cpu = limit("Max cpu time");
         assert_eq!((cpu[3].as_str(), cpu[4].as_str()), ("4", "5"), "{out}");
         assert_eq!(limit("Max core file size")[4], "0", "{out}");
@@ -2576,29 +2634,36 @@ mod tests {
 
     #[test]
     fn rlimits_follow_the_limits() {
-        let plan = RlimitPlan::new(&Limits {
-            timeout: Duration::from_millis(2500),
-            max_memory_bytes: 100,
-            max_stdout_bytes: 1,
-            max_stderr_bytes: 1,
-            max_open_files: 40,
-            max_disk_bytes: 4096,
-            max_processes: 8,
-        });
-        assert_eq!((plan.data, plan.address_space), (100, 400));
+        let plan = RlimitPlan::new(
+            &Limits {
+                timeout: Duration::from_millis(2500),
+                max_memory_bytes: 100,
+                max_stdout_bytes: 1,
+                max_stderr_bytes: 1,
+                max_open_files: 40,
+                max_disk_bytes: 4096,
+                max_processes: 8,
+            },
+            false,
+        );
+        assert_eq!((plan.data, plan.address_space), (Some(100), 400));
         assert_eq!((plan.cpu_soft, plan.cpu_hard), (4, 5));
         assert_eq!(plan.open_files, 40);
         assert_eq!(plan.file_size, 4096);
-        let plan = RlimitPlan::new(&Limits {
-            timeout: Duration::from_secs(3),
-            max_memory_bytes: u64::MAX,
-            max_stdout_bytes: 1,
-            max_stderr_bytes: 1,
-            max_open_files: 40,
-            max_disk_bytes: 4096,
-            max_processes: 8,
-        });
-        assert_eq!(plan.address_space, u64::MAX);
+        let plan = RlimitPlan::new(
+            &Limits {
+                timeout: Duration::from_secs(3),
+                max_memory_bytes: u64::MAX,
+                max_stdout_bytes: 1,
+                max_stderr_bytes: 1,
+                max_open_files: 40,
+                max_disk_bytes: 4096,
+                max_processes: 8,
+            },
+            true,
+        );
+        // A memory cgroup bounds the memory: no RLIMIT_DATA.
+        assert_eq!((plan.data, plan.address_space), (None, u64::MAX));
         assert_eq!((plan.cpu_soft, plan.cpu_hard), (4, 5));
     }
 }

@@ -275,8 +275,9 @@ pub struct Limits {
     /// is dropped) and its outcome is Failed with reason `timeout`.
     pub timeout: Duration,
     /// Memory the plugin may use. wasm: linear memories and tables together (the store's
-    /// limit); process: `RLIMIT_DATA` (heap and private mappings) and, as a backstop,
-    /// `RLIMIT_AS` at four times this value. Not applied to webhooks.
+    /// limit); process: the limit of its memory cgroup, all its processes together, where
+    /// Cordon may make one (else `RLIMIT_DATA`, heap and private mappings, for each process)
+    /// and, as a backstop, `RLIMIT_AS` at four times this value. Not applied to webhooks.
     pub max_memory_bytes: u64,
     /// Bytes of stdout (webhook: of response body) kept; more is Failed with reason
     /// `output_too_large`.

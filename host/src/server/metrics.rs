@@ -6,7 +6,7 @@
 //! | `cordon_submissions_rejected_total` | `reason` | files refused: `queue_full`, `too_large`, `unknown_rule`, `bad_request`, `empty`, `no_length`, `stalled` (an upload that sent nothing for `upload_idle_timeout_ms`), `too_slow` (an upload slower than `min_upload_rate_bytes_per_s`), `no_space` (the disk, or the database on it, is full), `shutting_down` |
 //! | `cordon_results_total` | `result`, `verdict` | final results: `Allowed`/`Blocked` and `scan_all_result_a` |
 //! | `cordon_plugin_duration_seconds` | `plugin`, `role` | histogram of plugin run times |
-//! | `cordon_plugin_peak_memory_bytes` | `plugin`, `role` | histogram of plugin peak memory, where the runtime measures it (wasm plugins: linear memory) |
+//! | `cordon_plugin_peak_memory_bytes` | `plugin`, `role` | histogram of plugin peak memory, where the runtime measures it (wasm plugins: linear memory; native plugins: their memory cgroup, all their processes together) |
 //! | `cordon_plugin_peak_processes` | `plugin`, `role` | histogram of the most processes and threads a native plugin ran at once, where its cgroup tells: against its `max_processes` |
 //! | `cordon_plugin_failures_total` | `plugin`, `kind` | plugin failures by kind: `timeout`, `memory_limit`, `open_files_limit`, `disk_limit`, `process_limit`, `trap`, `signal`, `output_too_large`, `transport`, `could_not_start`, `exit_code`, `http_status`, `invalid_output` |
 //! | `cordon_http_request_duration_seconds` | `method`, `route`, `status` | histogram of the time to answer each request: `route` is the route's pattern (`/file/{data_id}`), `unmatched` when none matched |

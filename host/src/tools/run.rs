@@ -165,7 +165,8 @@ pub struct RunReport {
     pub stderr: Vec<u8>,
     /// Wall-clock time, in milliseconds.
     pub duration_ms: f64,
-    /// Peak memory in bytes, where the runtime can tell: a wasm plugin's linear memory.
+    /// Peak memory in bytes, where the runtime can tell: a wasm plugin's linear memory, a
+    /// native plugin's memory cgroup (all its processes together).
     pub peak_memory_bytes: Option<u64>,
     /// The most processes and threads a native plugin ran at once, where its cgroup tells.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -180,6 +181,10 @@ pub struct RunReport {
     /// does.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub processes: Option<String>,
+    /// A native plugin's `max_memory_bytes`: what enforces it on this machine (a memory
+    /// cgroup, for all its processes together, or `RLIMIT_DATA`, for each).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory: Option<String>,
     /// Whether a Landlock sandbox confined it (a native plugin, sandbox on, on a kernel with
     /// Landlock).
     #[serde(skip)]
@@ -243,8 +248,8 @@ impl RunReport {
             return None;
         }
         let percent = peak.saturating_mul(100) / limit;
-        // How a failed allocation shows in a wasm plugin, the only runtime with a peak (the
-        // host reports its own memory-limit stops as `memory_limit` already).
+        // How a failed allocation shows in a plugin (the host reports its own memory-limit
+        // stops as `memory_limit` already).
         let failed = self
             .violation
             .as_ref()
@@ -327,6 +332,9 @@ impl RunReport {
         if let Some(processes) = &self.processes {
             let _ = writeln!(out, "processes {processes}");
         }
+        if let Some(memory) = &self.memory {
+            let _ = writeln!(out, "memory    {memory}");
+        }
         let _ = writeln!(out, "--- stdin ({} bytes)", self.stdin.len());
         push_block(&mut out, self.stdin.as_bytes());
         let typed = self
@@ -359,9 +367,16 @@ impl RunReport {
             out,
             "memory    {}",
             self.peak_memory_bytes
-                .map(|b| format!("peak {} of linear memory", human_bytes(b)))
+                .map(|b| match self.runtime {
+                    RuntimeKind::Process => {
+                        format!("peak {}, all its processes together", human_bytes(b))
+                    }
+                    _ => format!("peak {} of linear memory", human_bytes(b)),
+                })
                 .unwrap_or_else(|| match self.runtime {
-                    RuntimeKind::Process => "not measured for a process".to_owned(),
+                    RuntimeKind::Process => {
+                        "not measured for a process without a memory cgroup".to_owned()
+                    }
                     _ => "unknown".to_owned(),
                 })
         );
@@ -544,6 +559,18 @@ pub async fn run_plugin(
                     cgroups.describe()
                 ),
                 Err(why) => format!("not bounded: {why}"),
+            }
+        }),
+        memory: (runtime_kind == RuntimeKind::Process).then(|| {
+            let limit = human_bytes(options.limits.max_memory_bytes);
+            match crate::executor::cgroup::cgroups().map(|c| c.memory()) {
+                Ok(Ok(cgroup)) => {
+                    format!("all its processes together at most {limit}, in {cgroup}")
+                }
+                Ok(Err(why)) | Err(why) => format!(
+                    "each of its processes at most {limit} (RLIMIT_DATA), not all together: \
+                     {why}"
+                ),
             }
         }),
         confined: runtime_kind == RuntimeKind::Process

@@ -58,7 +58,8 @@ fn threads(n: usize) {
     let mut started = Vec::new();
     for i in 1..n {
         let barrier = Arc::clone(&barrier);
-        // Small stacks: each is a private mapping that counts towards `RLIMIT_DATA`.
+        // Small stacks: each is a private mapping that counts towards `RLIMIT_DATA` (where
+        // there is no memory cgroup) and `RLIMIT_AS`.
         match std::thread::Builder::new()
             .stack_size(64 << 10)
             .spawn(move || {
