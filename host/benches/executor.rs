@@ -367,10 +367,12 @@ fn main() {
     summary.print();
 }
 
-/// What a pids cgroup (`max_processes`) adds to starting a native plugin: batches of
-/// `bench-verdict` started (by `fork` and `exec`) and waited for, each in a cgroup made for
-/// it, joined in the child before `exec` and removed after, paired against the same starts
-/// without.
+/// What a plugin's cgroups add to starting a native plugin: its pids cgroup (`max_processes`)
+/// and, where Cordon may use the memory controller, its memory cgroup from the pool
+/// (`max_memory_bytes`). Batches of `bench-verdict` started (by `fork` and `exec`) and waited
+/// for, each in cgroups made or leased for it, joined in the child before `exec`, read as an
+/// invocation reads them at its end (OOM kills, refused `fork`s, both peaks) and removed
+/// after, paired against the same starts without.
 fn cgroup_cost(summary: &mut Summary) {
     let cgroups = match cordon::executor::cgroup::cgroups() {
         Ok(cgroups) => cgroups,
@@ -412,6 +414,12 @@ fn cgroup_cost(summary: &mut Summary) {
             }
             command.status().unwrap();
             if let Some(made) = made {
+                std::hint::black_box((
+                    made.oom_kills(),
+                    made.limit_hits(),
+                    made.peak(),
+                    made.peak_memory(),
+                ));
                 made.remove();
             }
         }
@@ -424,9 +432,12 @@ fn cgroup_cost(summary: &mut Summary) {
         || start(false, iters),
     );
     summary.note(format!(
-        "2. a plugin's cgroup ({}): a process start with it / without, paired batches of \
-         {iters}: {ratio}; in them {:.0} us against {:.0} us per start",
+        "2. a plugin's cgroups ({}; {}): a process start with them / without, paired batches \
+         of {iters}: {ratio}; in them {:.0} us against {:.0} us per start",
         cgroups.describe(),
+        cgroups
+            .memory()
+            .unwrap_or_else(|why| format!("no memory cgroup: {why}")),
         micros(ratio.a) / iters as f64,
         micros(ratio.b) / iters as f64
     ));

@@ -120,7 +120,10 @@ fn without_cordons_additions(pa: &mut serde_json::Value) {
         }
         if let Some(peak) = detail.remove("peak_memory_bytes") {
             let limit = limits(20_000).max_memory_bytes;
-            assert!(peak.as_u64().is_some_and(|b| b > 0 && b <= limit), "{detail:?}");
+            assert!(
+                peak.as_u64().is_some_and(|b| b > 0 && b <= limit),
+                "{detail:?}"
+            );
         }
     }
 }
