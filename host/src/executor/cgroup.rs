@@ -917,6 +917,14 @@ mod tests {
         // No `pids` from the parent.
         let e = enable(fake_v2("cpu memory\n", "\n", "").path(), "pids").unwrap_err();
         assert!(e.contains("has no pids controller"), "{e}");
+
+        // Moved out already (for `pids`): `memory` is given without another move.
+        let moved = fake_v2("memory pids\n", "pids\n", "");
+        enable(moved.path(), "memory").unwrap();
+        assert_eq!(read(&moved, "cgroup.subtree_control"), "+memory");
+        assert_eq!(read(&moved, "supervisor/cgroup.procs"), "");
+        let e = enable(fake_v2("pids\n", "pids\n", "").path(), "memory").unwrap_err();
+        assert!(e.contains("has no memory controller"), "{e}");
     }
 
     #[test]
