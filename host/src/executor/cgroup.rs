@@ -396,23 +396,23 @@ impl MemoryPool {
     ) -> io::Result<MemoryLease> {
         let dir = self.parent.join(format!("m{k}"));
         let mut peak = None;
-        let (tasks, oom_file) = match version {
+        let (tasks, oom_file, limit_file) = match version {
             Version::V1 => {
-                let limit = max_bytes.to_string();
-                let memsw = dir.join("memory.memsw.limit_in_bytes");
-                // Where swap is accounted, memory and swap together may never be less than
-                // memory alone: raised first when the new limit is above it (`EINVAL`), then
-                // set to the limit: memory swapped out is memory used all the same.
-                if write(&dir.join("memory.limit_in_bytes"), &limit).is_err() {
-                    let _ = write(&memsw, &limit);
-                    write(&dir.join("memory.limit_in_bytes"), &limit)?;
-                }
-                let _ = write(&memsw, &limit);
+                // Memory only: a limit of memory and swap together
+                // (`memory.memsw.limit_in_bytes`) would be met first, and the kernel does not
+                // count those hits (`memory.memsw.failcnt` stays 0 on Linux 6.18), which tell
+                // its own limit from a shortage elsewhere. What it swaps out is bounded by the
+                // machine's swap, or the unit's `MemorySwapMax`.
+                write(&dir.join("memory.limit_in_bytes"), &max_bytes.to_string())?;
                 // Only the high-water mark since this write.
                 write(&dir.join("memory.max_usage_in_bytes"), "0")?;
                 let tasks = CString::new(dir.join("tasks").as_os_str().as_bytes())
                     .map_err(io::Error::other)?;
-                (Some(tasks), dir.join("memory.oom_control"))
+                (
+                    Some(tasks),
+                    dir.join("memory.oom_control"),
+                    dir.join("memory.failcnt"),
+                )
             }
             Version::V2 => {
                 write(&dir.join("memory.max"), &max_bytes.to_string())?;
@@ -434,13 +434,14 @@ impl MemoryPool {
                     _ if fresh => Some(PeakSource::File(dir.join("memory.peak"))),
                     _ => None,
                 };
-                (None, dir.join("memory.events"))
+                (None, dir.join("memory.events"), dir.join("memory.events"))
             }
         };
         if version == Version::V1 {
             peak = Some(PeakSource::File(dir.join("memory.max_usage_in_bytes")));
         }
         let oom_kills_before = oom_kills_in(&oom_file);
+        let limit_hits_before = limit_hits_in(version, &limit_file);
         Ok(MemoryLease {
             pool: self,
             k,
@@ -448,6 +449,9 @@ impl MemoryPool {
             tasks,
             oom_file,
             oom_kills_before,
+            version,
+            limit_file,
+            limit_hits_before,
             peak,
         })
     }
@@ -602,6 +606,12 @@ struct MemoryLease {
     /// `memory.oom_control` (v1) or `memory.events` (v2), which count its OOM kills.
     oom_file: PathBuf,
     oom_kills_before: u64,
+    version: Version,
+    /// v1: its `memory.failcnt`, which counts the charges that met its limit; v2: its
+    /// `memory.events`, whose `oom` counts the times it ran out at its own limit. To tell its
+    /// limit from an OOM kill that the machine's, or an ancestor's, shortage caused.
+    limit_file: PathBuf,
+    limit_hits_before: u64,
     /// Where its peak since the lease is read, where the kernel keeps one.
     peak: Option<PeakSource>,
 }
@@ -632,13 +642,28 @@ impl MemoryLease {
 
 /// The `oom_kill` count of a `memory.oom_control` (v1, Linux 4.13) or `memory.events` (v2).
 fn oom_kills_in(file: &Path) -> u64 {
+    counter_in(file, "oom_kill ")
+}
+
+/// How many times a memory cgroup met its own limit: v1's `memory.failcnt`, v2's `oom` count
+/// in `memory.events`.
+fn limit_hits_in(version: Version, file: &Path) -> u64 {
+    match version {
+        Version::V1 => std::fs::read_to_string(file)
+            .ok()
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(0),
+        Version::V2 => counter_in(file, "oom "),
+    }
+}
+
+/// The number on the line of `file` that starts with `key`; 0 without one.
+fn counter_in(file: &Path, key: &str) -> u64 {
     std::fs::read_to_string(file)
         .ok()
         .and_then(|text| {
-            text.lines().find_map(|l| {
-                l.strip_prefix("oom_kill ")
-                    .and_then(|n| n.trim().parse::<u64>().ok())
-            })
+            text.lines()
+                .find_map(|l| l.strip_prefix(key).and_then(|n| n.trim().parse().ok()))
         })
         .unwrap_or(0)
 }
@@ -659,12 +684,21 @@ impl PluginCgroup {
         self.memory.is_some()
     }
 
-    /// How many of its processes the kernel killed for using more memory than
-    /// `max_memory_bytes`, together, allows.
+    /// How many of its processes the kernel's OOM killer killed: for `max_memory_bytes` (see
+    /// [`PluginCgroup::memory_limit_met`]), or because the machine, or a cgroup above its
+    /// (Cordon's, the unit's `MemoryMax`), ran out of memory.
     pub fn oom_kills(&self) -> u64 {
         self.memory.as_ref().map_or(0, |m| {
             oom_kills_in(&m.oom_file).saturating_sub(m.oom_kills_before)
         })
+    }
+
+    /// Whether its processes together met `max_memory_bytes`: the kernel had to reclaim or
+    /// refuse memory at its own limit, not at a cgroup's above it.
+    pub fn memory_limit_met(&self) -> bool {
+        self.memory
+            .as_ref()
+            .is_some_and(|m| limit_hits_in(m.version, &m.limit_file) > m.limit_hits_before)
     }
 
     /// The most memory its processes used at once, together, where the kernel tells: what
@@ -1031,6 +1065,7 @@ mod tests {
         );
         assert!(!String::from_utf8_lossy(&out.stdout).contains("kept"));
         assert!(cgroup.oom_kills() >= 1);
+        assert!(cgroup.memory_limit_met(), "at its own limit");
         let peak = cgroup.peak_memory().unwrap();
         assert!((16 << 20..=32 << 20).contains(&peak), "peak {peak}");
         let first = cgroup.memory.as_ref().unwrap().dir.clone();
@@ -1062,6 +1097,19 @@ mod tests {
             );
         }
         next.remove();
+
+        // Killed for a shortage above it (here its pool's cgroup limited to 32 MiB, as the
+        // unit's MemoryMax would limit Cordon's): an OOM kill, but not its limit's.
+        write(&memory_dir.join(limit_file), &(32u64 << 20).to_string()).unwrap();
+        let starved = Arc::new(cgroups.create(8, 256 << 20).unwrap());
+        let out = run(
+            &starved,
+            "x=$(head -c 100000000 /dev/zero | tr '\\0' a); echo kept",
+        );
+        assert!(!String::from_utf8_lossy(&out.stdout).contains("kept"));
+        assert!(starved.oom_kills() >= 1);
+        assert!(!starved.memory_limit_met(), "not at its own 256 MiB");
+        starved.remove();
         remove_tree(&pids);
         remove_tree(&memory_dir);
     }

@@ -216,6 +216,13 @@ impl fmt::Display for Failure {
                         ": the native sandbox's seccomp filter kills a 32-bit program at its \
                          first system call; use a 64-bit build, or sandbox = false",
                     )?;
+                } else if *signal == libc::SIGKILL {
+                    // Cordon's own kills come with a failure of their own (timeout, a limit).
+                    f.write_str(
+                        ": most likely the kernel's OOM killer, as the machine or Cordon's \
+                         cgroup (MemoryMax) ran out of memory; its own max_memory_bytes shows \
+                         as memory_limit where a memory cgroup bounds it",
+                    )?;
                 }
                 Ok(())
             }

@@ -853,6 +853,10 @@ enum CgroupLimit {
     /// The kernel killed one of its processes: they used more than `max_memory_bytes`
     /// together.
     Memory,
+    /// The kernel killed one of its processes because the machine, or a cgroup above its
+    /// (Cordon's), ran out of memory, not at its own limit: a `SIGKILL` it did not send
+    /// itself, whichever process it hit (a helper's death may not show in its exit).
+    MemoryElsewhere,
     /// It refused a `fork` or a thread for `max_processes`.
     Processes,
 }
@@ -862,7 +866,11 @@ impl CgroupLimit {
     /// may have been refused a `fork` before).
     fn reached(cgroup: &PluginCgroup) -> Option<CgroupLimit> {
         if cgroup.oom_kills() > 0 {
-            Some(CgroupLimit::Memory)
+            Some(if cgroup.memory_limit_met() {
+                CgroupLimit::Memory
+            } else {
+                CgroupLimit::MemoryElsewhere
+            })
         } else if cgroup.limit_hits() > 0 {
             Some(CgroupLimit::Processes)
         } else {
@@ -874,6 +882,9 @@ impl CgroupLimit {
         match self {
             CgroupLimit::Memory => Failure::MemoryLimit {
                 limit_bytes: limits.max_memory_bytes,
+            },
+            CgroupLimit::MemoryElsewhere => Failure::Signal {
+                signal: libc::SIGKILL,
             },
             CgroupLimit::Processes => Failure::ProcessLimit {
                 limit: limits.max_processes,
