@@ -344,6 +344,7 @@ impl Cgroups {
             dir,
             memory,
             removed: AtomicBool::new(false),
+            max_processes,
         };
         if let Err(e) = write(&cgroup.dir.join("pids.max"), &max_processes.to_string()) {
             cgroup.remove();
@@ -592,6 +593,8 @@ pub struct PluginCgroup {
     memory: Option<MemoryLease>,
     /// Whether [`PluginCgroup::remove`] ran.
     removed: AtomicBool,
+    /// Its `pids.max`.
+    max_processes: u32,
 }
 
 /// A memory cgroup of the pool, used by one invocation.
@@ -716,7 +719,9 @@ impl PluginCgroup {
         text.trim().parse().ok()
     }
 
-    /// How many times a `fork` or a new thread was refused for `max_processes`.
+    /// How many times a `fork` or a new thread of its processes was refused: for
+    /// `max_processes` (see [`PluginCgroup::process_limit_met`]), or for the limit of a cgroup
+    /// above its (Cordon's own, the unit's `TasksMax`), which the kernel counts here too.
     pub fn limit_hits(&self) -> u64 {
         std::fs::read_to_string(self.dir.join("pids.events"))
             .ok()
@@ -727,6 +732,14 @@ impl PluginCgroup {
                 })
             })
             .unwrap_or(0)
+    }
+
+    /// Whether its processes met `max_processes`: they were that many at once (`pids.peak`).
+    /// A refusal for a limit above its, with fewer, is not its own. Where the kernel keeps no
+    /// peak (before Linux 6.1), every refusal counts as its own.
+    pub fn process_limit_met(&self) -> bool {
+        self.peak()
+            .is_none_or(|peak| peak >= u64::from(self.max_processes))
     }
 
     /// The most processes and threads it held at once (`pids.peak`, Linux 6.1), where the
@@ -995,6 +1008,7 @@ mod tests {
             "the shell could not start its third sleeper"
         );
         assert!(cgroup.limit_hits() >= 1, "the third sleeper was refused");
+        assert!(cgroup.process_limit_met(), "at its own limit");
         let procs = std::fs::read_to_string(cgroup.dir.join("cgroup.procs")).unwrap();
         let sleepers: Vec<i32> = procs.lines().map(|p| p.parse().unwrap()).collect();
         assert_eq!(sleepers.len(), 2, "{procs}");
@@ -1010,50 +1024,100 @@ mod tests {
         assert!(!cgroup.dir.exists());
     }
 
-    #[test]
-    fn a_memory_cgroup_bounds_its_processes_together_and_is_reused_afresh() {
+    /// Plugin cgroups of a test's own below this process's, `name`: a pool of memory cgroups
+    /// that the tests running beside it do not take from, and parents whose limits it may set
+    /// (as a unit's `TasksMax` and `MemoryMax` would). The parent directories (pids, memory),
+    /// for [`remove_tree`] at its end; `None` where there are no plugin cgroups (with memory
+    /// cgroups, when `memory`).
+    fn private_cgroups(name: &str, memory: bool) -> Option<(&'static Cgroups, PathBuf, PathBuf)> {
         let Ok(cgroups) = cgroups() else {
             eprintln!("no cgroup Cordon may make here: not tested");
-            return;
+            return None;
         };
-        let Ok(pool) = &cgroups.memory else {
-            eprintln!("no memory cgroup Cordon may make here: not tested");
-            return;
+        let pool = match &cgroups.memory {
+            Ok(pool) => Some(pool),
+            Err(_) if memory => {
+                eprintln!("no memory cgroup Cordon may make here: not tested");
+                return None;
+            }
+            Err(_) => None,
         };
-        // A pool of its own, which the tests running beside it do not take from.
-        let pids = cgroups.parent.join("memory-test");
+        let pids = cgroups.parent.join(name);
         make_dir(&pids).unwrap();
-        let memory_dir = match cgroups.version {
-            Version::V1 => pool.parent.join("memory-test"),
-            Version::V2 => pids.clone(),
+        let memory_dir = match (cgroups.version, pool) {
+            (Version::V1, Some(pool)) => {
+                let dir = pool.parent.join(name);
+                make_dir(&dir).unwrap();
+                dir
+            }
+            (Version::V2, Some(_)) => {
+                write(&pids.join("cgroup.subtree_control"), "+pids +memory").unwrap();
+                pids.clone()
+            }
+            (_, None) => pids.clone(),
         };
-        match cgroups.version {
-            Version::V1 => make_dir(&memory_dir).unwrap(),
-            Version::V2 => write(&pids.join("cgroup.subtree_control"), "+pids +memory").unwrap(),
-        }
-        let cgroups: &'static Cgroups = Box::leak(Box::new(Cgroups {
+        let private: &'static Cgroups = Box::leak(Box::new(Cgroups {
             version: cgroups.version,
             parent: pids.clone(),
             next: AtomicU64::new(0),
-            memory: Ok(MemoryPool {
-                parent: memory_dir.clone(),
-                free: Mutex::new(Vec::new()),
-                next: AtomicU64::new(0),
-            }),
+            memory: match pool {
+                Some(_) => Ok(MemoryPool {
+                    parent: memory_dir.clone(),
+                    free: Mutex::new(Vec::new()),
+                    next: AtomicU64::new(0),
+                }),
+                None => Err("none".to_owned()),
+            },
         }));
-        let run = |cgroup: &Arc<PluginCgroup>, script: &str| {
-            let join = Arc::clone(cgroup);
-            let mut command = std::process::Command::new("/bin/sh");
-            command
-                .arg("-c")
-                .arg(script)
-                .stderr(std::process::Stdio::null());
-            // SAFETY: `join` makes only `open` and `write` calls.
-            unsafe {
-                command.pre_exec(move || join.join());
-            }
-            command.output().unwrap()
+        Some((private, pids, memory_dir))
+    }
+
+    /// Run `script` under `/bin/sh` in `cgroup`, its stderr dropped.
+    fn run_in(cgroup: &Arc<PluginCgroup>, script: &str) -> std::process::Output {
+        let join = Arc::clone(cgroup);
+        let mut command = std::process::Command::new("/bin/sh");
+        command
+            .arg("-c")
+            .arg(script)
+            .stderr(std::process::Stdio::null());
+        // SAFETY: `join` makes only `open` and `write` calls.
+        unsafe {
+            command.pre_exec(move || join.join());
+        }
+        command.output().unwrap()
+    }
+
+    #[test]
+    fn a_refusal_for_a_process_limit_above_the_plugins_is_told_apart() {
+        let Some((cgroups, pids, memory_dir)) = private_cgroups("pids-test", false) else {
+            return;
         };
+        // Three processes at most above it (as the unit's TasksMax would be), 256 in it: the
+        // shell's third sleeper is refused, and the kernel counts it in the plugin's cgroup,
+        // but the plugin never met its own limit.
+        write(&pids.join("pids.max"), "3").unwrap();
+        let cgroup = Arc::new(cgroups.create(256, 256 << 20).unwrap());
+        run_in(
+            &cgroup,
+            "for i in 1 2 3; do sleep 30 >/dev/null & done; wait",
+        );
+        assert!(cgroup.limit_hits() >= 1, "the third sleeper was refused");
+        if cgroup.peak().is_some() {
+            assert!(!cgroup.process_limit_met(), "not at its own 256");
+        }
+        cgroup.remove();
+        remove_tree(&pids);
+        if memory_dir != pids {
+            remove_tree(&memory_dir);
+        }
+    }
+
+    #[test]
+    fn a_memory_cgroup_bounds_its_processes_together_and_is_reused_afresh() {
+        let Some((cgroups, pids, memory_dir)) = private_cgroups("memory-test", true) else {
+            return;
+        };
+        let run = run_in;
         // A shell that keeps 100 MB of text in a variable, in 32 MiB: killed by the kernel,
         // which says so, with the peak at the limit.
         let cgroup = Arc::new(cgroups.create(8, 32 << 20).unwrap());
@@ -1136,6 +1200,7 @@ mod tests {
             dir,
             memory: None,
             removed: AtomicBool::new(false),
+            max_processes: u32::MAX,
         });
         let join = Arc::clone(&left);
         let mut command = std::process::Command::new("sleep");

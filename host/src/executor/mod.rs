@@ -110,10 +110,14 @@ pub enum Failure {
         found_bytes: Option<u64>,
     },
     /// A native process tried to run more processes and threads at once than
-    /// `max_processes` allows (its cgroup refused a `fork` or a thread).
+    /// `max_processes` allows (its cgroup refused a `fork` or a thread), or, `elsewhere`, the
+    /// kernel refused one for a limit above its own (Cordon's, the unit's `TasksMax`): fewer
+    /// ran, but it did not run as it meant to.
     ProcessLimit {
         /// The limit.
         limit: u32,
+        /// Refused for a limit above the plugin's own.
+        elsewhere: bool,
     },
     /// A WebAssembly trap (unreachable, out-of-bounds access, stack overflow, a Rust panic).
     Trap {
@@ -201,10 +205,22 @@ impl fmt::Display for Failure {
                 "disk limit: it wrote a file past {limit_bytes} bytes, the max_disk_bytes of \
                  every file it writes (killed by SIGXFSZ)"
             ),
-            Failure::ProcessLimit { limit } => write!(
+            Failure::ProcessLimit {
+                limit,
+                elsewhere: false,
+            } => write!(
                 f,
                 "process limit: tried to run more than {limit} processes and threads at once \
                  (max_processes)"
+            ),
+            Failure::ProcessLimit {
+                limit,
+                elsewhere: true,
+            } => write!(
+                f,
+                "process limit: a process or thread of its could not start, as Cordon and its \
+                 plugins together, or the machine, ran as many as allowed (TasksMax in \
+                 deploy/cordon.service); fewer than its own max_processes ({limit})"
             ),
             Failure::Trap { message } => write!(f, "trapped: {message}"),
             Failure::Signal { signal } => {

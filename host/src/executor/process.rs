@@ -859,6 +859,8 @@ enum CgroupLimit {
     MemoryElsewhere,
     /// It refused a `fork` or a thread for `max_processes`.
     Processes,
+    /// The kernel refused a `fork` or a thread of its for a limit above its own.
+    ProcessesElsewhere,
 }
 
 impl CgroupLimit {
@@ -872,7 +874,11 @@ impl CgroupLimit {
                 CgroupLimit::MemoryElsewhere
             })
         } else if cgroup.limit_hits() > 0 {
-            Some(CgroupLimit::Processes)
+            Some(if cgroup.process_limit_met() {
+                CgroupLimit::Processes
+            } else {
+                CgroupLimit::ProcessesElsewhere
+            })
         } else {
             None
         }
@@ -888,6 +894,11 @@ impl CgroupLimit {
             },
             CgroupLimit::Processes => Failure::ProcessLimit {
                 limit: limits.max_processes,
+                elsewhere: false,
+            },
+            CgroupLimit::ProcessesElsewhere => Failure::ProcessLimit {
+                limit: limits.max_processes,
+                elsewhere: true,
             },
         }
     }
