@@ -336,3 +336,36 @@ fn cordon_removes_its_plugins_cgroups_when_it_exits() {
         );
     }
 }
+
+#[test]
+fn a_child_killed_with_its_plugins_process_group_is_not_reported_as_left_running() {
+    // A plugin that exits leaving a child in its own process group: the group kill ends the
+    // child, which, its parent gone, is handed to Cordon dead, and reaped. It never left the
+    // group: no warning that it did (the daemon test above has one that did).
+    use std::os::unix::fs::PermissionsExt;
+    let (dir, sample) = shared_sample();
+    let script = dir.path().join("child.sh");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\nsleep 30 &\necho '{\"def_time\": 0, \"scan_result_i\": 0, \"threat_found\": \"\"}'\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_cordon"))
+        .args(["-v", "plugin", "run", "--allow-read"])
+        .arg(&script)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .arg(&script)
+        .arg(&sample)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("the cordon binary runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stdout.contains("contract  met"), "{stdout}\n{stderr}");
+    assert!(
+        !stderr.contains("left running outside its process group"),
+        "{stderr}"
+    );
+}

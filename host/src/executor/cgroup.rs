@@ -750,6 +750,19 @@ impl PluginCgroup {
             .and_then(|peak| peak.trim().parse().ok())
     }
 
+    /// The processes in it that run (not zombies) outside the process group `pgid` (the
+    /// plugin's): daemons it started. All of them when `pgid` is `None`.
+    pub fn running_outside(&self, pgid: Option<i32>) -> Vec<i32> {
+        std::fs::read_to_string(self.dir.join("cgroup.procs"))
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|p| p.parse::<i32>().ok())
+            .filter(|&pid| {
+                super::process::stat_of(pid).is_some_and(|s| s.state != 'Z' && Some(s.pgrp) != pgid)
+            })
+            .collect()
+    }
+
     /// SIGKILL every process in the cgroup, and wait up to a second for them to be gone.
     /// Whether it is empty. Blocking.
     pub fn kill_all(&self) -> bool {

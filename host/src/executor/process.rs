@@ -157,19 +157,31 @@ fn children_by_parent() -> io::Result<Vec<i32>> {
         let Ok(pid) = entry?.file_name().to_string_lossy().parse::<i32>() else {
             continue;
         };
-        // `pid (comm) state ppid ...`; the command may hold spaces and parentheses.
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue; // Gone meanwhile.
-        };
-        let ppid = stat
-            .rfind(')')
-            .and_then(|end| stat[end + 1..].split_whitespace().nth(1))
-            .and_then(|p| p.parse::<i32>().ok());
-        if ppid == Some(me) {
+        if stat_of(pid).is_some_and(|s| s.ppid == me) {
             pids.push(pid);
         }
     }
     Ok(pids)
+}
+
+/// What Cordon reads of a process in `/proc/<pid>/stat`.
+pub(super) struct ProcStat {
+    /// Its state: `Z` for a zombie, dead and not reaped.
+    pub state: char,
+    pub ppid: i32,
+    /// Its process group.
+    pub pgrp: i32,
+}
+
+/// A process's [`ProcStat`], or `None` when it is gone (or was never there).
+pub(super) fn stat_of(pid: i32) -> Option<ProcStat> {
+    // `pid (comm) state ppid pgrp ...`; the command may hold spaces and parentheses.
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let mut fields = stat[stat.rfind(')')? + 1..].split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let ppid = fields.next()?.parse().ok()?;
+    let pgrp = fields.next()?.parse().ok()?;
+    Some(ProcStat { state, ppid, pgrp })
 }
 
 /// Kill and reap every child of this process that is not a running plugin (see
@@ -195,8 +207,15 @@ fn reap_escapees() {
         if orphans.is_empty() {
             return;
         }
+        // A zombie is dead already (killed with its plugin's group or cgroup, then handed to
+        // Cordon when its parent died): only reaped, not reported as left running.
+        let running: Vec<i32> = orphans
+            .iter()
+            .map(|p| p.as_raw_pid())
+            .filter(|&pid| stat_of(pid).is_some_and(|s| s.state != 'Z'))
+            .collect();
         for &pid in &orphans {
-            // A zombie is already dead: the kill fails or does nothing, the wait reaps it.
+            // A zombie: the kill fails or does nothing, the wait reaps it.
             let _ = rustix::process::kill_process(pid, Signal::KILL);
         }
         let give_up = Instant::now() + REAP_GRACE;
@@ -212,10 +231,17 @@ fn reap_escapees() {
                 std::thread::sleep(Duration::from_millis(1));
             }
         }
-        tracing::warn!(
-            pids = ?orphans.iter().map(|p| p.as_raw_pid()).collect::<Vec<_>>(),
-            "killed processes a plugin left running outside its process group"
-        );
+        if running.is_empty() {
+            tracing::debug!(
+                pids = ?orphans.iter().map(|p| p.as_raw_pid()).collect::<Vec<_>>(),
+                "reaped plugin processes that had died already"
+            );
+        } else {
+            tracing::warn!(
+                pids = ?running,
+                "killed processes a plugin left running outside its process group"
+            );
+        }
     }
     tracing::warn!("plugins' leftover processes keep multiplying; killing them again next time");
 }
@@ -741,8 +767,17 @@ async fn supervise(
                     let reaping = REAPING.load(Ordering::SeqCst);
                     if cgroup.is_some() || reaping {
                         let cgroup = cgroup.clone();
+                        let pgid = pgid.map(|p| p.as_raw_pid());
                         sweep = Some(tokio::task::spawn_blocking(move || {
                             if let Some(cgroup) = cgroup {
+                                let escaped = cgroup.running_outside(pgid);
+                                if !escaped.is_empty() {
+                                    tracing::warn!(
+                                        pids = ?escaped,
+                                        "killed processes a plugin left running outside its \
+                                         process group"
+                                    );
+                                }
                                 cgroup.kill_all();
                             }
                             if reaping {
