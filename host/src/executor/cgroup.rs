@@ -37,7 +37,7 @@
 //!   is charged to `m<k>`.
 //!
 //! Written here rather than taken from a crate: the join runs between `fork` and `exec`,
-//! where nothing may allocate, and what Cordon needs is four files.
+//! where nothing may allocate, and what Cordon needs is a few files of each cgroup.
 
 use std::ffi::CString;
 use std::io;
@@ -356,8 +356,8 @@ impl Cgroups {
 
 impl MemoryPool {
     /// A memory cgroup of the pool, free or new, set for one invocation: its limit
-    /// `max_bytes` (and no swap, where the kernel accounts it), its peak reset, its OOM kills
-    /// counted from here.
+    /// `max_bytes` (v2: and no swap), its peak reset, its OOM kills and limit hits counted
+    /// from here.
     fn lease(&'static self, version: Version, max_bytes: u64) -> io::Result<MemoryLease> {
         let reused = self.free.lock().unwrap_or_else(|e| e.into_inner()).pop();
         if let Some(k) = reused {
@@ -409,6 +409,7 @@ impl MemoryPool {
                 write(&dir.join("memory.max_usage_in_bytes"), "0")?;
                 let tasks = CString::new(dir.join("tasks").as_os_str().as_bytes())
                     .map_err(io::Error::other)?;
+                peak = Some(PeakSource::File(dir.join("memory.max_usage_in_bytes")));
                 (
                     Some(tasks),
                     dir.join("memory.oom_control"),
@@ -438,9 +439,6 @@ impl MemoryPool {
                 (None, dir.join("memory.events"), dir.join("memory.events"))
             }
         };
-        if version == Version::V1 {
-            peak = Some(PeakSource::File(dir.join("memory.max_usage_in_bytes")));
-        }
         let oom_kills_before = oom_kills_in(&oom_file);
         let limit_hits_before = limit_hits_in(version, &limit_file);
         Ok(MemoryLease {

@@ -10,8 +10,9 @@
 //! in a fresh empty working directory (removed afterwards), in a process group of its own,
 //! in a pids cgroup of its own where Cordon may make one (`pids.max` = `max_processes`: see
 //! `cgroup.rs`) and a memory cgroup where it may use that controller (its limit
-//! `max_memory_bytes`, for all the plugin's processes together), under rlimits (`RLIMIT_DATA`
-//! = `max_memory_bytes` where there is no memory cgroup, `RLIMIT_AS` = 4 × that as a backstop, `RLIMIT_CPU` = the timeout rounded up to whole seconds + 1 s soft / + 2 s
+//! `max_memory_bytes`, for all the plugin's processes together), under rlimits
+//! (`RLIMIT_DATA` = `max_memory_bytes` where there is no memory cgroup, `RLIMIT_AS` = 4 × that
+//! as a backstop, `RLIMIT_CPU` = the timeout rounded up to whole seconds + 1 s soft / + 2 s
 //! hard, `RLIMIT_NOFILE` = `max_open_files`, `RLIMIT_FSIZE` = `max_disk_bytes`, no core
 //! dumps), first for the OOM killer (`oom_score_adj` 1000: see [`prefer_for_oom_kill`]), with
 //! `no_new_privs` and without any capability (a Cordon run as root runs its plugins as root,
@@ -86,8 +87,8 @@ const READ_CHUNK: usize = 64 * 1024;
 const SPAWN_ATTEMPTS: u32 = 5;
 
 /// `RLIMIT_AS` is this many times `max_memory_bytes` (saturating): a backstop for memory that
-/// `RLIMIT_DATA` does not count (where no memory cgroup counts it), with room for the address space that shared libraries and
-/// thread stacks reserve without using.
+/// `RLIMIT_DATA` does not count (where no memory cgroup counts it), with room for the address
+/// space that shared libraries and thread stacks reserve without using.
 const ADDRESS_SPACE_FACTOR: u64 = 4;
 
 /// Timeouts beyond this are treated as this (30 years), so that a deadline is always a
