@@ -396,8 +396,7 @@ impl MemoryPool {
         fresh: bool,
     ) -> io::Result<MemoryLease> {
         let dir = self.parent.join(format!("m{k}"));
-        let mut peak = None;
-        let (tasks, oom_file, limit_file) = match version {
+        let (tasks, oom_file, limit_file, peak) = match version {
             Version::V1 => {
                 // Memory only: a limit of memory and swap together
                 // (`memory.memsw.limit_in_bytes`) would be met first, and the kernel does not
@@ -409,11 +408,11 @@ impl MemoryPool {
                 write(&dir.join("memory.max_usage_in_bytes"), "0")?;
                 let tasks = CString::new(dir.join("tasks").as_os_str().as_bytes())
                     .map_err(io::Error::other)?;
-                peak = Some(PeakSource::File(dir.join("memory.max_usage_in_bytes")));
                 (
                     Some(tasks),
                     dir.join("memory.oom_control"),
                     dir.join("memory.failcnt"),
+                    Some(PeakSource::File(dir.join("memory.max_usage_in_bytes"))),
                 )
             }
             Version::V2 => {
@@ -429,14 +428,19 @@ impl MemoryPool {
                     .read(true)
                     .write(true)
                     .open(dir.join("memory.peak"));
-                peak = match file {
+                let peak = match file {
                     Ok(file) if std::io::Write::write_all(&mut &file, b"reset\n").is_ok() => {
                         Some(PeakSource::Descriptor(file))
                     }
                     _ if fresh => Some(PeakSource::File(dir.join("memory.peak"))),
                     _ => None,
                 };
-                (None, dir.join("memory.events"), dir.join("memory.events"))
+                (
+                    None,
+                    dir.join("memory.events"),
+                    dir.join("memory.events"),
+                    peak,
+                )
             }
         };
         let oom_kills_before = oom_kills_in(&oom_file);
