@@ -792,23 +792,31 @@ async fn run_shows_the_memory_a_native_plugins_processes_used_together() {
         };
         options
     };
-    let report = run(script.to_str().unwrap(), &sample, options(128 << 20)).await;
+    // 104 MiB: room for the four and what the processes need besides, within a tenth of it.
+    let report = run(script.to_str().unwrap(), &sample, options(104 << 20)).await;
     let rendered = report.render();
     assert!(report.contract_met, "{rendered}");
     assert_eq!(
         report.memory.as_deref(),
         Some(
             format!(
-                "all its processes together at most 128.0 MiB (134217728 bytes), in {}",
+                "all its processes together at most 104.0 MiB (109051904 bytes), in {}",
                 cgroups.memory().unwrap()
             )
             .as_str()
         )
     );
     let peak = report.peak_memory_bytes.unwrap();
-    assert!((96 << 20..=128 << 20).contains(&peak), "{rendered}");
+    assert!((96 << 20..=104 << 20).contains(&peak), "{rendered}");
     assert!(
         rendered.contains(", all its processes together\n"),
+        "{rendered}"
+    );
+    assert!(
+        rendered.contains(
+            "% of max_memory_bytes: near its memory limit (page cache of files it read \
+             included, which the kernel gives back first)"
+        ),
         "{rendered}"
     );
     let report = run(script.to_str().unwrap(), &sample, options(64 << 20)).await;

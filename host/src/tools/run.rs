@@ -259,6 +259,13 @@ impl RunReport {
                 "{percent} % of max_memory_bytes: it failed at its memory limit, the likely \
                  cause; run it with a larger --max-memory-bytes to tell"
             )
+        } else if self.runtime == RuntimeKind::Process {
+            // What a native plugin's memory cgroup counts includes the page cache it read,
+            // which the kernel gives back first: near the limit is not short of memory.
+            format!(
+                "{percent} % of max_memory_bytes: near its memory limit (page cache of files it \
+                 read included, which the kernel gives back first)"
+            )
         } else {
             format!("{percent} % of max_memory_bytes: near its memory limit")
         })
