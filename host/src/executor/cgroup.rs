@@ -631,17 +631,33 @@ enum PeakSource {
 }
 
 impl MemoryLease {
-    /// Back to the pool, if nothing runs in it any more.
+    /// Back to the pool, if nothing runs in it any more and nothing the kernel cannot give
+    /// back is charged to it: memory a plugin left in shared memory (a file in a tmpfs, a
+    /// System V segment, which `allow_write` or `allow_ipc` let it make) stays charged here
+    /// after its processes are gone, and the next plugin would start with that much less of
+    /// its limit. Such a cgroup is removed instead.
     fn give_back(&self) {
         let empty = std::fs::read_to_string(self.dir.join("cgroup.procs"))
             .is_ok_and(|procs| procs.trim().is_empty());
-        if empty {
-            self.pool
-                .free
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(self.k);
+        if !empty {
+            return;
         }
+        let left = counter_in(&self.dir.join("memory.stat"), "shmem ");
+        if left > 0 {
+            tracing::warn!(
+                cgroup = %self.dir.display(),
+                bytes = left,
+                "a plugin left memory in shared memory (a tmpfs file or a System V segment) \
+                 that outlives it; its memory cgroup is not given to another plugin"
+            );
+            let _ = rustix::fs::rmdir(&self.dir);
+            return;
+        }
+        self.pool
+            .free
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(self.k);
     }
 }
 
@@ -1176,6 +1192,22 @@ mod tests {
             );
         }
         next.remove();
+
+        // Memory left in shared memory outlives the plugin, charged to its cgroup: that one is
+        // not given to the next plugin, which would have that much less of its limit.
+        let shm = PathBuf::from(format!("/dev/shm/cordon-test-{}", std::process::id()));
+        if shm.parent().is_some_and(Path::is_dir) {
+            let leaves = Arc::new(cgroups.create(8, 64 << 20).unwrap());
+            let script = format!("head -c 8000000 /dev/zero > {}", shm.display());
+            assert!(run(&leaves, &script).status.success());
+            let left = leaves.memory.as_ref().unwrap().dir.clone();
+            leaves.remove();
+            let after = Arc::new(cgroups.create(8, 64 << 20).unwrap());
+            let _ = std::fs::remove_file(&shm);
+            assert_ne!(after.memory.as_ref().unwrap().dir, left, "not reused");
+            assert!(!left.exists(), "removed");
+            after.remove();
+        }
 
         // Killed for a shortage above it (here its pool's cgroup limited to 32 MiB, as the
         // unit's MemoryMax would limit Cordon's): an OOM kill, but not its limit's.
