@@ -397,6 +397,7 @@ fn cgroup_cost(summary: &mut Summary) {
                         .create(
                             Limits::DEFAULT_MAX_PROCESSES,
                             Limits::DEFAULT_MAX_MEMORY_BYTES,
+                            artifacts::NATIVE_BENCH_VERDICT,
                         )
                         .unwrap(),
                 )

@@ -26,10 +26,12 @@
 //! processes killed, and removed.
 //!
 //! The memory cgroups are not made per invocation but kept in a pool, each reused by one
-//! invocation at a time (`memory.limit_in_bytes` or `memory.max` set, the peak reset, its count
-//! of OOM kills noted, at each use): a memory cgroup that is removed lives on, "dying", for as
-//! long as anything charged to it does (the page cache and the directory entries a plugin
-//! made), and at hundreds of invocations a second such cgroups would pile up in the kernel.
+//! invocation at a time of the plugin that used it before (`memory.limit_in_bytes` or
+//! `memory.max` set, the peak reset, its counts noted, at each use): a memory cgroup that is
+//! removed lives on, "dying", for as long as anything charged to it does (the page cache and
+//! the directory entries a plugin made), and at hundreds of invocations a second such cgroups
+//! would pile up in the kernel. What stays charged to one between invocations is its plugin's
+//! own; one that still holds shared memory a plugin left is removed, not reused.
 //! - v1: `<Cordon's memory cgroup>/cordon-<pid>/m<k>`, which the child joins beside its pids
 //!   cgroup (two writes of `0` to `tasks`).
 //! - v2: `<Cordon's cgroup>/cordon-<pid>/m<k>/<n>`: the invocation's pids cgroup is a child of
@@ -39,6 +41,7 @@
 //! Written here rather than taken from a crate: the join runs between `fork` and `exec`,
 //! where nothing may allocate, and what Cordon needs is a few files of each cgroup.
 
+use std::collections::HashMap;
 use std::ffi::CString;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
@@ -75,8 +78,12 @@ pub struct Cgroups {
 struct MemoryPool {
     /// v1: `<Cordon's memory cgroup>/cordon-<pid>`; v2: the same directory as `parent`.
     parent: PathBuf,
-    /// The numbers `k` of the `m<k>` that no invocation uses, empty of processes.
-    free: Mutex<Vec<u64>>,
+    /// The numbers `k` of the `m<k>` that no invocation uses, empty of processes, by the
+    /// plugin that used them last: each plugin gets its own back, so that what stays charged
+    /// to one between invocations (the page cache of files it read, which the kernel gives
+    /// back only when memory is short) is its own, in its limit and its peak, not another
+    /// plugin's.
+    free: Mutex<HashMap<String, Vec<u64>>>,
     /// The next `k` to make.
     next: AtomicU64,
 }
@@ -274,7 +281,7 @@ impl Cgroups {
             next: AtomicU64::new(0),
             memory: memory.map(|parent| MemoryPool {
                 parent,
-                free: Mutex::new(Vec::new()),
+                free: Mutex::new(HashMap::new()),
                 next: AtomicU64::new(0),
             }),
         })
@@ -307,14 +314,16 @@ impl Cgroups {
     }
 
     /// A new cgroup that holds at most `max_processes` processes and threads, in a memory
-    /// cgroup that bounds them to `max_memory_bytes` together where there is a pool of them.
+    /// cgroup that bounds them to `max_memory_bytes` together where there is a pool of them,
+    /// one that `plugin` (what identifies a plugin: its command line) used before if it can.
     pub fn create(
         &'static self,
         max_processes: u32,
         max_memory_bytes: u64,
+        plugin: &str,
     ) -> io::Result<PluginCgroup> {
         let memory = match &self.memory {
-            Ok(pool) => Some(pool.lease(self.version, max_memory_bytes)?),
+            Ok(pool) => Some(pool.lease(self.version, max_memory_bytes, plugin)?),
             Err(_) => None,
         };
         let n = self.next.fetch_add(1, Ordering::Relaxed);
@@ -358,10 +367,20 @@ impl MemoryPool {
     /// A memory cgroup of the pool, free or new, set for one invocation: its limit
     /// `max_bytes` (v2: and no swap), its peak reset, its OOM kills and limit hits counted
     /// from here.
-    fn lease(&'static self, version: Version, max_bytes: u64) -> io::Result<MemoryLease> {
-        let reused = self.free.lock().unwrap_or_else(|e| e.into_inner()).pop();
+    fn lease(
+        &'static self,
+        version: Version,
+        max_bytes: u64,
+        plugin: &str,
+    ) -> io::Result<MemoryLease> {
+        let reused = self
+            .free
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_mut(plugin)
+            .and_then(Vec::pop);
         if let Some(k) = reused {
-            match self.set_up_lease(version, k, max_bytes, false) {
+            match self.set_up_lease(version, k, max_bytes, false, plugin) {
                 Ok(lease) => return Ok(lease),
                 // Most likely a v1 limit below what earlier invocations left charged to it
                 // that the kernel could not reclaim (`EBUSY`): a new one instead.
@@ -380,7 +399,7 @@ impl MemoryPool {
                 // their own: their memory is charged here.
                 write(&dir.join("cgroup.subtree_control"), "+pids")?;
             }
-            self.set_up_lease(version, k, max_bytes, true)
+            self.set_up_lease(version, k, max_bytes, true, plugin)
         })();
         if made.is_err() {
             let _ = rustix::fs::rmdir(&dir);
@@ -394,6 +413,7 @@ impl MemoryPool {
         k: u64,
         max_bytes: u64,
         fresh: bool,
+        plugin: &str,
     ) -> io::Result<MemoryLease> {
         let dir = self.parent.join(format!("m{k}"));
         let (tasks, oom_file, limit_file, peak) = match version {
@@ -447,6 +467,7 @@ impl MemoryPool {
         let limit_hits_before = limit_hits_in(version, &limit_file);
         Ok(MemoryLease {
             pool: self,
+            plugin: plugin.to_owned(),
             k,
             dir,
             tasks,
@@ -603,6 +624,8 @@ pub struct PluginCgroup {
 #[derive(Debug)]
 struct MemoryLease {
     pool: &'static MemoryPool,
+    /// The plugin it is leased to, and given back for.
+    plugin: String,
     k: u64,
     dir: PathBuf,
     /// v1: its `tasks`, which the child writes `0` to beside its pids cgroup's. v2: none (the
@@ -657,6 +680,8 @@ impl MemoryLease {
             .free
             .lock()
             .unwrap_or_else(|e| e.into_inner())
+            .entry(self.plugin.clone())
+            .or_default()
             .push(self.k);
     }
 }
@@ -1018,7 +1043,7 @@ mod tests {
             eprintln!("no cgroup Cordon may make here: not tested");
             return;
         };
-        let cgroup = Arc::new(cgroups.create(3, 256 << 20).unwrap());
+        let cgroup = Arc::new(cgroups.create(3, 256 << 20, "test").unwrap());
         assert_eq!(cgroup.limit_hits(), 0);
         // A shell in the cgroup that starts sleepers in the background: two fit beside it,
         // the third is refused, and the shell (dash, bash) gives up. The two are left running
@@ -1094,7 +1119,7 @@ mod tests {
             memory: match pool {
                 Some(_) => Ok(MemoryPool {
                     parent: memory_dir.clone(),
-                    free: Mutex::new(Vec::new()),
+                    free: Mutex::new(HashMap::new()),
                     next: AtomicU64::new(0),
                 }),
                 None => Err("none".to_owned()),
@@ -1127,7 +1152,7 @@ mod tests {
         // shell's third sleeper is refused, and the kernel counts it in the plugin's cgroup,
         // but the plugin never met its own limit.
         write(&pids.join("pids.max"), "3").unwrap();
-        let cgroup = Arc::new(cgroups.create(256, 256 << 20).unwrap());
+        let cgroup = Arc::new(cgroups.create(256, 256 << 20, "test").unwrap());
         run_in(
             &cgroup,
             "for i in 1 2 3; do sleep 30 >/dev/null & done; wait",
@@ -1151,7 +1176,7 @@ mod tests {
         let run = run_in;
         // A shell that keeps 100 MB of text in a variable, in 32 MiB: killed by the kernel,
         // which says so, with the peak at the limit.
-        let cgroup = Arc::new(cgroups.create(8, 32 << 20).unwrap());
+        let cgroup = Arc::new(cgroups.create(8, 32 << 20, "test").unwrap());
         assert!(cgroup.bounds_memory());
         assert_eq!(cgroup.oom_kills(), 0);
         let out = run(
@@ -1168,7 +1193,7 @@ mod tests {
 
         // The next invocation gets the same memory cgroup back, set for it: its limit, no OOM
         // kill and a peak of its own.
-        let next = Arc::new(cgroups.create(8, 64 << 20).unwrap());
+        let next = Arc::new(cgroups.create(8, 64 << 20, "test").unwrap());
         let memory = next.memory.as_ref().unwrap();
         assert_eq!(memory.dir, first, "reused");
         assert_eq!(
@@ -1193,16 +1218,29 @@ mod tests {
         }
         next.remove();
 
+        // Another plugin does not get it: what stays charged to a memory cgroup between
+        // invocations (page cache) is its plugin's own. The first plugin gets it back.
+        let other = Arc::new(cgroups.create(8, 64 << 20, "other").unwrap());
+        assert_ne!(
+            other.memory.as_ref().unwrap().dir,
+            first,
+            "not another plugin's"
+        );
+        let again = Arc::new(cgroups.create(8, 64 << 20, "test").unwrap());
+        assert_eq!(again.memory.as_ref().unwrap().dir, first, "its own again");
+        other.remove();
+        again.remove();
+
         // Memory left in shared memory outlives the plugin, charged to its cgroup: that one is
         // not given to the next plugin, which would have that much less of its limit.
         let shm = PathBuf::from(format!("/dev/shm/cordon-test-{}", std::process::id()));
         if shm.parent().is_some_and(Path::is_dir) {
-            let leaves = Arc::new(cgroups.create(8, 64 << 20).unwrap());
+            let leaves = Arc::new(cgroups.create(8, 64 << 20, "test").unwrap());
             let script = format!("head -c 8000000 /dev/zero > {}", shm.display());
             assert!(run(&leaves, &script).status.success());
             let left = leaves.memory.as_ref().unwrap().dir.clone();
             leaves.remove();
-            let after = Arc::new(cgroups.create(8, 64 << 20).unwrap());
+            let after = Arc::new(cgroups.create(8, 64 << 20, "test").unwrap());
             let _ = std::fs::remove_file(&shm);
             assert_ne!(after.memory.as_ref().unwrap().dir, left, "not reused");
             assert!(!left.exists(), "removed");
@@ -1212,7 +1250,7 @@ mod tests {
         // Killed for a shortage above it (here its pool's cgroup limited to 32 MiB, as the
         // unit's MemoryMax would limit Cordon's): an OOM kill, but not its limit's.
         write(&memory_dir.join(limit_file), &(32u64 << 20).to_string()).unwrap();
-        let starved = Arc::new(cgroups.create(8, 256 << 20).unwrap());
+        let starved = Arc::new(cgroups.create(8, 256 << 20, "test").unwrap());
         let out = run(
             &starved,
             "x=$(head -c 100000000 /dev/zero | tr '\\0' a); echo kept",
@@ -1258,7 +1296,7 @@ mod tests {
         }
         let mut plugin = command.spawn().unwrap();
         // And the cgroups of this process, which runs, are left alone.
-        let mine = cgroups.create(4, 256 << 20).unwrap();
+        let mine = cgroups.create(4, 256 << 20, "test").unwrap();
 
         remove_stale(base);
 

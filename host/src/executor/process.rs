@@ -268,6 +268,19 @@ pub struct ProcessPlugin {
     filter: Option<&'static seccompiler::BpfProgram>,
 }
 
+impl ProcessPlugin {
+    /// What tells this plugin from another for its memory cgroups (see `cgroup.rs`): its
+    /// program and arguments, NUL-separated (neither holds a NUL).
+    fn identity(&self) -> String {
+        let mut identity = self.program.to_string_lossy().into_owned();
+        for arg in &self.args {
+            identity.push('\0');
+            identity.push_str(arg);
+        }
+        identity
+    }
+}
+
 impl ProcessRuntime {
     /// Working directories are created under `config.work_dir` (which [`super::Executor::new`]
     /// creates), one per invocation.
@@ -391,7 +404,11 @@ impl ProcessRuntime {
         // Cordon may make cgroups, one it cannot make is an error: the plugin does not run
         // without its limit.
         let cgroup = match cgroups() {
-            Ok(cgroups) => match cgroups.create(limits.max_processes, limits.max_memory_bytes) {
+            Ok(cgroups) => match cgroups.create(
+                limits.max_processes,
+                limits.max_memory_bytes,
+                &plugin.identity(),
+            ) {
                 Ok(cgroup) => Some(Arc::new(cgroup)),
                 Err(e) => {
                     return could_not_start(format!(
