@@ -253,6 +253,12 @@ pub fn plugin_cgroups() -> Option<&'static cordon::executor::cgroup::Cgroups> {
         .ok()
 }
 
+/// Whether native plugins run in memory cgroups here: their peak memory is measured and
+/// `max_memory_bytes` bounds all their processes together.
+pub fn native_memory_cgroups() -> bool {
+    cordon::executor::cgroup::cgroups().is_ok_and(|c| c.memory().is_ok())
+}
+
 /// [`plugin_cgroups`] where they have memory cgroups too (`max_memory_bytes` for all of a
 /// native plugin's processes together), or `None`, having said on stderr that the calling
 /// test checks nothing here.

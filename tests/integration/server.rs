@@ -88,11 +88,6 @@ fn keeps_peak_processes() -> bool {
     cordon::executor::cgroup::cgroups().is_ok_and(|c| c.dir().join("pids.peak").exists())
 }
 
-/// Whether a native plugin's peak memory is measured here: in its memory cgroup.
-fn measures_native_memory() -> bool {
-    cordon::executor::cgroup::cgroups().is_ok_and(|c| c.memory().is_ok())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn submit_and_poll_each_runtime() {
     let s = runtimes_server("").await;
@@ -115,7 +110,7 @@ async fn submit_and_poll_each_runtime() {
         // Each engine's peak memory where its runtime measures it: a wasm plugin's linear
         // memory, a process's memory cgroup where it has one; no field for a webhook.
         let peak = &details[engine]["peak_memory_bytes"];
-        if rule == "wasm" || (rule == "process" && measures_native_memory()) {
+        if rule == "wasm" || (rule == "process" && crate::harness::native_memory_cgroups()) {
             assert!(peak.as_u64().is_some_and(|b| b > 0), "{rule}: {r}");
         } else {
             assert!(peak.is_null(), "{rule}: {r}");
@@ -1712,7 +1707,7 @@ async fn metrics_count_results_durations_and_failures() {
     }
     assert_eq!(
         m.contains("cordon_plugin_peak_memory_bytes_count{plugin=\"Script\",role=\"scanner\"} 1"),
-        measures_native_memory(),
+        crate::harness::native_memory_cgroups(),
         "a process's peak is measured where it has a memory cgroup:\n{m}"
     );
     assert_eq!(

@@ -318,8 +318,7 @@ async fn run_shows_each_example_s_result_as_the_host_records_it() {
             .lines()
             .find(|l| l.starts_with("memory    peak") || l.starts_with("memory    not"))
             .unwrap_or_default();
-        let measured_natively =
-            cordon::executor::cgroup::cgroups().is_ok_and(|c| c.memory().is_ok());
+        let measured_natively = crate::harness::native_memory_cgroups();
         match runtime {
             RuntimeKind::Process if measured_natively => assert!(
                 report.peak_memory_bytes.is_some_and(|b| b > 0)

@@ -518,11 +518,11 @@ fn enable(dir: &Path, controller: &str) -> Result<(), String> {
         return Ok(());
     }
     let me = rustix::process::getpid().as_raw_pid();
-    let others: Vec<i32> = read("cgroup.procs")?
+    let procs: Vec<i32> = read("cgroup.procs")?
         .split_whitespace()
         .filter_map(|p| p.parse().ok())
-        .filter(|&p| p != me)
         .collect();
+    let others: Vec<i32> = procs.iter().copied().filter(|&p| p != me).collect();
     if !others.is_empty() {
         return Err(format!(
             "Cordon shares its cgroup {} with other processes ({others:?}): run it in a cgroup \
@@ -531,9 +531,9 @@ fn enable(dir: &Path, controller: &str) -> Result<(), String> {
         ));
     }
     let supervisor = dir.join("supervisor");
-    let moved = read("cgroup.procs")?.split_whitespace().next().is_none();
+    // Out of it already (moved for another controller): no move.
     let step = || -> io::Result<()> {
-        if !moved {
+        if !procs.is_empty() {
             make_dir(&supervisor).or_else(|e| {
                 if e.kind() == io::ErrorKind::AlreadyExists {
                     Ok(())
@@ -660,9 +660,7 @@ impl MemoryLease {
     /// after its processes are gone, and the next plugin would start with that much less of
     /// its limit. Such a cgroup is removed instead.
     fn give_back(&self) {
-        let empty = std::fs::read_to_string(self.dir.join("cgroup.procs"))
-            .is_ok_and(|procs| procs.trim().is_empty());
-        if !empty {
+        if !procs_in(&self.dir).is_empty() {
             return;
         }
         let left = counter_in(&self.dir.join("memory.stat"), "shmem ");
@@ -695,12 +693,23 @@ fn oom_kills_in(file: &Path) -> u64 {
 /// in `memory.events`.
 fn limit_hits_in(version: Version, file: &Path) -> u64 {
     match version {
-        Version::V1 => std::fs::read_to_string(file)
-            .ok()
-            .and_then(|n| n.trim().parse().ok())
-            .unwrap_or(0),
+        Version::V1 => number_in(file).unwrap_or(0),
         Version::V2 => counter_in(file, "oom "),
     }
+}
+
+/// The number a cgroup file holds alone (`pids.peak`, `memory.failcnt`); `None` without one.
+fn number_in(file: &Path) -> Option<u64> {
+    std::fs::read_to_string(file).ok()?.trim().parse().ok()
+}
+
+/// The processes a cgroup `dir` lists in its `cgroup.procs`; none when it cannot be read.
+fn procs_in(dir: &Path) -> Vec<i32> {
+    std::fs::read_to_string(dir.join("cgroup.procs"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
 }
 
 /// The number on the line of `file` that starts with `key`; 0 without one.
@@ -751,30 +760,21 @@ impl PluginCgroup {
     /// is charged to its memory cgroup (their pages, the page cache they brought in, the
     /// kernel's memory for them).
     pub fn peak_memory(&self) -> Option<u64> {
-        let text = match self.memory.as_ref()?.peak.as_ref()? {
-            PeakSource::File(path) => std::fs::read_to_string(path).ok()?,
+        match self.memory.as_ref()?.peak.as_ref()? {
+            PeakSource::File(path) => number_in(path),
             PeakSource::Descriptor(file) => {
                 let mut buf = [0u8; 32];
                 let n = rustix::io::pread(file, &mut buf, 0).ok()?;
-                String::from_utf8_lossy(&buf[..n]).into_owned()
+                std::str::from_utf8(&buf[..n]).ok()?.trim().parse().ok()
             }
-        };
-        text.trim().parse().ok()
+        }
     }
 
     /// How many times a `fork` or a new thread of its processes was refused: for
     /// `max_processes` (see [`PluginCgroup::process_limit_met`]), or for the limit of a cgroup
     /// above its (Cordon's own, the unit's `TasksMax`), which the kernel counts here too.
     pub fn limit_hits(&self) -> u64 {
-        std::fs::read_to_string(self.dir.join("pids.events"))
-            .ok()
-            .and_then(|events| {
-                events.lines().find_map(|l| {
-                    l.strip_prefix("max ")
-                        .and_then(|n| n.trim().parse::<u64>().ok())
-                })
-            })
-            .unwrap_or(0)
+        counter_in(&self.dir.join("pids.events"), "max ")
     }
 
     /// Whether its processes met `max_processes`: they were that many at once (`pids.peak`).
@@ -788,18 +788,14 @@ impl PluginCgroup {
     /// The most processes and threads it held at once (`pids.peak`, Linux 6.1), where the
     /// kernel tells.
     pub fn peak(&self) -> Option<u64> {
-        std::fs::read_to_string(self.dir.join("pids.peak"))
-            .ok()
-            .and_then(|peak| peak.trim().parse().ok())
+        number_in(&self.dir.join("pids.peak"))
     }
 
     /// The processes in it that run (not zombies) outside the process group `pgid` (the
     /// plugin's): daemons it started. All of them when `pgid` is `None`.
     pub fn running_outside(&self, pgid: Option<i32>) -> Vec<i32> {
-        std::fs::read_to_string(self.dir.join("cgroup.procs"))
-            .unwrap_or_default()
-            .split_whitespace()
-            .filter_map(|p| p.parse::<i32>().ok())
+        procs_in(&self.dir)
+            .into_iter()
             .filter(|&pid| {
                 super::process::stat_of(pid).is_some_and(|s| s.state != 'Z' && Some(s.pgrp) != pgid)
             })
@@ -841,16 +837,7 @@ impl PluginCgroup {
 /// SIGKILL every process in the cgroup `dir`, through `kill_file` (v2's `cgroup.kill`) when
 /// it exists, else one by one; wait up to `grace` for them to be gone. Whether it is empty.
 fn kill_all_in(dir: &Path, kill_file: Option<&Path>, grace: Duration) -> bool {
-    let procs = dir.join("cgroup.procs");
-    let listed = || -> Vec<i32> {
-        std::fs::read_to_string(&procs)
-            .map(|text| {
-                text.split_whitespace()
-                    .filter_map(|p| p.parse().ok())
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
+    let listed = || procs_in(dir);
     let by_kill_file = kill_file.is_some_and(|f| write(f, "1").is_ok());
     let give_up = Instant::now() + grace;
     loop {

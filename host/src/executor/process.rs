@@ -266,19 +266,9 @@ pub struct ProcessPlugin {
     sandbox: NativeSandbox,
     /// The seccomp filter of a sandboxed plugin.
     filter: Option<&'static seccompiler::BpfProgram>,
-}
-
-impl ProcessPlugin {
     /// What tells this plugin from another for its memory cgroups (see `cgroup.rs`): its
     /// program and arguments, NUL-separated (neither holds a NUL).
-    fn identity(&self) -> String {
-        let mut identity = self.program.to_string_lossy().into_owned();
-        for arg in &self.args {
-            identity.push('\0');
-            identity.push_str(arg);
-        }
-        identity
-    }
+    identity: String,
 }
 
 impl ProcessRuntime {
@@ -342,7 +332,13 @@ impl ProcessRuntime {
                 program.display()
             ));
         }
+        let mut identity = program.to_string_lossy().into_owned();
+        for arg in args {
+            identity.push('\0');
+            identity.push_str(arg);
+        }
         Ok(ProcessPlugin {
+            identity,
             program,
             args: args.to_vec(),
             env: env.to_vec(),
@@ -407,7 +403,7 @@ impl ProcessRuntime {
             Ok(cgroups) => match cgroups.create(
                 limits.max_processes,
                 limits.max_memory_bytes,
-                &plugin.identity(),
+                &plugin.identity,
             ) {
                 Ok(cgroup) => Some(Arc::new(cgroup)),
                 Err(e) => {
