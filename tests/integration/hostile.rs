@@ -16,6 +16,11 @@ use crate::harness::{
 
 /// Timeout given to hostile plugins.
 const TIMEOUT_MS: u64 = 1000;
+/// Timeout given to a hostile plugin that should fail for another reason (its memory, its
+/// output): one it never comes near on a sound machine (it fails in well under a second), so
+/// that on a slow one, an emulated virtual machine, its reason is not taken over by the
+/// deadline.
+const OTHER_REASON_TIMEOUT_MS: u64 = 30_000;
 /// What "a small margin" means here: process teardown and a loaded CI machine.
 const MARGIN: Duration = Duration::from_secs(2);
 /// `max_open_files` given to hostile plugins.
@@ -184,7 +189,16 @@ async fn every_hostile_plugin_fails_with_its_reason_within_the_deadline() {
             ),
             (RuntimeKind::Process, process(case.native), case.native_kind),
         ] {
-            let plugin = rig.plugin("Hostile", Role::Scanner, spec, hostile_limits());
+            let timeout_ms = if kinds.contains(&"timeout") {
+                TIMEOUT_MS
+            } else {
+                OTHER_REASON_TIMEOUT_MS
+            };
+            let limits = Limits {
+                timeout: Duration::from_millis(timeout_ms),
+                ..hostile_limits()
+            };
+            let plugin = rig.plugin("Hostile", Role::Scanner, spec, limits);
             let started = Instant::now();
             let outcome = rig.run(&plugin, &sample, &json!({})).await;
             let took = started.elapsed();
@@ -202,7 +216,7 @@ async fn every_hostile_plugin_fails_with_its_reason_within_the_deadline() {
                 assert!(f.message.contains(fragment), "{who}: {:?}", f.message);
             }
             assert!(
-                took < Duration::from_millis(TIMEOUT_MS) + MARGIN,
+                took < Duration::from_millis(timeout_ms) + MARGIN,
                 "{who}: took {took:?}"
             );
             next_scan_works(&rig, runtime).await;
@@ -218,7 +232,11 @@ async fn the_memory_bomb_never_gets_past_its_limit() {
         (RuntimeKind::Wasm, wasm(WASM_HOSTILE_MEMBOMB)),
         (RuntimeKind::Process, process(NATIVE_HOSTILE_MEMBOMB)),
     ] {
-        let plugin = rig.plugin("Membomb", Role::Scanner, spec, hostile_limits());
+        let limits = Limits {
+            timeout: Duration::from_millis(OTHER_REASON_TIMEOUT_MS),
+            ..hostile_limits()
+        };
+        let plugin = rig.plugin("Membomb", Role::Scanner, spec, limits);
         let outcome = rig.run(&plugin, &sample, &json!({})).await;
         // The bomb reports each MiB it holds: the last report stays under the 64 MiB cap.
         let stderr = String::from_utf8_lossy(&outcome.stderr);
@@ -242,14 +260,23 @@ async fn the_memory_bomb_never_gets_past_its_limit() {
         // The host's own measure agrees: linear memory, or a process's memory cgroup, never
         // passed the cap, and the cap is what stopped it. Natively without a memory cgroup the
         // peak is not measured (the kernel's figure for a child includes the forked copy of
-        // Cordon), and what stops it is its own failed allocation under RLIMIT_DATA.
+        // Cordon), and what stops it is its own failed allocation under RLIMIT_DATA. Where the
+        // kernel cannot reset a memory cgroup's peak (v2 before Linux 6.12), a native run in a
+        // cgroup that an earlier one (another test's) already took to the limit has no peak.
         let bounded = runtime == RuntimeKind::Wasm || crate::harness::native_memory_cgroups();
         if bounded {
-            let peak = outcome.peak_memory_bytes.expect("measured");
-            assert!(
-                (8 << 20..=64 << 20).contains(&peak),
-                "{runtime}: peak {peak}"
-            );
+            let every_peak = runtime == RuntimeKind::Wasm
+                || cordon::executor::cgroup::cgroups().is_ok_and(|c| c.measures_every_peak());
+            match outcome.peak_memory_bytes {
+                None if !every_peak => {}
+                peak => {
+                    let peak = peak.expect("measured");
+                    assert!(
+                        (8 << 20..=64 << 20).contains(&peak),
+                        "{runtime}: peak {peak}"
+                    );
+                }
+            }
             let kind = outcome.failure.as_ref().map(|f| f.kind());
             assert_eq!(kind, Some("memory_limit"), "{runtime}: {outcome:?}");
         } else {
@@ -623,10 +650,12 @@ async fn a_native_fork_bomb_is_stopped_at_max_processes_and_leaves_nothing() {
         "{}",
         f.message
     );
+    // The cgroup held it at its limit. (Whether the copy that was refused had time to say so
+    // on stderr before the plugin was stopped depends on the machine's speed.)
     assert!(
-        String::from_utf8_lossy(&outcome.stderr).contains("could not start a copy"),
-        "the cgroup refused a copy: {:?}",
-        String::from_utf8_lossy(&outcome.stderr)
+        outcome.peak_processes.is_none_or(|p| p == 32),
+        "{:?}",
+        outcome.peak_processes
     );
     let left = running(NATIVE_HOSTILE_FORK_BOMB, &["processes", "copy"]);
     assert!(left.is_empty(), "copies still running: {left:?}");
@@ -640,9 +669,9 @@ async fn max_memory_bytes_bounds_a_native_plugins_processes_together() {
     // they are 96 MiB. Its memory cgroup stops it, `memory_limit`, and the clean verdict it
     // may still print counts for nothing: a plugin whose helper was killed did not scan as
     // it meant to. At 128 MiB it passes, and its peak is all four together.
-    if plugin_memory_cgroups().is_none() {
+    let Some(cgroups) = plugin_memory_cgroups() else {
         return;
-    }
+    };
     let rig = Rig::new();
     let sample = rig.sample(b"some file", "file.txt");
     for (max_memory_bytes, passes) in [(128 << 20, true), (64 << 20, false)] {
@@ -659,9 +688,12 @@ async fn max_memory_bytes_bounds_a_native_plugins_processes_together() {
         let outcome = rig.run(&plugin, &sample, &json!({})).await;
         let v = contract::judge_scanner(RuntimeKind::Process, &outcome);
         let stderr = String::from_utf8_lossy(&outcome.stderr);
-        let peak = outcome
-            .peak_memory_bytes
-            .expect("measured by its memory cgroup");
+        // The second run reuses the first's memory cgroup, whose peak (96 MiB) it cannot pass:
+        // where the kernel cannot reset a peak (v2 before Linux 6.12), its own is not known.
+        let peak = match outcome.peak_memory_bytes {
+            None if !passes && !cgroups.measures_every_peak() => 0,
+            peak => peak.expect("measured by its memory cgroup"),
+        };
         assert!(
             peak <= max_memory_bytes,
             "peak {peak} over {max_memory_bytes}"
@@ -714,9 +746,12 @@ async fn max_processes_counts_threads_and_allows_exactly_its_number() {
             assert_eq!(v.code, ResultCode::FAILED, "{outcome:?}");
             let f = v.failure.expect("a Failed result has a reason");
             assert_eq!(f.kind, "process_limit", "{}; stderr: {stderr}", f.message);
+            // Its last thread was the one refused. (Whether it had time to say so on stderr
+            // before the plugin was stopped depends on the machine's speed.)
             assert!(
-                stderr.contains("could not start thread 32 of 32"),
-                "{stderr}"
+                outcome.peak_processes.is_none_or(|p| p == 31),
+                "{:?}",
+                outcome.peak_processes
             );
         }
     }

@@ -27,10 +27,11 @@
 //!
 //! The memory cgroups are not made per invocation but kept in a pool, each reused by one
 //! invocation at a time of the plugin that used it before (`memory.limit_in_bytes` or
-//! `memory.max` set, the peak reset, its counts noted, at each use): a memory cgroup that is
-//! removed lives on, "dying", for as long as anything charged to it does (the page cache and
-//! the directory entries a plugin made), and at hundreds of invocations a second such cgroups
-//! would pile up in the kernel. What stays charged to one between invocations is its plugin's
+//! `memory.max` set, the peak reset (v2 before Linux 6.12 cannot: then an invocation's peak is
+//! known only when it passes the cgroup's earlier ones), its counts noted, at each use): a
+//! memory cgroup that is removed lives on, "dying", for as long as anything charged to it does
+//! (the page cache and the directory entries a plugin made), and at hundreds of invocations a
+//! second such cgroups would pile up in the kernel. What stays charged to one between invocations is its plugin's
 //! own; one that still holds shared memory a plugin left is removed, not reused.
 //! - v1: `<Cordon's memory cgroup>/cordon-<pid>/m<k>`, which the child joins beside its pids
 //!   cgroup (two writes of `0` to `tasks`).
@@ -86,6 +87,10 @@ struct MemoryPool {
     free: Mutex<HashMap<String, Vec<u64>>>,
     /// The next `k` to make.
     next: AtomicU64,
+    /// Whether the kernel resets a memory cgroup's peak at Cordon's request: v1 always, v2
+    /// from Linux 6.12. Before, a reused cgroup's `memory.peak` is the most it held since it
+    /// was made, and an invocation's own peak is known only when it rose above that.
+    resets_peaks: bool,
 }
 
 static CGROUPS: OnceLock<Result<Cgroups, String>> = OnceLock::new();
@@ -280,6 +285,7 @@ impl Cgroups {
             parent,
             next: AtomicU64::new(0),
             memory: memory.map(|parent| MemoryPool {
+                resets_peaks: version == Version::V1 || resets_peak(&parent),
                 parent,
                 free: Mutex::new(HashMap::new()),
                 next: AtomicU64::new(0),
@@ -306,6 +312,14 @@ impl Cgroups {
             Ok(pool) => Ok(format!("a memory cgroup in {}", pool.parent.display())),
             Err(why) => Err(why),
         }
+    }
+
+    /// Whether every native invocation's peak memory is measured: where the kernel resets a
+    /// memory cgroup's peak (v1; v2 from Linux 6.12). Before Linux 6.12, a pooled cgroup's
+    /// peak is only known for an invocation that used more than every earlier one in it, and
+    /// is `None` otherwise.
+    pub fn measures_every_peak(&self) -> bool {
+        self.memory.as_ref().is_ok_and(|pool| pool.resets_peaks)
     }
 
     /// The directory of this process's plugins' cgroups: a cgroup itself.
@@ -380,7 +394,7 @@ impl MemoryPool {
             .get_mut(plugin)
             .and_then(Vec::pop);
         if let Some(k) = reused {
-            match self.set_up_lease(version, k, max_bytes, false, plugin) {
+            match self.set_up_lease(version, k, max_bytes, plugin) {
                 Ok(lease) => return Ok(lease),
                 // Most likely a v1 limit below what earlier invocations left charged to it
                 // that the kernel could not reclaim (`EBUSY`): a new one instead.
@@ -399,7 +413,7 @@ impl MemoryPool {
                 // their own: their memory is charged here.
                 write(&dir.join("cgroup.subtree_control"), "+pids")?;
             }
-            self.set_up_lease(version, k, max_bytes, true, plugin)
+            self.set_up_lease(version, k, max_bytes, plugin)
         })();
         if made.is_err() {
             let _ = rustix::fs::rmdir(&dir);
@@ -412,7 +426,6 @@ impl MemoryPool {
         version: Version,
         k: u64,
         max_bytes: u64,
-        fresh: bool,
         plugin: &str,
     ) -> io::Result<MemoryLease> {
         let dir = self.parent.join(format!("m{k}"));
@@ -443,17 +456,13 @@ impl MemoryPool {
                 // One process out of memory stops them all.
                 let _ = write(&dir.join("memory.oom.group"), "1");
                 // The peak since this descriptor's reset (Linux 6.12), else since the cgroup
-                // was made, which is this invocation's only in a new one.
-                let file = std::fs::OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .open(dir.join("memory.peak"));
-                let peak = match file {
-                    Ok(file) if std::io::Write::write_all(&mut &file, b"reset\n").is_ok() => {
-                        Some(PeakSource::Descriptor(file))
-                    }
-                    _ if fresh => Some(PeakSource::File(dir.join("memory.peak"))),
-                    _ => None,
+                // was made (Linux 5.19), which is this invocation's if it rises above what it
+                // is now: always in a new cgroup.
+                let path = dir.join("memory.peak");
+                let peak = if self.resets_peaks {
+                    reset_peak(&path).ok().map(PeakSource::Descriptor)
+                } else {
+                    number_in(&path).map(|before| PeakSource::Above { path, before })
                 };
                 (
                     None,
@@ -646,11 +655,31 @@ struct MemoryLease {
 
 #[derive(Debug)]
 enum PeakSource {
-    /// A file to read: v1's `memory.max_usage_in_bytes` (reset at the lease), v2's
-    /// `memory.peak` of a new cgroup.
+    /// v1's `memory.max_usage_in_bytes`, reset at the lease.
     File(PathBuf),
     /// v2's `memory.peak`, open since its reset through this descriptor (Linux 6.12).
     Descriptor(std::fs::File),
+    /// v2's `memory.peak` where the kernel cannot reset it (before Linux 6.12): the most the
+    /// cgroup held since it was made, `before` at the lease. A figure above `before` was
+    /// reached during the lease, and is its peak; otherwise its peak is not known.
+    Above { path: PathBuf, before: u64 },
+}
+
+/// v2's `memory.peak` at `path`, reset (Linux 6.12): open, the descriptor through which it
+/// reads the peak since the reset.
+fn reset_peak(path: &Path) -> io::Result<std::fs::File> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)?;
+    std::io::Write::write_all(&mut &file, b"reset\n")?;
+    Ok(file)
+}
+
+/// Whether this kernel resets v2's `memory.peak` (Linux 6.12): tried on the pool's own
+/// cgroup, whose peak Cordon does not read.
+fn resets_peak(pool: &Path) -> bool {
+    reset_peak(&pool.join("memory.peak")).is_ok()
 }
 
 impl MemoryLease {
@@ -762,6 +791,7 @@ impl PluginCgroup {
     pub fn peak_memory(&self) -> Option<u64> {
         match self.memory.as_ref()?.peak.as_ref()? {
             PeakSource::File(path) => number_in(path),
+            PeakSource::Above { path, before } => number_in(path).filter(|now| now > before),
             PeakSource::Descriptor(file) => {
                 let mut buf = [0u8; 32];
                 let n = rustix::io::pread(file, &mut buf, 0).ok()?;
@@ -1104,7 +1134,8 @@ mod tests {
             parent: pids.clone(),
             next: AtomicU64::new(0),
             memory: match pool {
-                Some(_) => Ok(MemoryPool {
+                Some(pool) => Ok(MemoryPool {
+                    resets_peaks: pool.resets_peaks,
                     parent: memory_dir.clone(),
                     free: Mutex::new(HashMap::new()),
                     next: AtomicU64::new(0),
@@ -1197,11 +1228,14 @@ mod tests {
         let out = run(&next, "head -c 20000000 /dev/zero | tr '\\0' a | wc -c");
         assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "20000000");
         assert_eq!(next.oom_kills(), 0);
-        if let Some(peak) = next.peak_memory() {
-            assert!(
+        match (cgroups.measures_every_peak(), next.peak_memory()) {
+            (true, Some(peak)) => assert!(
                 peak < 16 << 20,
                 "the last one's peak is not this one's: {peak}"
-            );
+            ),
+            // v2 before Linux 6.12: below the last one's peak, its own is not known.
+            (false, None) => {}
+            (every, peak) => panic!("measures every peak: {every}; peak {peak:?}"),
         }
         next.remove();
 
@@ -1216,6 +1250,15 @@ mod tests {
         let again = Arc::new(cgroups.create(8, 64 << 20, "test").unwrap());
         assert_eq!(again.memory.as_ref().unwrap().dir, first, "its own again");
         other.remove();
+        // Above every earlier peak in it (the first's, at most 32 MiB), its own is known on
+        // every kernel: `tail` keeps the last 45 MB it reads.
+        let out = run(
+            &again,
+            "head -c 45000000 /dev/zero | tail -c 45000000 | wc -c",
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "45000000");
+        let peak = again.peak_memory().expect("above the earlier peaks");
+        assert!((40 << 20..=64 << 20).contains(&peak), "peak {peak}");
         again.remove();
 
         // Memory left in shared memory outlives the plugin, charged to its cgroup: that one is

@@ -1969,7 +1969,8 @@ mod tests {
     async fn a_sleeping_child_is_killed_at_the_deadline() {
         let f = Fixture::new();
         let p = f.plugin("echo started; sleep 100");
-        let timeout = Duration::from_millis(300);
+        // Long enough that a slow machine's shell has printed before it.
+        let timeout = Duration::from_millis(2_000);
         let started = Instant::now();
         let o = f.run(&p, &limits(timeout), b"{}\n").await;
         let elapsed = started.elapsed();
@@ -2026,8 +2027,9 @@ mod tests {
                echo $! >&2; echo hi"#,
         );
         let cgroup = cgroups().is_ok();
-        // Long enough, with a cgroup, that the end by the plugin's exit is not the deadline.
-        let timeout = Duration::from_millis(if cgroup { 20_000 } else { 500 });
+        // Long enough, with a cgroup, that the end by the plugin's exit is not the deadline;
+        // without, that a slow machine's shell has printed the pid before it.
+        let timeout = Duration::from_millis(if cgroup { 20_000 } else { 3_000 });
         let started = Instant::now();
         let o = f.run(&p, &limits(timeout), b"{}\n").await;
         let elapsed = started.elapsed();

@@ -189,6 +189,9 @@ pub struct RunReport {
     /// Landlock).
     #[serde(skip)]
     confined: bool,
+    /// Whether a native plugin ran in a memory cgroup.
+    #[serde(skip)]
+    memory_cgroup: bool,
     /// A scanner's engine result (Failed when the contract was broken).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub engine_result: Option<EngineResultReport>,
@@ -381,6 +384,13 @@ impl RunReport {
                     _ => format!("peak {} of linear memory", human_bytes(b)),
                 })
                 .unwrap_or_else(|| match self.runtime {
+                    RuntimeKind::Process if self.memory_cgroup => {
+                        "peak not known: this kernel keeps no peak for each use of a memory \
+                         cgroup (cgroup v2 keeps one from Linux 5.19, and resets it for each use \
+                         from 6.12; in between, only a use that passes every earlier one is \
+                         measured)"
+                            .to_owned()
+                    }
                     RuntimeKind::Process => {
                         "not measured for a process without a memory cgroup".to_owned()
                     }
@@ -583,6 +593,8 @@ pub async fn run_plugin(
         confined: runtime_kind == RuntimeKind::Process
             && options.sandbox.enabled
             && crate::executor::landlock_abi() > 0,
+        memory_cgroup: runtime_kind == RuntimeKind::Process
+            && crate::executor::cgroup::cgroups().is_ok_and(|c| c.memory().is_ok()),
         engine_result: None,
         post_action: None,
         violation: None,
