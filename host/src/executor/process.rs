@@ -448,6 +448,7 @@ impl ProcessRuntime {
         } else {
             None
         };
+        let landlocked = confinement.is_some() && super::landlock_abi() > 0;
         let join = cgroup.0.clone();
         // SAFETY: the closure runs in the forked child before `exec`; it only makes
         // `open`/`write` (of its cgroup's `tasks` or `cgroup.procs`, a path made before the
@@ -485,7 +486,7 @@ impl ProcessRuntime {
             }
             Err(e) => {
                 tracing::debug!(program = %program, error = %e, "could not start a plugin process");
-                could_not_start(format!("could not run `{program}`: {e}"))
+                could_not_start(start_failure(program, &e, landlocked))
             }
         };
 
@@ -1621,6 +1622,26 @@ fn resolve_sandbox(sandbox: &NativeSandbox) -> Result<NativeSandbox, String> {
     })
 }
 
+/// Why a plugin's process did not start, `e` the error of its `exec`, `landlocked` whether
+/// Landlock confined it.
+fn start_failure(program: impl std::fmt::Display, e: &io::Error, landlocked: bool) -> String {
+    let mut message = format!("could not run `{program}`: {e}");
+    // Its sandbox's rules let it run the program, its interpreter and its libraries (checked
+    // at load), and the program is executable on a mount that allows it (checked too). Landlock
+    // allows files by their inode, taken when the rules were made: a file system that gives
+    // the same file another one at each lookup (9p: WSL's /mnt, a virtual machine's shared
+    // folder; some FUSE file systems) makes it refuse what its rules allow.
+    if landlocked && e.kind() == io::ErrorKind::PermissionDenied {
+        message.push_str(
+            "; its sandbox's rules allow it, so most likely Landlock cannot follow the file \
+             system the program (or its interpreter) is on, as with 9p (WSL's /mnt, a virtual \
+             machine's shared folder) and some FUSE file systems: install the plugin on a local \
+             file system",
+        );
+    }
+    message
+}
+
 fn could_not_start(message: String) -> Outcome {
     Outcome {
         failure: Some(Failure::CouldNotStart { message }),
@@ -1963,6 +1984,19 @@ mod tests {
             cwd.to_str().unwrap()
         );
         assert_eq!(text(&o2.stdout).lines().nth(1).unwrap().trim(), "0");
+    }
+
+    #[test]
+    fn a_refused_exec_under_landlock_says_what_most_likely_refused_it() {
+        let denied = io::Error::from_raw_os_error(rustix::io::Errno::ACCESS.raw_os_error());
+        let hint = "most likely Landlock cannot follow the file system";
+        let message = start_failure("/srv/scan", &denied, true);
+        assert!(message.starts_with("could not run `/srv/scan`: Permission denied"));
+        assert!(message.contains(hint), "{message}");
+        // Not without Landlock, nor for another error.
+        assert!(!start_failure("/srv/scan", &denied, false).contains(hint));
+        let missing = io::Error::from_raw_os_error(rustix::io::Errno::NOENT.raw_os_error());
+        assert!(!start_failure("/srv/scan", &missing, true).contains(hint));
     }
 
     #[tokio::test]
