@@ -189,9 +189,10 @@ pub struct RunReport {
     /// Landlock).
     #[serde(skip)]
     confined: bool,
-    /// Whether a native plugin ran in a memory cgroup.
+    /// Whether a native plugin ran in a memory cgroup, and then whether the kernel measures
+    /// every invocation's peak there (see `Cgroups::measures_every_peak`).
     #[serde(skip)]
-    memory_cgroup: bool,
+    memory_cgroup: Option<bool>,
     /// A scanner's engine result (Failed when the contract was broken).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub engine_result: Option<EngineResultReport>,
@@ -373,29 +374,19 @@ impl RunReport {
                 .unwrap_or_else(|| "none (it did not finish by itself)".to_owned())
         );
         let _ = writeln!(out, "duration  {:.1} ms", self.duration_ms);
+        let started = self
+            .violation
+            .as_ref()
+            .is_none_or(|v| v.kind != "could_not_start");
         let _ = writeln!(
             out,
             "memory    {}",
-            self.peak_memory_bytes
-                .map(|b| match self.runtime {
-                    RuntimeKind::Process => {
-                        format!("peak {}, all its processes together", human_bytes(b))
-                    }
-                    _ => format!("peak {} of linear memory", human_bytes(b)),
-                })
-                .unwrap_or_else(|| match self.runtime {
-                    RuntimeKind::Process if self.memory_cgroup => {
-                        "peak not known: this kernel keeps no peak for each use of a memory \
-                         cgroup (cgroup v2 keeps one from Linux 5.19, and resets it for each use \
-                         from 6.12; in between, only a use that passes every earlier one is \
-                         measured)"
-                            .to_owned()
-                    }
-                    RuntimeKind::Process => {
-                        "not measured for a process without a memory cgroup".to_owned()
-                    }
-                    _ => "unknown".to_owned(),
-                })
+            peak_line(
+                self.runtime,
+                self.peak_memory_bytes,
+                started,
+                self.memory_cgroup
+            )
         );
         if let Some(hint) = self.memory_hint() {
             let _ = writeln!(out, "          {hint}");
@@ -593,8 +584,12 @@ pub async fn run_plugin(
         confined: runtime_kind == RuntimeKind::Process
             && options.sandbox.enabled
             && crate::executor::landlock_abi() > 0,
-        memory_cgroup: runtime_kind == RuntimeKind::Process
-            && crate::executor::cgroup::cgroups().is_ok_and(|c| c.memory().is_ok()),
+        memory_cgroup: match crate::executor::cgroup::cgroups() {
+            Ok(c) if runtime_kind == RuntimeKind::Process && c.memory().is_ok() => {
+                Some(c.measures_every_peak())
+            }
+            _ => None,
+        },
         engine_result: None,
         post_action: None,
         violation: None,
@@ -794,9 +789,60 @@ fn is_executable(path: &Path) -> bool {
     std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
+/// The report's `memory` line after the run: the plugin's peak, `peak`, or why there is none
+/// (`started`: whether its process started; `memory_cgroup`: as in [`RunReport`]).
+fn peak_line(
+    runtime: RuntimeKind,
+    peak: Option<u64>,
+    started: bool,
+    memory_cgroup: Option<bool>,
+) -> String {
+    match (runtime, peak) {
+        (RuntimeKind::Process, Some(b)) => {
+            format!("peak {}, all its processes together", human_bytes(b))
+        }
+        (_, Some(b)) => format!("peak {} of linear memory", human_bytes(b)),
+        (RuntimeKind::Process, None) if !started => "none: it did not start".to_owned(),
+        (RuntimeKind::Process, None) => match memory_cgroup {
+            Some(false) => "peak not known: this kernel keeps no peak for each use of a memory \
+                            cgroup (cgroup v2 keeps one from Linux 5.19, and resets it for \
+                            each use from 6.12; in between, only a use that passes every \
+                            earlier one is measured)"
+                .to_owned(),
+            Some(true) => "peak not known: its memory cgroup's could not be read".to_owned(),
+            None => "not measured for a process without a memory cgroup".to_owned(),
+        },
+        (_, None) => "unknown".to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_memory_line_says_why_a_native_plugin_has_no_peak() {
+        let native = RuntimeKind::Process;
+        assert_eq!(
+            peak_line(native, Some(3 << 20), true, Some(true)),
+            "peak 3.0 MiB (3145728 bytes), all its processes together"
+        );
+        assert_eq!(
+            peak_line(native, None, false, Some(true)),
+            "none: it did not start"
+        );
+        assert!(
+            peak_line(native, None, true, Some(false)).starts_with("peak not known: this kernel")
+        );
+        assert_eq!(
+            peak_line(native, None, true, None),
+            "not measured for a process without a memory cgroup"
+        );
+        assert_eq!(
+            peak_line(RuntimeKind::Wasm, Some(1 << 20), true, None),
+            "peak 1.0 MiB (1048576 bytes) of linear memory"
+        );
+    }
 
     #[test]
     fn names_come_from_the_file_stem() {
