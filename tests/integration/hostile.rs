@@ -21,8 +21,10 @@ const TIMEOUT_MS: u64 = 1000;
 /// that on a slow one, an emulated virtual machine, its reason is not taken over by the
 /// deadline.
 const OTHER_REASON_TIMEOUT_MS: u64 = 30_000;
-/// What "a small margin" means here: process teardown and a loaded CI machine.
-const MARGIN: Duration = Duration::from_secs(2);
+/// What "a small margin" means here: process teardown on a loaded or slow machine (under
+/// emulation, nine plugins torn down at once took 3.3 s from the start of a 1 s deadline).
+/// Against plugins that would otherwise run forever, any bound shows the deadline held.
+const MARGIN: Duration = Duration::from_secs(5);
 /// `max_open_files` given to hostile plugins.
 const OPEN_FILES: u32 = 64;
 /// `max_disk_bytes` given to hostile plugins: 8 MiB.
