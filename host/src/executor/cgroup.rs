@@ -72,6 +72,12 @@ pub struct Cgroups {
     next: AtomicU64,
     /// The plugins' memory cgroups, or why there are none.
     memory: Result<MemoryPool, String>,
+    /// Where a plugin's `fork` refused for the limit of a cgroup above its own is counted
+    /// only in that cgroup (v2 from Linux 6.11): the `pids.events.local` of `parent` and of
+    /// each cgroup above it, whose `max` counts the times that cgroup's own limit was met.
+    /// Empty where the plugin's own `pids.events` counts such a refusal (v1; v2 before Linux
+    /// 6.11, or mounted with `pids_localevents`). See [`PluginCgroup::limit_hits`].
+    limits_above: Vec<PathBuf>,
 }
 
 /// The reusable memory cgroups of this process's plugins.
@@ -105,6 +111,10 @@ pub fn cgroups() -> Result<&'static Cgroups, &'static str> {
             let mounts = std::fs::read_to_string("/proc/self/mountinfo")
                 .map_err(|e| format!("cannot read /proc/self/mountinfo: {e}"))?;
             let (version, dir) = own_cgroup(&own, &mounts, "pids")?;
+            let local_events = mount_of(&mounts, |fstype, options| {
+                fstype == "cgroup2" && options.split(',').any(|o| o == "pids_localevents")
+            })
+            .is_some();
             let memory = own_cgroup(&own, &mounts, "memory").and_then(|(v, memory)| {
                 if v != version {
                     Err(format!(
@@ -118,7 +128,7 @@ pub fn cgroups() -> Result<&'static Cgroups, &'static str> {
                     Ok(memory)
                 }
             });
-            Cgroups::set_up(version, &dir, memory)
+            Cgroups::set_up(version, &dir, memory, local_events)
         })
         .as_ref()
         .map_err(String::as_str)
@@ -235,11 +245,13 @@ fn unescape(field: &str) -> String {
 impl Cgroups {
     /// Make this process's directory of plugin cgroups under `dir`, its own cgroup, after
     /// removing those of processes that no longer run; and its pool of memory cgroups under
-    /// `memory` (its own memory cgroup, or why there is none), where it may.
+    /// `memory` (its own memory cgroup, or why there is none), where it may. `local_events`:
+    /// the v2 hierarchy is mounted with `pids_localevents`.
     fn set_up(
         version: Version,
         dir: &Path,
         memory: Result<PathBuf, String>,
+        local_events: bool,
     ) -> Result<Cgroups, String> {
         let me = rustix::process::getpid().as_raw_pid();
         may_write(dir)?;
@@ -282,6 +294,11 @@ impl Cgroups {
         });
         Ok(Cgroups {
             version,
+            limits_above: if version == Version::V2 && !local_events {
+                limits_above(&parent)
+            } else {
+                Vec::new()
+            },
             parent,
             next: AtomicU64::new(0),
             memory: memory.map(|parent| MemoryPool {
@@ -368,6 +385,8 @@ impl Cgroups {
             memory,
             removed: AtomicBool::new(false),
             max_processes,
+            limits_above: &self.limits_above,
+            refusals_above_before: refusals_in(&self.limits_above),
         };
         if let Err(e) = write(&cgroup.dir.join("pids.max"), &max_processes.to_string()) {
             cgroup.remove();
@@ -488,6 +507,20 @@ impl MemoryPool {
             peak,
         })
     }
+}
+
+/// The `pids.events.local` files (Linux 6.11) of `dir` and of each cgroup above it, up to
+/// the hierarchy's root, which has none; none before Linux 6.11.
+fn limits_above(dir: &Path) -> Vec<PathBuf> {
+    dir.ancestors()
+        .map(|d| d.join("pids.events.local"))
+        .take_while(|f| f.exists())
+        .collect()
+}
+
+/// How many times the cgroups whose `pids.events.local` are `files` met their own limits.
+fn refusals_in(files: &[PathBuf]) -> u64 {
+    files.iter().map(|f| counter_in(f, "max ")).sum()
 }
 
 /// Whether Cordon may make cgroups in `dir`, its own cgroup.
@@ -627,6 +660,9 @@ pub struct PluginCgroup {
     removed: AtomicBool,
     /// Its `pids.max`.
     max_processes: u32,
+    /// [`Cgroups::limits_above`], and their count of refusals when it was made.
+    limits_above: &'static [PathBuf],
+    refusals_above_before: u64,
 }
 
 /// A memory cgroup of the pool, used by one invocation.
@@ -803,8 +839,15 @@ impl PluginCgroup {
     /// How many times a `fork` or a new thread of its processes was refused: for
     /// `max_processes` (see [`PluginCgroup::process_limit_met`]), or for the limit of a cgroup
     /// above its (Cordon's own, the unit's `TasksMax`), which the kernel counts here too.
+    ///
+    /// From Linux 6.11, cgroup v2 counts a refusal for the limit of a cgroup above only in
+    /// that cgroup, which does not say whose `fork` it refused. There, every such refusal
+    /// since this cgroup was made counts: one of its processes may have been refused, and a
+    /// plugin that could not run as it meant to must not pass. Another plugin's refusal, or
+    /// Cordon's own thread's, fails this one too while the limit above is met.
     pub fn limit_hits(&self) -> u64 {
         counter_in(&self.dir.join("pids.events"), "max ")
+            + refusals_in(self.limits_above).saturating_sub(self.refusals_above_before)
     }
 
     /// Whether its processes met `max_processes`: they were that many at once (`pids.peak`).
@@ -1131,6 +1174,12 @@ mod tests {
         };
         let private: &'static Cgroups = Box::leak(Box::new(Cgroups {
             version: cgroups.version,
+            // Its own directory first, where a test sets a limit above its plugins'.
+            limits_above: if cgroups.limits_above.is_empty() {
+                Vec::new()
+            } else {
+                limits_above(&pids)
+            },
             parent: pids.clone(),
             next: AtomicU64::new(0),
             memory: match pool {
@@ -1162,13 +1211,59 @@ mod tests {
     }
 
     #[test]
+    fn refusals_counted_only_above_count_from_when_the_cgroup_was_made() {
+        // Linux 6.11's v2 layout: a refusal for the limit of a cgroup above the plugin's is
+        // counted in that cgroup's `pids.events.local`, not in the plugin's `pids.events`.
+        let tmp = tempfile::tempdir().unwrap();
+        // The root of a hierarchy has none, and where it is mounted nothing above it does.
+        std::fs::write(tmp.path().join("pids.events.local"), "max 9\n").unwrap();
+        let unit = tmp.path().join("root").join("unit");
+        let pool = unit.join("cordon-1");
+        let dir = pool.join("m0").join("0");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(unit.join("pids.events.local"), "max 5\n").unwrap();
+        std::fs::write(pool.join("pids.events.local"), "max 0\n").unwrap();
+        std::fs::write(dir.join("pids.events"), "max 0\n").unwrap();
+        std::fs::write(dir.join("pids.peak"), "3\n").unwrap();
+        // Up to the first directory without one: the hierarchy's root.
+        let above: &'static [PathBuf] = Box::leak(limits_above(&pool).into_boxed_slice());
+        assert_eq!(
+            above,
+            [
+                pool.join("pids.events.local"),
+                unit.join("pids.events.local")
+            ]
+        );
+        let cgroup = PluginCgroup {
+            procs: CString::new(dir.join("cgroup.procs").as_os_str().as_bytes()).unwrap(),
+            kill_file: None,
+            dir: dir.clone(),
+            memory: None,
+            removed: AtomicBool::new(false),
+            max_processes: 8,
+            limits_above: above,
+            refusals_above_before: refusals_in(above),
+        };
+        assert_eq!(cgroup.limit_hits(), 0, "the refusals before it are not its");
+        std::fs::write(unit.join("pids.events.local"), "max 7\n").unwrap();
+        assert_eq!(cgroup.limit_hits(), 2);
+        assert!(!cgroup.process_limit_met(), "3 processes, not its own 8");
+        std::fs::write(pool.join("pids.events.local"), "max 1\n").unwrap();
+        std::fs::write(dir.join("pids.events"), "max 1\n").unwrap();
+        std::fs::write(dir.join("pids.peak"), "8\n").unwrap();
+        assert_eq!(cgroup.limit_hits(), 4);
+        assert!(cgroup.process_limit_met());
+    }
+
+    #[test]
     fn a_refusal_for_a_process_limit_above_the_plugins_is_told_apart() {
         let Some((cgroups, pids, memory_dir)) = private_cgroups("pids-test", false) else {
             return;
         };
         // Three processes at most above it (as the unit's TasksMax would be), 256 in it: the
-        // shell's third sleeper is refused, and the kernel counts it in the plugin's cgroup,
-        // but the plugin never met its own limit.
+        // shell's third sleeper is refused, and the kernel counts it in the plugin's cgroup
+        // (from Linux 6.11 on v2, in the cgroup above, which Cordon reads), but the plugin
+        // never met its own limit.
         write(&pids.join("pids.max"), "3").unwrap();
         let cgroup = Arc::new(cgroups.create(256, 256 << 20, "test").unwrap());
         run_in(
@@ -1316,6 +1411,8 @@ mod tests {
             memory: None,
             removed: AtomicBool::new(false),
             max_processes: u32::MAX,
+            limits_above: &[],
+            refusals_above_before: 0,
         });
         let join = Arc::clone(&left);
         let mut command = std::process::Command::new("sleep");

@@ -112,7 +112,9 @@ pub enum Failure {
     /// A native process tried to run more processes and threads at once than
     /// `max_processes` allows (its cgroup refused a `fork` or a thread), or, `elsewhere`, the
     /// kernel refused one for a limit above its own (Cordon's, the unit's `TasksMax`): fewer
-    /// ran, but it did not run as it meant to.
+    /// ran, but it did not run as it meant to. With cgroup v2 from Linux 6.11, which does not
+    /// say whose `fork` a limit above refused, `elsewhere` is every plugin running at the
+    /// time: see [`cgroup::PluginCgroup::limit_hits`].
     ProcessLimit {
         /// The limit.
         limit: u32,
@@ -218,9 +220,11 @@ impl fmt::Display for Failure {
                 elsewhere: true,
             } => write!(
                 f,
-                "process limit: a process or thread of its could not start, as Cordon and its \
-                 plugins together, or the machine, ran as many as allowed (TasksMax in \
-                 deploy/cordon.service); fewer than its own max_processes ({limit})"
+                "process limit: Cordon and its plugins together, or the machine, ran as many \
+                 processes and threads as allowed (TasksMax in deploy/cordon.service) while it \
+                 ran, fewer than its own max_processes ({limit}), and one of its could not \
+                 start (with cgroup v2 from Linux 6.11 the kernel does not say whose was \
+                 refused: it may have been another plugin's)"
             ),
             Failure::Trap { message } => write!(f, "trapped: {message}"),
             Failure::Signal { signal } => {
