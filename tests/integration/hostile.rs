@@ -21,6 +21,9 @@ const TIMEOUT_MS: u64 = 1000;
 /// that on a slow one, an emulated virtual machine, its reason is not taken over by the
 /// deadline.
 const OTHER_REASON_TIMEOUT_MS: u64 = 30_000;
+/// Timeout given to a hostile plugin that must start a program of its own and report it
+/// before its deadline: a program's start takes 0.7 s in an emulated Linux 5.10.
+const SLOW_START_TIMEOUT_MS: u64 = 5_000;
 /// What "a small margin" means here: process teardown on a loaded or slow machine (under
 /// emulation, nine plugins torn down at once took 3.3 s from the start of a 1 s deadline).
 /// Against plugins that would otherwise run forever, any bound shows the deadline held.
@@ -330,16 +333,23 @@ async fn every_exit_code_from_1_to_255_is_failed() {
 async fn a_grandchild_holding_stdout_is_killed_and_the_deadline_holds() {
     let rig = Rig::new();
     let sample = rig.sample(b"x", "x.txt");
+    // Time for the script to start its grandchild and say so first, on a slow machine too
+    // (two programs started: 1.5 s in an emulated Linux 5.10): the deadline then holds
+    // against the grandchild's `sleep 1000`.
+    let limits = Limits {
+        timeout: Duration::from_millis(SLOW_START_TIMEOUT_MS),
+        ..hostile_limits()
+    };
     let plugin = rig.plugin(
         "Grandchild",
         Role::Scanner,
         process(NATIVE_HOSTILE_GRANDCHILD),
-        hostile_limits(),
+        limits,
     );
     let started = Instant::now();
     let outcome = rig.run(&plugin, &sample, &json!({})).await;
     assert!(
-        started.elapsed() < Duration::from_millis(TIMEOUT_MS) + MARGIN,
+        started.elapsed() < Duration::from_millis(SLOW_START_TIMEOUT_MS) + MARGIN,
         "{:?}",
         started.elapsed()
     );
@@ -692,21 +702,27 @@ async fn max_memory_bytes_bounds_a_native_plugins_processes_together() {
         let stderr = String::from_utf8_lossy(&outcome.stderr);
         // The second run reuses the first's memory cgroup, whose peak (96 MiB) it cannot pass:
         // where the kernel cannot reset a peak (v2 before Linux 6.12), its own is not known.
+        // Before Linux 5.19, v2 keeps no peak at all.
+        let unknown = !cgroups.measures_peaks() || (!passes && !cgroups.measures_every_peak());
         let peak = match outcome.peak_memory_bytes {
-            None if !passes && !cgroups.measures_every_peak() => 0,
-            peak => peak.expect("measured by its memory cgroup"),
+            None if unknown => None,
+            peak => Some(peak.expect("measured by its memory cgroup")),
         };
-        assert!(
-            peak <= max_memory_bytes,
-            "peak {peak} over {max_memory_bytes}"
-        );
+        if let Some(peak) = peak {
+            assert!(
+                peak <= max_memory_bytes,
+                "peak {peak} over {max_memory_bytes}"
+            );
+        }
         if passes {
             assert_eq!(v.code, ResultCode::CLEAN, "{outcome:?}");
             assert!(stderr.contains("4 of 4 copies held 24 MiB"), "{stderr}");
-            assert!(
-                peak >= 96 << 20,
-                "peak {peak}: the four held 96 MiB at once"
-            );
+            if let Some(peak) = peak {
+                assert!(
+                    peak >= 96 << 20,
+                    "peak {peak}: the four held 96 MiB at once"
+                );
+            }
         } else {
             assert_eq!(v.code, ResultCode::FAILED, "{outcome:?}");
             let f = v.failure.expect("a Failed result has a reason");

@@ -97,6 +97,9 @@ struct MemoryPool {
     /// from Linux 6.12. Before, a reused cgroup's `memory.peak` is the most it held since it
     /// was made, and an invocation's own peak is known only when it rose above that.
     resets_peaks: bool,
+    /// Whether the kernel keeps a memory cgroup's peak at all: v1 always, v2 from Linux 5.19
+    /// (`memory.peak`).
+    keeps_peaks: bool,
 }
 
 static CGROUPS: OnceLock<Result<Cgroups, String>> = OnceLock::new();
@@ -303,6 +306,7 @@ impl Cgroups {
             next: AtomicU64::new(0),
             memory: memory.map(|parent| MemoryPool {
                 resets_peaks: version == Version::V1 || resets_peak(&parent),
+                keeps_peaks: version == Version::V1 || parent.join("memory.peak").exists(),
                 parent,
                 free: Mutex::new(HashMap::new()),
                 next: AtomicU64::new(0),
@@ -337,6 +341,13 @@ impl Cgroups {
     /// is `None` otherwise.
     pub fn measures_every_peak(&self) -> bool {
         self.memory.as_ref().is_ok_and(|pool| pool.resets_peaks)
+    }
+
+    /// Whether any native invocation's peak memory is measured: where the kernel keeps a
+    /// memory cgroup's peak (v1; v2 from Linux 5.19). Before Linux 5.19, v2 keeps none, and
+    /// every peak is `None`.
+    pub fn measures_peaks(&self) -> bool {
+        self.memory.as_ref().is_ok_and(|pool| pool.keeps_peaks)
     }
 
     /// The directory of this process's plugins' cgroups: a cgroup itself.
@@ -1185,6 +1196,7 @@ mod tests {
             memory: match pool {
                 Some(pool) => Ok(MemoryPool {
                     resets_peaks: pool.resets_peaks,
+                    keeps_peaks: pool.keeps_peaks,
                     parent: memory_dir.clone(),
                     free: Mutex::new(HashMap::new()),
                     next: AtomicU64::new(0),
@@ -1299,8 +1311,12 @@ mod tests {
         assert!(!String::from_utf8_lossy(&out.stdout).contains("kept"));
         assert!(cgroup.oom_kills() >= 1);
         assert!(cgroup.memory_limit_met(), "at its own limit");
-        let peak = cgroup.peak_memory().unwrap();
-        assert!((16 << 20..=32 << 20).contains(&peak), "peak {peak}");
+        match (cgroups.measures_peaks(), cgroup.peak_memory()) {
+            (true, Some(peak)) => assert!((16 << 20..=32 << 20).contains(&peak), "peak {peak}"),
+            // v2 before Linux 5.19 keeps no peak.
+            (false, None) => {}
+            (measured, peak) => panic!("measures peaks: {measured}; peak {peak:?}"),
+        }
         let first = cgroup.memory.as_ref().unwrap().dir.clone();
         cgroup.remove();
 
@@ -1346,14 +1362,18 @@ mod tests {
         assert_eq!(again.memory.as_ref().unwrap().dir, first, "its own again");
         other.remove();
         // Above every earlier peak in it (the first's, at most 32 MiB), its own is known on
-        // every kernel: `tail` keeps the last 45 MB it reads.
+        // every kernel that keeps one: `tail` keeps the last 45 MB it reads.
         let out = run(
             &again,
             "head -c 45000000 /dev/zero | tail -c 45000000 | wc -c",
         );
         assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "45000000");
-        let peak = again.peak_memory().expect("above the earlier peaks");
-        assert!((40 << 20..=64 << 20).contains(&peak), "peak {peak}");
+        if cgroups.measures_peaks() {
+            let peak = again.peak_memory().expect("above the earlier peaks");
+            assert!((40 << 20..=64 << 20).contains(&peak), "peak {peak}");
+        } else {
+            assert_eq!(again.peak_memory(), None);
+        }
         again.remove();
 
         // Memory left in shared memory outlives the plugin, charged to its cgroup: that one is

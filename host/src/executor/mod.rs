@@ -351,18 +351,23 @@ pub fn log_native_sandbox<'a>(plugins: impl IntoIterator<Item = &'a Plugin>, ser
                  deploy/cordon.service bounds Cordon and its plugins together)"
             ),
         }
-        match cgroup::cgroups().map(|c| (c.memory(), c.measures_every_peak())) {
-            Ok((Ok(memory), true)) => tracing::info!(
+        match cgroup::cgroups().map(|c| (c.memory(), c.measures_peaks(), c.measures_every_peak())) {
+            Ok((Ok(memory), _, true)) => tracing::info!(
                 "each native plugin's processes run in {memory}: at most its max_memory_bytes \
                  together"
             ),
-            Ok((Ok(memory), false)) => tracing::info!(
+            Ok((Ok(memory), true, false)) => tracing::info!(
                 "each native plugin's processes run in {memory}: at most its max_memory_bytes \
                  together; this kernel cannot reset a memory cgroup's peak (Linux 6.12 can), \
                  so peak_memory_bytes is given only for an invocation that used more than \
                  every earlier one in its cgroup"
             ),
-            Ok((Err(why), _)) | Err(why) => tracing::warn!(
+            Ok((Ok(memory), false, false)) => tracing::info!(
+                "each native plugin's processes run in {memory}: at most its max_memory_bytes \
+                 together; this kernel keeps no peak of a memory cgroup (Linux 5.19 does), so \
+                 native plugins' peak_memory_bytes is not given"
+            ),
+            Ok((Err(why), _, _)) | Err(why) => tracing::warn!(
                 "native plugins' max_memory_bytes bounds each of their processes \
                  (RLIMIT_DATA), not all of a plugin's together: {why} (MemoryMax in \
                  deploy/cordon.service bounds Cordon and its plugins together)"

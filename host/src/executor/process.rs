@@ -2644,14 +2644,23 @@ mod tests {
         };
         let p = f.runtime.prepare(&script, &[], &[], &sandbox).unwrap();
         let l = limits(Duration::from_secs(60));
-        let run = f.run(&p, &l, b"{}\n");
-        let waited = tokio::time::timeout(Duration::from_millis(500), run).await;
-        assert!(waited.is_err(), "the script should still be running");
-        let pid: i32 = std::fs::read_to_string(&pid_file)
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap();
+        let mut run = Box::pin(f.run(&p, &l, b"{}\n"));
+        // Polled until the script has started its grandchild (however slow the machine),
+        // then dropped.
+        let pid = loop {
+            tokio::select! {
+                o = &mut run => panic!("the script should still be running: {:?}", o.exit),
+                () = tokio::time::sleep(Duration::from_millis(20)) => {}
+            }
+            if let Ok(pid) = std::fs::read_to_string(&pid_file)
+                .unwrap_or_default()
+                .trim()
+                .parse::<i32>()
+            {
+                break pid;
+            }
+        };
+        drop(run);
         assert!(wait_dead(pid).await, "grandchild {pid} is still running");
     }
 
