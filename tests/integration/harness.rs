@@ -259,6 +259,13 @@ pub fn native_memory_cgroups() -> bool {
     cordon::executor::cgroup::cgroups().is_ok_and(|c| c.memory().is_ok())
 }
 
+/// Whether a native plugin's peak memory is measured in a memory cgroup it is the first to
+/// use: where there are memory cgroups, and the kernel keeps their peak (cgroup v2 from
+/// Linux 5.19).
+pub fn native_peaks_measured() -> bool {
+    cordon::executor::cgroup::cgroups().is_ok_and(|c| c.memory().is_ok() && c.measures_peaks())
+}
+
 /// [`plugin_cgroups`] where they have memory cgroups too (`max_memory_bytes` for all of a
 /// native plugin's processes together), or `None`, having said on stderr that the calling
 /// test checks nothing here.
