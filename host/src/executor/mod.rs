@@ -222,9 +222,9 @@ impl fmt::Display for Failure {
                 f,
                 "process limit: Cordon and its plugins together, or the machine, ran as many \
                  processes and threads as allowed (TasksMax in deploy/cordon.service) while it \
-                 ran, fewer than its own max_processes ({limit}), and one of its could not \
-                 start (with cgroup v2 from Linux 6.11 the kernel does not say whose was \
-                 refused: it may have been another plugin's)"
+                 ran, fewer than its own max_processes ({limit}), and a process or thread \
+                 could not start (with cgroup v2 from Linux 6.11 the kernel does not say \
+                 whose: it may have been another plugin's rather than this one's)"
             ),
             Failure::Trap { message } => write!(f, "trapped: {message}"),
             Failure::Signal { signal } => {
