@@ -263,7 +263,7 @@ pub fn native_memory_cgroups() -> bool {
 /// use: where there are memory cgroups, and the kernel keeps their peak (cgroup v2 from
 /// Linux 5.19).
 pub fn native_peaks_measured() -> bool {
-    cordon::executor::cgroup::cgroups().is_ok_and(|c| c.memory().is_ok() && c.measures_peaks())
+    cordon::executor::cgroup::cgroups().is_ok_and(|c| c.measures_peaks())
 }
 
 /// [`plugin_cgroups`] where they have memory cgroups too (`max_memory_bytes` for all of a

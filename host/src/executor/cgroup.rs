@@ -491,8 +491,11 @@ impl MemoryPool {
                 let path = dir.join("memory.peak");
                 let peak = if self.resets_peaks {
                     reset_peak(&path).ok().map(PeakSource::Descriptor)
-                } else {
+                } else if self.keeps_peaks {
                     number_in(&path).map(|before| PeakSource::Above { path, before })
+                } else {
+                    // Before Linux 5.19: no file to read, at each lease.
+                    None
                 };
                 (
                     None,
