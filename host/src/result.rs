@@ -152,6 +152,12 @@ pub struct EngineResult {
     /// its cgroup tells (absent for wasm plugins and webhooks).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peak_processes: Option<u64>,
+    /// Cordon's addition: why the engine was run again, one entry per earlier run, in order:
+    /// each stopped for what Cordon and its plugins together, or the machine, ran short of
+    /// (`memory_limit` or `process_limit`, not at its own limit); absent when it ran once.
+    /// The rest of the entry is its last run's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reruns: Vec<FailureReport>,
 }
 
 /// Why a plugin's outcome counts as failed, for the plugin's author and the operator.

@@ -355,6 +355,12 @@ impl Cgroups {
         &self.parent
     }
 
+    /// The directory of this process's plugins' memory cgroups, a cgroup itself (v2: the same
+    /// as [`Cgroups::dir`]), where there are any.
+    pub fn memory_dir(&self) -> Option<&Path> {
+        self.memory.as_ref().ok().map(|pool| pool.parent.as_path())
+    }
+
     /// A new cgroup that holds at most `max_processes` processes and threads, in a memory
     /// cgroup that bounds them to `max_memory_bytes` together where there is a pool of them,
     /// one that `plugin` (what identifies a plugin: its command line) used before if it can.

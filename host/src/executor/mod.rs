@@ -89,10 +89,15 @@ pub enum Failure {
         /// The limit it ran past.
         limit: Duration,
     },
-    /// It tried to use more memory than `max_memory_bytes` allows.
+    /// It tried to use more memory than `max_memory_bytes` allows, or, `elsewhere` (a native
+    /// process in a memory cgroup), the kernel's OOM killer killed one of its processes because
+    /// the machine, or Cordon and its plugins together (the unit's `MemoryMax`), ran out of
+    /// memory, short of its own limit.
     MemoryLimit {
         /// The limit.
         limit_bytes: u64,
+        /// Killed for a shortage above the plugin's own limit.
+        elsewhere: bool,
     },
     /// It tried to hold more files (and other handles) open than `max_open_files` allows
     /// (wasm; a process gets `EMFILE` from the kernel instead, and handles it itself).
@@ -156,6 +161,23 @@ pub enum Failure {
 }
 
 impl Failure {
+    /// Whether it was stopped for what Cordon and its plugins together, or the machine, ran
+    /// short of while it ran (memory, processes), not for a limit of its own: it says nothing
+    /// of the plugin, and it may well run if run again (a scanner is:
+    /// [`crate::workflow::RERUN_PAUSES`]).
+    pub fn elsewhere(&self) -> bool {
+        matches!(
+            self,
+            Failure::MemoryLimit {
+                elsewhere: true,
+                ..
+            } | Failure::ProcessLimit {
+                elsewhere: true,
+                ..
+            }
+        )
+    }
+
     /// A short stable label, used in results (`failure.kind`) and metrics.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -180,12 +202,25 @@ impl fmt::Display for Failure {
             Failure::Timeout { limit } => {
                 write!(f, "timed out: still running after {} ms", limit.as_millis())
             }
-            Failure::MemoryLimit { limit_bytes } => {
+            Failure::MemoryLimit {
+                limit_bytes,
+                elsewhere: false,
+            } => {
                 write!(
                     f,
                     "memory limit: tried to use more than {limit_bytes} bytes"
                 )
             }
+            Failure::MemoryLimit {
+                limit_bytes,
+                elsewhere: true,
+            } => write!(
+                f,
+                "memory limit: the kernel's OOM killer killed one of its processes because \
+                 the machine, or Cordon and its plugins together (MemoryMax in \
+                 deploy/cordon.service), ran out of memory while it ran, short of its own \
+                 max_memory_bytes ({limit_bytes})"
+            ),
             Failure::OpenFilesLimit { limit } => write!(
                 f,
                 "open files limit: tried to hold more than {limit} files and other handles \
@@ -240,8 +275,8 @@ impl fmt::Display for Failure {
                     // Cordon's own kills come with a failure of their own (timeout, a limit).
                     f.write_str(
                         ": most likely the kernel's OOM killer, as the machine or Cordon's \
-                         cgroup (MemoryMax) ran out of memory; its own max_memory_bytes shows \
-                         as memory_limit where a memory cgroup bounds it",
+                         cgroup (MemoryMax) ran out of memory (where a memory cgroup bounds a \
+                         plugin, an OOM kill of its processes shows as memory_limit)",
                     )?;
                 }
                 Ok(())

@@ -938,9 +938,11 @@ impl CgroupLimit {
         match self {
             CgroupLimit::Memory => Failure::MemoryLimit {
                 limit_bytes: limits.max_memory_bytes,
+                elsewhere: false,
             },
-            CgroupLimit::MemoryElsewhere => Failure::Signal {
-                signal: libc::SIGKILL,
+            CgroupLimit::MemoryElsewhere => Failure::MemoryLimit {
+                limit_bytes: limits.max_memory_bytes,
+                elsewhere: true,
             },
             CgroupLimit::Processes => Failure::ProcessLimit {
                 limit: limits.max_processes,

@@ -930,6 +930,7 @@ fn outcome<W>(
             } else if state.limiter.denied {
                 Failure::MemoryLimit {
                     limit_bytes: limits.max_memory_bytes,
+                    elsewhere: false,
                 }
             } else if is_table_full(&error) {
                 Failure::OpenFilesLimit {
@@ -1698,7 +1699,8 @@ mod tests {
         assert_eq!(
             o.failure,
             Some(Failure::MemoryLimit {
-                limit_bytes: 4 << 20
+                limit_bytes: 4 << 20,
+                elsewhere: false,
             })
         );
         assert!(o.peak_memory_bytes.unwrap() <= 4 << 20);

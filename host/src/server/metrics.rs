@@ -9,6 +9,7 @@
 //! | `cordon_plugin_peak_memory_bytes` | `plugin`, `role` | histogram of plugin peak memory, where the runtime measures it (wasm plugins: linear memory; native plugins: their memory cgroup, all their processes together) |
 //! | `cordon_plugin_peak_processes` | `plugin`, `role` | histogram of the most processes and threads a native plugin ran at once, where its cgroup tells: against its `max_processes` |
 //! | `cordon_plugin_failures_total` | `plugin`, `kind` | plugin failures by kind: `timeout`, `memory_limit`, `open_files_limit`, `disk_limit`, `process_limit`, `trap`, `signal`, `output_too_large`, `transport`, `could_not_start`, `exit_code`, `http_status`, `invalid_output` |
+//! | `cordon_plugin_reruns_total` | `plugin`, `kind` | scanner runs stopped for what Cordon and its plugins together, or the machine, ran short of (`memory_limit`, `process_limit`), and run again |
 //! | `cordon_http_request_duration_seconds` | `method`, `route`, `status` | histogram of the time to answer each request: `route` is the route's pattern (`/file/{data_id}`), `unmatched` when none matched |
 //! | `cordon_callbacks_total` | `outcome` | callback attempts: `delivered`, `retried`, `failed` |
 //! | `cordon_result_store_failures_total` | | attempts to store a final result that failed (a full disk, a database error); each is retried until it succeeds, and the file is shown as still in progress meanwhile |
@@ -16,7 +17,8 @@
 //! | `cordon_scans_running` | | files being scanned |
 //!
 //! Per-plugin figures are read from each final result (`scan_details[].scan_time`,
-//! `.peak_memory_bytes`, `.peak_processes` and `.failure.kind`, `post_action.details[]`): the
+//! `.peak_memory_bytes`, `.peak_processes`, `.failure.kind` and `.reruns[].kind`,
+//! `post_action.details[]`): the
 //! result holds every plugin outcome. Label values are plugin and workflow names, which only
 //! the configuration and admins choose, so the number of series stays bounded.
 
@@ -64,6 +66,7 @@ pub struct Metrics {
     plugin_memory: Family<Labels, Histogram, fn() -> Histogram>,
     plugin_processes: Family<Labels, Histogram, fn() -> Histogram>,
     plugin_failures: Family<Labels, Counter>,
+    plugin_reruns: Family<Labels, Counter>,
     callbacks: Family<Labels, Counter>,
     requests: Family<Labels, Histogram, fn() -> Histogram>,
     /// Failed attempts to store a final result.
@@ -94,6 +97,7 @@ impl Metrics {
                 processes_histogram as fn() -> Histogram,
             ),
             plugin_failures: Family::default(),
+            plugin_reruns: Family::default(),
             callbacks: Family::default(),
             requests: Family::new_with_constructor(request_histogram as fn() -> Histogram),
             result_store_failures: Counter::default(),
@@ -135,6 +139,11 @@ impl Metrics {
             "cordon_plugin_failures",
             "Plugin failures, by kind",
             m.plugin_failures.clone(),
+        );
+        registry.register(
+            "cordon_plugin_reruns",
+            "Scanner runs stopped for a shortage that was not their own, and run again, by kind",
+            m.plugin_reruns.clone(),
         );
         registry.register(
             "cordon_http_request_duration_seconds",
@@ -237,6 +246,11 @@ impl Metrics {
             }
             if let Some(f) = &engine.failure {
                 self.plugin_failures
+                    .get_or_create(&vec![("plugin", name.clone()), ("kind", f.kind.clone())])
+                    .inc();
+            }
+            for f in &engine.reruns {
+                self.plugin_reruns
                     .get_or_create(&vec![("plugin", name.clone()), ("kind", f.kind.clone())])
                     .inc();
             }

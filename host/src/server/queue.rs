@@ -593,6 +593,7 @@ fn final_without_run(
                     failure: None,
                     peak_memory_bytes: None,
                     peak_processes: None,
+                    reruns: Vec::new(),
                 },
             );
         }

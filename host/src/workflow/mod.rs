@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use crate::config::WorkflowSpec;
 use crate::executor::Plugin;
 
-pub use pipeline::{CancelToken, run};
+pub use pipeline::{CancelToken, RERUN_PAUSES, run};
 
 /// A workflow with its plugins loaded.
 #[derive(Debug)]

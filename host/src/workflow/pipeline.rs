@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use futures_util::StreamExt;
@@ -12,11 +12,12 @@ use tokio::sync::Notify;
 
 use super::{Submission, Workflow};
 use crate::contract;
-use crate::executor::{Executor, Invocation, Plugin};
+use crate::executor::{Executor, Invocation, Outcome, Plugin};
 use crate::fileinfo::Fingerprint;
 use crate::result::{
-    self, EngineResult, FileInfo, POST_ACTION_FAILURE, POST_ACTION_SUCCESS, PostActionDetail,
-    PostActionSummary, PostProcessing, ProcessInfo, ScanResult, ScanResults, iso_millis,
+    self, EngineResult, FailureReport, FileInfo, POST_ACTION_FAILURE, POST_ACTION_SUCCESS,
+    PostActionDetail, PostActionSummary, PostProcessing, ProcessInfo, ScanResult, ScanResults,
+    iso_millis,
 };
 use crate::sample::Sample;
 use crate::verdict::ResultCode;
@@ -132,8 +133,8 @@ pub async fn run(
         .map(|plugin| {
             let stdin = &stdin;
             async move {
-                let outcome = executor.invoke(plugin, Invocation { stdin, sample }).await;
-                (plugin, outcome, clock.elapsed())
+                let (outcome, reruns) = scan(executor, plugin, Invocation { stdin, sample }).await;
+                (plugin, outcome, reruns, clock.elapsed())
             }
         })
         .collect();
@@ -149,7 +150,7 @@ pub async fn run(
             }
             next = running.next() => next,
         };
-        let Some((plugin, outcome, finished_at)) = next else {
+        let Some((plugin, outcome, reruns, finished_at)) = next else {
             break;
         };
         let verdict = contract::judge_scanner(plugin.runtime(), &outcome);
@@ -167,6 +168,7 @@ pub async fn run(
             failure: verdict.failure,
             peak_memory_bytes: outcome.peak_memory_bytes,
             peak_processes: outcome.peak_processes,
+            reruns,
         };
         result
             .scan_results
@@ -194,6 +196,7 @@ pub async fn run(
                     failure: None,
                     peak_memory_bytes: None,
                     peak_processes: None,
+                    reruns: Vec::new(),
                 });
         }
     }
@@ -305,6 +308,46 @@ pub async fn run(
         "file processed"
     );
     result
+}
+
+/// The pauses before a scanner is run again that was stopped for what Cordon and its plugins
+/// together, or the machine, ran short of while it ran (memory, processes:
+/// [`Failure::elsewhere`](crate::executor::Failure::elsewhere)), one per run again: at most
+/// three runs. Such a failure says nothing of the scanner or the file: others' work took what
+/// it needed, and may be over by then. A post action is never run again, since it may have
+/// done its work, or part of it, before it was stopped.
+pub const RERUN_PAUSES: [Duration; 2] = [Duration::from_millis(250), Duration::from_secs(1)];
+
+/// Run a scanner, and again after each of [`RERUN_PAUSES`] while it is stopped for a shortage
+/// that is not its own: its last outcome, and why each run before it failed.
+async fn scan(
+    executor: &Executor,
+    plugin: &Plugin,
+    invocation: Invocation<'_>,
+) -> (Outcome, Vec<FailureReport>) {
+    let mut reruns = Vec::new();
+    loop {
+        let outcome = executor.invoke(plugin, invocation).await;
+        let pause = match &outcome.failure {
+            Some(failure) if failure.elsewhere() => RERUN_PAUSES.get(reruns.len()),
+            _ => None,
+        };
+        let (Some(pause), Some(failure)) = (
+            pause,
+            contract::judge_scanner(plugin.runtime(), &outcome).failure,
+        ) else {
+            return (outcome, reruns);
+        };
+        tracing::warn!(
+            plugin = %plugin.name(),
+            kind = %failure.kind,
+            reason = %failure.message,
+            rerun_in_ms = pause.as_millis() as u64,
+            "scanner stopped for a shortage that is not its own; it runs again"
+        );
+        reruns.push(failure);
+        tokio::time::sleep(*pause).await;
+    }
 }
 
 /// Give `on_progress` the result as clients may see it: until it is final, the overall verdict
