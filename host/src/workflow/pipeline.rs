@@ -332,10 +332,11 @@ async fn scan(
             Some(failure) if failure.elsewhere() => RERUN_PAUSES.get(reruns.len()),
             _ => None,
         };
-        let (Some(pause), Some(failure)) = (
-            pause,
-            contract::judge_scanner(plugin.runtime(), &outcome).failure,
-        ) else {
+        // Judged here only when it runs again: the caller judges the last outcome.
+        let Some((pause, failure)) = pause.and_then(|pause| {
+            let failure = contract::judge_scanner(plugin.runtime(), &outcome).failure?;
+            Some((pause, failure))
+        }) else {
             return (outcome, reruns);
         };
         tracing::warn!(
