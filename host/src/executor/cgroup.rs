@@ -884,13 +884,13 @@ impl PluginCgroup {
         number_in(&self.dir.join("pids.peak"))
     }
 
-    /// The processes in it that run (not zombies) outside the process group `pgid` (the
-    /// plugin's): daemons it started. All of them when `pgid` is `None`.
+    /// The processes in it that run (not zombies, nor being released) outside the process
+    /// group `pgid` (the plugin's): daemons it started. All of them when `pgid` is `None`.
     pub fn running_outside(&self, pgid: Option<i32>) -> Vec<i32> {
         procs_in(&self.dir)
             .into_iter()
             .filter(|&pid| {
-                super::process::stat_of(pid).is_some_and(|s| s.state != 'Z' && Some(s.pgrp) != pgid)
+                super::process::stat_of(pid).is_some_and(|s| s.running() && Some(s.pgrp) != pgid)
             })
             .collect()
     }

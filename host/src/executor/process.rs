@@ -174,6 +174,30 @@ pub(super) struct ProcStat {
     pub pgrp: i32,
 }
 
+impl ProcStat {
+    /// Whether it still runs: not dead, whether reaped (`X`, `x` before Linux 4.14: being
+    /// released) or not (`Z`). A process being released has left its process group already,
+    /// and reads as group 0 until its pid is gone.
+    pub fn running(&self) -> bool {
+        !matches!(self.state, 'Z' | 'X' | 'x') && self.pgrp != 0
+    }
+}
+
+/// Whether a SIGKILL is pending for the process `pid` (`SigPnd` or `ShdPnd` in
+/// `/proc/<pid>/status`): it dies as soon as it next runs.
+fn killed(pid: i32) -> bool {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return false;
+    };
+    let sigkill = 1u64 << (libc::SIGKILL - 1);
+    status.lines().any(|line| {
+        line.strip_prefix("SigPnd:")
+            .or_else(|| line.strip_prefix("ShdPnd:"))
+            .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+            .is_some_and(|mask| mask & sigkill != 0)
+    })
+}
+
 /// A process's [`ProcStat`], or `None` when it is gone (or was never there).
 pub(super) fn stat_of(pid: i32) -> Option<ProcStat> {
     // `pid (comm) state ppid pgrp ...`; the command may hold spaces and parentheses.
@@ -209,11 +233,13 @@ fn reap_escapees() {
             return;
         }
         // A zombie is dead already (killed with its plugin's group or cgroup, then handed to
-        // Cordon when its parent died): only reaped, not reported as left running.
+        // Cordon when its parent died), and one with a SIGKILL pending (its group's, sent as
+        // its plugin exited) is dying, however slowly the machine gets to it: only reaped, not
+        // reported as left running.
         let running: Vec<i32> = orphans
             .iter()
             .map(|p| p.as_raw_pid())
-            .filter(|&pid| stat_of(pid).is_some_and(|s| s.state != 'Z'))
+            .filter(|&pid| stat_of(pid).is_some_and(|s| s.running()) && !killed(pid))
             .collect();
         for &pid in &orphans {
             // A zombie: the kill fails or does nothing, the wait reaps it.
