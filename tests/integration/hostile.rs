@@ -530,16 +530,22 @@ async fn a_wasm_plugin_cannot_use_up_the_hosts_descriptors() {
 #[tokio::test]
 async fn a_native_plugin_gets_max_open_files_as_its_descriptor_limit() {
     // The same plugin natively: its opens fail once it holds `max_open_files` descriptors
-    // (its standard streams count), whatever the host's own limit is.
+    // (its standard streams count), whatever the host's own limit is. Told `exit`, it ends
+    // itself at its first failed open, so that the deadline never decides: with one of a
+    // second, an emulated Linux 5.15 once stopped it before it had started (empty stderr).
     let rig = Rig::new();
     let sample = rig.sample(b"some file", "file.txt");
     let plugin = rig.plugin(
         "FdBomb",
         Role::Scanner,
-        process(NATIVE_HOSTILE_FD_BOMB),
-        hostile_limits(),
+        process_with(NATIVE_HOSTILE_FD_BOMB, &["exit"]),
+        Limits {
+            timeout: Duration::from_millis(OTHER_REASON_TIMEOUT_MS),
+            ..hostile_limits()
+        },
     );
     let outcome = rig.run(&plugin, &sample, &json!({})).await;
+    assert_eq!(outcome.exit, Some(1), "{outcome:?}");
     let held = handles_at_first_failure(&outcome.stderr).unwrap_or_else(|| {
         panic!(
             "no failed open reported: {}",
