@@ -93,13 +93,34 @@ struct MemoryPool {
     free: Mutex<HashMap<String, Vec<u64>>>,
     /// The next `k` to make.
     next: AtomicU64,
-    /// Whether the kernel resets a memory cgroup's peak at Cordon's request: v1 always, v2
-    /// from Linux 6.12. Before, a reused cgroup's `memory.peak` is the most it held since it
-    /// was made, and an invocation's own peak is known only when it rose above that.
-    resets_peaks: bool,
-    /// Whether the kernel keeps a memory cgroup's peak at all: v1 always, v2 from Linux 5.19
-    /// (`memory.peak`).
-    keeps_peaks: bool,
+    /// What the kernel keeps of a memory cgroup's peak.
+    peaks: Peaks,
+}
+
+/// What the kernel keeps of a memory cgroup's peak, by version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Peaks {
+    /// None: v2 before Linux 5.19 (no `memory.peak`).
+    Unkept,
+    /// The most it held since it was made: v2 from Linux 5.19 to 6.11. A reused cgroup's
+    /// invocation's own peak is known only when it rose above that.
+    SinceMade,
+    /// Since Cordon asked for a reset: v1 (`memory.max_usage_in_bytes`), v2 from Linux 6.12
+    /// (a write to `memory.peak`).
+    Resettable,
+}
+
+impl Peaks {
+    /// What this kernel keeps, found on the pool's own cgroup.
+    fn of(version: Version, pool: &Path) -> Peaks {
+        if version == Version::V1 || resets_peak(pool) {
+            Peaks::Resettable
+        } else if pool.join("memory.peak").exists() {
+            Peaks::SinceMade
+        } else {
+            Peaks::Unkept
+        }
+    }
 }
 
 static CGROUPS: OnceLock<Result<Cgroups, String>> = OnceLock::new();
@@ -305,8 +326,7 @@ impl Cgroups {
             parent,
             next: AtomicU64::new(0),
             memory: memory.map(|parent| MemoryPool {
-                resets_peaks: version == Version::V1 || resets_peak(&parent),
-                keeps_peaks: version == Version::V1 || parent.join("memory.peak").exists(),
+                peaks: Peaks::of(version, &parent),
                 parent,
                 free: Mutex::new(HashMap::new()),
                 next: AtomicU64::new(0),
@@ -340,14 +360,18 @@ impl Cgroups {
     /// peak is only known for an invocation that used more than every earlier one in it, and
     /// is `None` otherwise.
     pub fn measures_every_peak(&self) -> bool {
-        self.memory.as_ref().is_ok_and(|pool| pool.resets_peaks)
+        self.memory
+            .as_ref()
+            .is_ok_and(|pool| pool.peaks == Peaks::Resettable)
     }
 
     /// Whether any native invocation's peak memory is measured: where the kernel keeps a
     /// memory cgroup's peak (v1; v2 from Linux 5.19). Before Linux 5.19, v2 keeps none, and
     /// every peak is `None`.
     pub fn measures_peaks(&self) -> bool {
-        self.memory.as_ref().is_ok_and(|pool| pool.keeps_peaks)
+        self.memory
+            .as_ref()
+            .is_ok_and(|pool| pool.peaks != Peaks::Unkept)
     }
 
     /// The directory of this process's plugins' cgroups: a cgroup itself.
@@ -495,13 +519,13 @@ impl MemoryPool {
                 // was made (Linux 5.19), which is this invocation's if it rises above what it
                 // is now: always in a new cgroup.
                 let path = dir.join("memory.peak");
-                let peak = if self.resets_peaks {
-                    reset_peak(&path).ok().map(PeakSource::Descriptor)
-                } else if self.keeps_peaks {
-                    number_in(&path).map(|before| PeakSource::Above { path, before })
-                } else {
+                let peak = match self.peaks {
+                    Peaks::Resettable => reset_peak(&path).ok().map(PeakSource::Descriptor),
+                    Peaks::SinceMade => {
+                        number_in(&path).map(|before| PeakSource::Above { path, before })
+                    }
                     // Before Linux 5.19: no file to read, at each lease.
-                    None
+                    Peaks::Unkept => None,
                 };
                 (
                     None,
@@ -1204,8 +1228,7 @@ mod tests {
             next: AtomicU64::new(0),
             memory: match pool {
                 Some(pool) => Ok(MemoryPool {
-                    resets_peaks: pool.resets_peaks,
-                    keeps_peaks: pool.keeps_peaks,
+                    peaks: pool.peaks,
                     parent: memory_dir.clone(),
                     free: Mutex::new(HashMap::new()),
                     next: AtomicU64::new(0),
