@@ -424,24 +424,33 @@ impl ProcessRuntime {
 
         // Its processes and threads, counted and killed together (see `cgroup.rs`). Where
         // Cordon may make cgroups, one it cannot make is an error: the plugin does not run
-        // without its limit.
+        // without its limit. Making one writes a few files of the cgroup file system, each of
+        // which can wait for the kernel's cgroup lock, held meanwhile by anything that makes
+        // or removes a cgroup on the machine: not on an async worker. It is guarded there, so
+        // that an invocation dropped meanwhile (a cancel) leaves none behind.
         let cgroup = match cgroups() {
-            Ok(cgroups) => match cgroups.create(
-                limits.max_processes,
-                limits.max_memory_bytes,
-                &plugin.identity,
-            ) {
-                Ok(cgroup) => Some(Arc::new(cgroup)),
-                Err(e) => {
-                    return could_not_start(format!(
-                        "could not make a cgroup for `{program}` (its max_processes and \
-                         max_memory_bytes): {e}"
-                    ));
+            Ok(cgroups) => {
+                let (processes, memory) = (limits.max_processes, limits.max_memory_bytes);
+                let identity = plugin.identity.clone();
+                let made = tokio::task::spawn_blocking(move || {
+                    cgroups
+                        .create(processes, memory, &identity)
+                        .map(|cgroup| CgroupGuard(Some(Arc::new(cgroup))))
+                })
+                .await
+                .unwrap_or_else(|e| Err(io::Error::other(e)));
+                match made {
+                    Ok(guard) => guard,
+                    Err(e) => {
+                        return could_not_start(format!(
+                            "could not make a cgroup for `{program}` (its max_processes and \
+                             max_memory_bytes): {e}"
+                        ));
+                    }
                 }
-            },
-            Err(_) => None,
+            }
+            Err(_) => CgroupGuard(None),
         };
-        let cgroup = CgroupGuard(cgroup);
 
         let mut command = Command::new(&plugin.program);
         command
