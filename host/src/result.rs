@@ -157,7 +157,19 @@ pub struct EngineResult {
     /// (`memory_limit` or `process_limit`, not at its own limit); absent when it ran once.
     /// The rest of the entry is its last run's.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub reruns: Vec<FailureReport>,
+    pub reruns: Vec<Rerun>,
+}
+
+/// One run of an engine before its last: why it failed, in the `failure` object's form, and
+/// how long it ran.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rerun {
+    /// Why the run failed.
+    #[serde(flatten)]
+    pub failure: FailureReport,
+    /// Milliseconds the run took (0 in results stored before Cordon recorded it).
+    #[serde(default)]
+    pub scan_time: u64,
 }
 
 /// Why a plugin's outcome counts as failed, for the plugin's author and the operator.

@@ -2,9 +2,11 @@
 //! its own, is run again (`workflow::RERUN_PAUSES`); one stopped at its own limit is not.
 //!
 //! A test binary of its own, so a process of its own: its test limits the cgroup above all of
-//! this process's plugins (as the unit's `TasksMax` and `MemoryMax` limit Cordon's), which
-//! would fail any other test's native plugin that ran meanwhile.
+//! this process's plugins, and the one that holds the process itself (as the unit's
+//! `TasksMax` and `MemoryMax` limit Cordon's), which would fail any other test's native plugin
+//! that ran meanwhile.
 
+use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +22,7 @@ use cordon::sample::Sample;
 use cordon::server::metrics::Metrics;
 use cordon::verdict::ResultCode;
 use cordon::workflow::{self, CancelToken, RERUN_PAUSES, Submission, Workflow};
+use tracing_subscriber::layer::SubscriberExt;
 
 /// A scanner that counts its runs in `$RUNS` and, in the first `$FAILS` of them, first needs
 /// what the test keeps short (`$NEED`: `processes`, four sleepers at once, or `memory`, 100 MB
@@ -69,7 +72,7 @@ impl Rig {
     }
 
     /// Run the scanner alone in a workflow, with its first `fails` runs needing `need`: its
-    /// engine entry, how many times it ran, and the whole result.
+    /// engine entry, how many times its script ran, and the whole result.
     async fn scan(
         &self,
         name: &str,
@@ -122,11 +125,12 @@ impl Rig {
         )
         .await;
         let engine = result.scan_results.scan_details[name].clone();
-        let ran = std::fs::read_to_string(&runs)
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap();
+        // No count: the script never ran.
+        let ran = match std::fs::read_to_string(&runs) {
+            Ok(n) => n.trim().parse().unwrap(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+            Err(e) => panic!("{}: {e}", runs.display()),
+        };
         (engine, ran, result)
     }
 }
@@ -159,7 +163,11 @@ fn limits() -> Limits {
 }
 
 fn kinds(engine: &EngineResult) -> Vec<&str> {
-    engine.reruns.iter().map(|f| f.kind.as_str()).collect()
+    engine
+        .reruns
+        .iter()
+        .map(|r| r.failure.kind.as_str())
+        .collect()
 }
 
 /// Sets a limit of a cgroup above the plugins', and lifts it when dropped (a failed assert
@@ -197,6 +205,7 @@ async fn a_scanner_stopped_for_a_shortage_not_its_own_runs_again() {
     let rig = Rig::new();
     processes(&rig, cgroups).await;
     memory(&rig, cgroups).await;
+    start_refused(&rig, cgroups).await;
 }
 
 async fn processes(rig: &Rig, cgroups: &Cgroups) {
@@ -229,9 +238,9 @@ async fn processes(rig: &Rig, cgroups: &Cgroups) {
     assert_eq!(engine.scan_result_i, ResultCode::CLEAN);
     assert_eq!((ran, kinds(&engine)), (2, vec!["process_limit"]));
     assert!(
-        engine.reruns[0].message.contains("TasksMax"),
+        engine.reruns[0].failure.message.contains("TasksMax"),
         "{}",
-        engine.reruns[0].message
+        engine.reruns[0].failure.message
     );
     let metrics = Metrics::new();
     metrics.finished(&result);
@@ -241,6 +250,12 @@ async fn processes(rig: &Rig, cgroups: &Cgroups) {
         "{text}"
     );
     assert!(!text.contains("cordon_plugin_failures_total{"), "{text}");
+    // Both runs' times: the one run again is counted, and was timed.
+    assert!(
+        text.contains("cordon_plugin_duration_seconds_count{plugin=\"Once\",role=\"scanner\"} 2\n"),
+        "{text}"
+    );
+    assert!(engine.reruns[0].scan_time > 0, "{:?}", engine.reruns);
 
     // Short every time: three runs, and the last one's failure.
     let (engine, ran, _) = rig.scan("Always", "processes", 99, limits()).await;
@@ -276,8 +291,108 @@ async fn memory(rig: &Rig, cgroups: &Cgroups) {
     assert_eq!(engine.scan_result_i, ResultCode::CLEAN);
     assert_eq!((ran, kinds(&engine)), (2, vec!["memory_limit"]));
     assert!(
-        engine.reruns[0].message.contains("MemoryMax"),
+        engine.reruns[0].failure.message.contains("MemoryMax"),
         "{}",
-        engine.reruns[0].message
+        engine.reruns[0].failure.message
     );
+}
+
+async fn start_refused(rig: &Rig, cgroups: &Cgroups) {
+    // The `fork` that starts a plugin is charged to the cgroup that holds Cordon (the plugin's
+    // process joins its own only after it). With that cgroup out of process slots (as under
+    // the unit's TasksMax), the kernel refuses the plugin's process itself: the script never
+    // runs. The limit is lifted as the scanner is judged short and about to run again.
+    let own = OwnCgroup::limitable(cgroups);
+    // The executor's clean-up after the refused start runs on a blocking thread, which could
+    // not start while the limit holds: one already idle takes it.
+    tokio::task::spawn_blocking(|| ()).await.unwrap();
+    let lift = LiftAtRerun {
+        file: own.dir.join("pids.max"),
+        plugin: "Refused",
+    };
+    let _subscriber = tracing::subscriber::set_default(tracing_subscriber::registry().with(lift));
+    let _limit = LimitAbove::set(&own.dir, "pids.max", "1", "max");
+    let (engine, ran, _) = rig.scan("Refused", "nothing", 0, limits()).await;
+    assert_eq!(
+        engine.failure, None,
+        "the second run passed: {:?}",
+        engine.failure
+    );
+    assert_eq!(engine.scan_result_i, ResultCode::CLEAN);
+    assert_eq!((ran, kinds(&engine)), (1, vec!["process_limit"]));
+    let message = &engine.reruns[0].failure.message;
+    assert!(message.contains("refused to start it"), "{message}");
+    assert!(message.contains("TasksMax"), "{message}");
+}
+
+/// The cgroup that holds this process, with a process limit that can be set: Cordon's own
+/// (v2: its `supervisor`), or, where that is a root without one (v1 in a container), a child
+/// of it that this process moves into until dropped.
+struct OwnCgroup {
+    dir: PathBuf,
+    moved_from: Option<PathBuf>,
+}
+
+impl OwnCgroup {
+    fn limitable(cgroups: &Cgroups) -> OwnCgroup {
+        let me = std::process::id().to_string();
+        let parent = cgroups.dir().parent().unwrap();
+        let dir = [parent.join("supervisor"), parent.to_path_buf()]
+            .into_iter()
+            .find(|dir| {
+                std::fs::read_to_string(dir.join("cgroup.procs"))
+                    .is_ok_and(|procs| procs.lines().any(|pid| pid == me))
+            })
+            .unwrap_or_else(|| panic!("this process is not in {}", parent.display()));
+        if dir.join("pids.max").exists() {
+            return OwnCgroup {
+                dir,
+                moved_from: None,
+            };
+        }
+        let child = dir.join(format!("shortage-{me}"));
+        std::fs::create_dir(&child).unwrap_or_else(|e| panic!("{}: {e}", child.display()));
+        std::fs::write(child.join("cgroup.procs"), &me).unwrap();
+        OwnCgroup {
+            dir: child,
+            moved_from: Some(dir),
+        }
+    }
+}
+
+impl Drop for OwnCgroup {
+    fn drop(&mut self) {
+        if let Some(from) = &self.moved_from {
+            let _ = std::fs::write(from.join("cgroup.procs"), std::process::id().to_string());
+            let _ = std::fs::remove_dir(&self.dir);
+        }
+    }
+}
+
+/// Lifts a process limit (writes `max` to `file`) when the workflow says that `plugin` runs
+/// again: between its refused run and the next, whatever the machine's speed.
+struct LiftAtRerun {
+    file: PathBuf,
+    plugin: &'static str,
+}
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for LiftAtRerun {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        struct Plugin(Option<String>);
+        impl tracing::field::Visit for Plugin {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn fmt::Debug) {
+                if field.name() == "plugin" {
+                    self.0 = Some(format!("{value:?}"));
+                }
+            }
+        }
+        let mut plugin = Plugin(None);
+        event.record(&mut plugin);
+        if *event.metadata().level() == tracing::Level::WARN
+            && event.metadata().target().starts_with("cordon::workflow")
+            && plugin.0.as_deref() == Some(self.plugin)
+        {
+            std::fs::write(&self.file, "max").unwrap();
+        }
+    }
 }

@@ -126,6 +126,14 @@ pub enum Failure {
         /// Refused for a limit above the plugin's own.
         elsewhere: bool,
     },
+    /// The kernel refused to start a native plugin's process at all (its `fork` failed with
+    /// `EAGAIN`): Cordon and its plugins together (the unit's `TasksMax`), or the machine, ran
+    /// as many processes and threads as allowed. Its kind is `process_limit`, and, like
+    /// [`Failure::ProcessLimit`] `elsewhere`, it is a shortage that is not the plugin's.
+    StartRefused {
+        /// The error, with the program's path.
+        message: String,
+    },
     /// A WebAssembly trap (unreachable, out-of-bounds access, stack overflow, a Rust panic).
     Trap {
         /// The trap, as wasmtime reports it, with a short backtrace.
@@ -174,7 +182,7 @@ impl Failure {
             } | Failure::ProcessLimit {
                 elsewhere: true,
                 ..
-            }
+            } | Failure::StartRefused { .. }
         )
     }
 
@@ -185,7 +193,7 @@ impl Failure {
             Failure::MemoryLimit { .. } => "memory_limit",
             Failure::OpenFilesLimit { .. } => "open_files_limit",
             Failure::DiskLimit { .. } => "disk_limit",
-            Failure::ProcessLimit { .. } => "process_limit",
+            Failure::ProcessLimit { .. } | Failure::StartRefused { .. } => "process_limit",
             Failure::Trap { .. } => "trap",
             Failure::Signal { .. } => "signal",
             Failure::OutputTooLarge { .. } => "output_too_large",
@@ -260,6 +268,12 @@ impl fmt::Display for Failure {
                  ran, fewer than its own max_processes ({limit}), and a process or thread \
                  could not start (with cgroup v2 from Linux 6.11 the kernel does not say \
                  whose: it may have been another plugin's rather than this one's)"
+            ),
+            Failure::StartRefused { message } => write!(
+                f,
+                "process limit: the kernel refused to start it ({message}): Cordon and its \
+                 plugins together, or the machine, ran as many processes and threads as \
+                 allowed (TasksMax in deploy/cordon.service)"
             ),
             Failure::Trap { message } => write!(f, "trapped: {message}"),
             Failure::Signal { signal } => {

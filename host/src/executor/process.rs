@@ -521,7 +521,10 @@ impl ProcessRuntime {
             }
             Err(e) => {
                 tracing::debug!(program = %program, error = %e, "could not start a plugin process");
-                could_not_start(start_failure(program, &e, landlocked))
+                Outcome {
+                    failure: Some(start_failure(program, &e, landlocked)),
+                    ..Outcome::default()
+                }
             }
         };
 
@@ -1661,8 +1664,16 @@ fn resolve_sandbox(sandbox: &NativeSandbox) -> Result<NativeSandbox, String> {
 
 /// Why a plugin's process did not start, `e` the error of its `exec`, `landlocked` whether
 /// Landlock confined it.
-fn start_failure(program: impl std::fmt::Display, e: &io::Error, landlocked: bool) -> String {
+/// Why a plugin's process did not start. A `fork` refused for want of a process slot
+/// (`EAGAIN`: the processes and threads Cordon and its plugins may run together, or the
+/// machine's, were all in use; nothing else Cordon does before `exec` fails with it) is a
+/// shortage, not the plugin's fault: it is [`Failure::StartRefused`], which a scanner is run
+/// again for. Anything else is [`Failure::CouldNotStart`].
+fn start_failure(program: impl std::fmt::Display, e: &io::Error, landlocked: bool) -> Failure {
     let mut message = format!("could not run `{program}`: {e}");
+    if e.raw_os_error() == Some(libc::EAGAIN) {
+        return Failure::StartRefused { message };
+    }
     // Its sandbox's rules let it run the program, its interpreter and its libraries (checked
     // at load), and the program is executable on a mount that allows it (checked too). Landlock
     // allows files by their inode, taken when the rules were made: a file system that gives
@@ -1676,7 +1687,7 @@ fn start_failure(program: impl std::fmt::Display, e: &io::Error, landlocked: boo
              file system",
         );
     }
-    message
+    Failure::CouldNotStart { message }
 }
 
 fn could_not_start(message: String) -> Outcome {
@@ -2027,13 +2038,40 @@ mod tests {
     fn a_refused_exec_under_landlock_says_what_most_likely_refused_it() {
         let denied = io::Error::from_raw_os_error(rustix::io::Errno::ACCESS.raw_os_error());
         let hint = "most likely Landlock cannot follow the file system";
-        let message = start_failure("/srv/scan", &denied, true);
-        assert!(message.starts_with("could not run `/srv/scan`: Permission denied"));
+        let message = start_failure("/srv/scan", &denied, true).to_string();
+        assert!(
+            message.starts_with("could not start: could not run `/srv/scan`: Permission denied")
+        );
         assert!(message.contains(hint), "{message}");
         // Not without Landlock, nor for another error.
-        assert!(!start_failure("/srv/scan", &denied, false).contains(hint));
+        let message = start_failure("/srv/scan", &denied, false).to_string();
+        assert!(!message.contains(hint), "{message}");
         let missing = io::Error::from_raw_os_error(rustix::io::Errno::NOENT.raw_os_error());
-        assert!(!start_failure("/srv/scan", &missing, true).contains(hint));
+        let message = start_failure("/srv/scan", &missing, true).to_string();
+        assert!(!message.contains(hint), "{message}");
+    }
+
+    #[test]
+    fn a_fork_refused_for_want_of_a_process_slot_is_a_shortage_not_the_plugins() {
+        // `EAGAIN` from `fork`: Cordon's processes and threads (the unit's TasksMax) or the
+        // machine's were all in use. It is run again, and says where to look.
+        let refused = io::Error::from_raw_os_error(libc::EAGAIN);
+        let failure = start_failure("/srv/scan", &refused, true);
+        assert!(
+            matches!(failure, Failure::StartRefused { .. }),
+            "{failure:?}"
+        );
+        assert!(failure.elsewhere());
+        assert_eq!(failure.kind(), "process_limit");
+        let message = failure.to_string();
+        assert!(message.contains("could not run `/srv/scan`"), "{message}");
+        assert!(message.contains("TasksMax"), "{message}");
+        // Any other error is the plugin's own: not run again.
+        for errno in [libc::ENOENT, libc::ENOMEM, libc::EACCES, libc::ENOEXEC] {
+            let failure = start_failure("/srv/scan", &io::Error::from_raw_os_error(errno), true);
+            assert_eq!(failure.kind(), "could_not_start", "{errno}: {failure:?}");
+            assert!(!failure.elsewhere(), "{errno}");
+        }
     }
 
     #[tokio::test]

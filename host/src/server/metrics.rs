@@ -5,7 +5,7 @@
 //! | `cordon_submissions_total` | `workflow` | files accepted (answered 200) |
 //! | `cordon_submissions_rejected_total` | `reason` | files refused: `queue_full`, `too_large`, `unknown_rule`, `bad_request`, `empty`, `no_length`, `stalled` (an upload that sent nothing for `upload_idle_timeout_ms`), `too_slow` (an upload slower than `min_upload_rate_bytes_per_s`), `no_space` (the disk, or the database on it, is full), `shutting_down` |
 //! | `cordon_results_total` | `result`, `verdict` | final results: `Allowed`/`Blocked` and `scan_all_result_a` |
-//! | `cordon_plugin_duration_seconds` | `plugin`, `role` | histogram of plugin run times |
+//! | `cordon_plugin_duration_seconds` | `plugin`, `role` | histogram of plugin run times: every run of a scanner run again included |
 //! | `cordon_plugin_peak_memory_bytes` | `plugin`, `role` | histogram of plugin peak memory, where the runtime measures it (wasm plugins: linear memory; native plugins: their memory cgroup, all their processes together) |
 //! | `cordon_plugin_peak_processes` | `plugin`, `role` | histogram of the most processes and threads a native plugin ran at once, where its cgroup tells: against its `max_processes` |
 //! | `cordon_plugin_failures_total` | `plugin`, `kind` | plugin failures by kind: `timeout`, `memory_limit`, `open_files_limit`, `disk_limit`, `process_limit`, `trap`, `signal`, `output_too_large`, `transport`, `could_not_start`, `exit_code`, `http_status`, `invalid_output` |
@@ -17,7 +17,8 @@
 //! | `cordon_scans_running` | | files being scanned |
 //!
 //! Per-plugin figures are read from each final result (`scan_details[].scan_time`,
-//! `.peak_memory_bytes`, `.peak_processes`, `.failure.kind` and `.reruns[].kind`,
+//! `.peak_memory_bytes`, `.peak_processes`, `.failure.kind`, `.reruns[].kind` and
+//! `.reruns[].scan_time`,
 //! `post_action.details[]`): the
 //! result holds every plugin outcome. Label values are plugin and workflow names, which only
 //! the configuration and admins choose, so the number of series stays bounded.
@@ -249,9 +250,15 @@ impl Metrics {
                     .get_or_create(&vec![("plugin", name.clone()), ("kind", f.kind.clone())])
                     .inc();
             }
-            for f in &engine.reruns {
+            for rerun in &engine.reruns {
+                self.plugin_duration
+                    .get_or_create(&labels)
+                    .observe(rerun.scan_time as f64 / 1000.0);
                 self.plugin_reruns
-                    .get_or_create(&vec![("plugin", name.clone()), ("kind", f.kind.clone())])
+                    .get_or_create(&vec![
+                        ("plugin", name.clone()),
+                        ("kind", rerun.failure.kind.clone()),
+                    ])
                     .inc();
             }
         }

@@ -15,9 +15,8 @@ use crate::contract;
 use crate::executor::{Executor, Invocation, Outcome, Plugin};
 use crate::fileinfo::Fingerprint;
 use crate::result::{
-    self, EngineResult, FailureReport, FileInfo, POST_ACTION_FAILURE, POST_ACTION_SUCCESS,
-    PostActionDetail, PostActionSummary, PostProcessing, ProcessInfo, ScanResult, ScanResults,
-    iso_millis,
+    self, EngineResult, FileInfo, POST_ACTION_FAILURE, POST_ACTION_SUCCESS, PostActionDetail,
+    PostActionSummary, PostProcessing, ProcessInfo, Rerun, ScanResult, ScanResults, iso_millis,
 };
 use crate::sample::Sample;
 use crate::verdict::ResultCode;
@@ -319,12 +318,13 @@ pub async fn run(
 pub const RERUN_PAUSES: [Duration; 2] = [Duration::from_millis(250), Duration::from_secs(1)];
 
 /// Run a scanner, and again after each of [`RERUN_PAUSES`] while it is stopped for a shortage
-/// that is not its own: its last outcome, and why each run before it failed.
+/// that is not its own: its last outcome, and why each run before it failed and how long it
+/// took.
 async fn scan(
     executor: &Executor,
     plugin: &Plugin,
     invocation: Invocation<'_>,
-) -> (Outcome, Vec<FailureReport>) {
+) -> (Outcome, Vec<Rerun>) {
     let mut reruns = Vec::new();
     loop {
         let outcome = executor.invoke(plugin, invocation).await;
@@ -346,7 +346,10 @@ async fn scan(
             rerun_in_ms = pause.as_millis() as u64,
             "scanner stopped for a shortage that is not its own; it runs again"
         );
-        reruns.push(failure);
+        reruns.push(Rerun {
+            failure,
+            scan_time: outcome.duration.as_millis() as u64,
+        });
         tokio::time::sleep(*pause).await;
     }
 }
