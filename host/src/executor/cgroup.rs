@@ -494,9 +494,15 @@ impl MemoryPool {
                 // Memory only: a limit of memory and swap together
                 // (`memory.memsw.limit_in_bytes`) would be met first, and the kernel does not
                 // count those hits (`memory.memsw.failcnt` stays 0 on Linux 6.18), which tell
-                // its own limit from a shortage elsewhere. What it swaps out is bounded by the
-                // machine's swap, or the unit's `MemorySwapMax`.
+                // its own limit from a shortage elsewhere.
                 write(&dir.join("memory.limit_in_bytes"), &max_bytes.to_string())?;
+                // Nothing swapped out to make room at its own limit: with a swappiness of 0,
+                // the kernel's reclaim for a cgroup's limit takes only its page cache, never
+                // its anonymous memory, and then OOM-kills (v1's documentation, "swappiness";
+                // `get_scan_count` in mm/vmscan.c). Reclaim for the machine's shortage may
+                // still swap it out, as anyone's. (Where the kernel has no swap, there is no
+                // such file to matter.)
+                let _ = write(&dir.join("memory.swappiness"), "0");
                 // Only the high-water mark since this write.
                 write(&dir.join("memory.max_usage_in_bytes"), "0")?;
                 let tasks = CString::new(dir.join("tasks").as_os_str().as_bytes())
@@ -1368,6 +1374,14 @@ mod tests {
         };
         let limit = std::fs::read_to_string(memory.dir.join(limit_file)).unwrap();
         assert_eq!(limit.trim(), (64u64 << 20).to_string());
+        // Nothing of it swapped out at its limit (where the kernel has swap at all).
+        let no_swap = match cgroups.version {
+            Version::V1 => ("memory.swappiness", "0"),
+            Version::V2 => ("memory.swap.max", "0"),
+        };
+        if let Ok(value) = std::fs::read_to_string(memory.dir.join(no_swap.0)) {
+            assert_eq!(value.trim(), no_swap.1, "{}", no_swap.0);
+        }
         let out = run(&next, "head -c 20000000 /dev/zero | tr '\\0' a | wc -c");
         assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "20000000");
         assert_eq!(next.oom_kills(), 0);
