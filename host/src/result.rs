@@ -276,4 +276,29 @@ mod tests {
             "1970-01-01T00:00:00.000Z"
         );
     }
+
+    #[test]
+    fn a_rerun_is_a_failure_object_with_its_time_and_reads_from_results_stored_before() {
+        let rerun = Rerun {
+            failure: FailureReport {
+                kind: "process_limit".into(),
+                message: "refused".into(),
+                exit: None,
+                stderr: String::new(),
+            },
+            scan_time: 12,
+        };
+        assert_eq!(
+            serde_json::to_value(&rerun).unwrap(),
+            serde_json::json!({"kind": "process_limit", "message": "refused", "scan_time": 12})
+        );
+        // A result stored before runs were timed has no `scan_time`.
+        let old: Rerun =
+            serde_json::from_value(serde_json::json!({"kind": "memory_limit", "message": "oom"}))
+                .unwrap();
+        assert_eq!(
+            (old.failure.kind.as_str(), old.scan_time),
+            ("memory_limit", 0)
+        );
+    }
 }

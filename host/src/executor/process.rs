@@ -1662,9 +1662,8 @@ fn resolve_sandbox(sandbox: &NativeSandbox) -> Result<NativeSandbox, String> {
     })
 }
 
-/// Why a plugin's process did not start, `e` the error of its `exec`, `landlocked` whether
-/// Landlock confined it.
-/// Why a plugin's process did not start. A `fork` refused for want of a process slot
+/// Why a plugin's process did not start, `e` the error of its `fork` or `exec`, `landlocked`
+/// whether Landlock confined it. A `fork` refused for want of a process slot
 /// (`EAGAIN`: the processes and threads Cordon and its plugins may run together, or the
 /// machine's, were all in use; nothing else Cordon does before `exec` fails with it) is a
 /// shortage, not the plugin's fault: it is [`Failure::StartRefused`], which a scanner is run
