@@ -303,8 +303,8 @@ async fn start_refused(rig: &Rig, cgroups: &Cgroups) {
     // the unit's TasksMax), the kernel refuses the plugin's process itself: the script never
     // runs. The limit is lifted as the scanner is judged short and about to run again.
     let own = OwnCgroup::limitable(cgroups);
-    // The executor's clean-up after the refused start runs on a blocking thread, which could
-    // not start while the limit holds: one already idle takes it.
+    // The executor makes the plugin's cgroup, and cleans up after the refused start, on a
+    // blocking thread, which could not start while the limit holds: one already idle does it.
     tokio::task::spawn_blocking(|| ()).await.unwrap();
     let lift = LiftAtRerun {
         file: own.dir.join("pids.max"),
