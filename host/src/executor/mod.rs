@@ -62,6 +62,17 @@ pub struct Outcome {
     pub peak_processes: Option<u64>,
 }
 
+impl Outcome {
+    /// A plugin that did not finish normally for `failure`, with nothing else known: it never
+    /// ran, or ran too briefly to tell anything.
+    pub(crate) fn failed(failure: Failure) -> Outcome {
+        Outcome {
+            failure: Some(failure),
+            ..Outcome::default()
+        }
+    }
+}
+
 /// Which output stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]

@@ -521,10 +521,7 @@ impl ProcessRuntime {
             }
             Err(e) => {
                 tracing::debug!(program = %program, error = %e, "could not start a plugin process");
-                Outcome {
-                    failure: Some(start_failure(program, &e, landlocked)),
-                    ..Outcome::default()
-                }
+                Outcome::failed(start_failure(program, &e, landlocked))
             }
         };
 
@@ -1690,10 +1687,7 @@ fn start_failure(program: impl std::fmt::Display, e: &io::Error, landlocked: boo
 }
 
 fn could_not_start(message: String) -> Outcome {
-    Outcome {
-        failure: Some(Failure::CouldNotStart { message }),
-        ..Outcome::default()
-    }
+    Outcome::failed(Failure::CouldNotStart { message })
 }
 
 #[cfg(test)]

@@ -1327,12 +1327,9 @@ fn describe_error(error: &wasmtime::Error) -> String {
 }
 
 fn could_not_start(message: &str) -> Outcome {
-    Outcome {
-        failure: Some(Failure::CouldNotStart {
-            message: message.to_owned(),
-        }),
-        ..Outcome::default()
-    }
+    Outcome::failed(Failure::CouldNotStart {
+        message: message.to_owned(),
+    })
 }
 
 #[cfg(test)]
