@@ -19,7 +19,7 @@
 ///   `HOSTILE_EXIT_BIG`, `HOSTILE_FD_BOMB`, `HOSTILE_LOCKED_DIR`, `HOSTILE_DISK_FILL`.
 ///
 /// Built for wasm32-wasip2 as well, as components: `WASM_P2_EICAR` (the same source as
-/// `WASM_EICAR`; a component of the `scanner` world, through the SDK's `scanner_main!`) and
+/// `WASM_EICAR`; a component of the `scanner` world, through the SDK's `file_scanner_main!`) and
 /// `WASM_P2_HOSTILE_<NAME>` for every hostile plugin (WASI p2 command components).
 ///
 /// Written in C and built with clang for WASI: `WASM_C_PE_DETECTOR`

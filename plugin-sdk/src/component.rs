@@ -80,7 +80,30 @@ where
     F: FnOnce(&Input, &mut SampleFile) -> Result<ScanReport, E>,
     E: Display + 'static,
 {
-    match runner::component_call(&input.result_json, &input.path, scanner) {
+    verdict(runner::component_call(
+        &input.result_json,
+        &input.path,
+        scanner,
+    ))
+}
+
+/// The `scan` export of a scanner-world component built with
+/// [`file_scanner_main!`](crate::file_scanner_main): runs `scanner` on the input's file alone,
+/// without parsing its `result-json`.
+pub fn scan_file<F, E>(
+    scanner: F,
+    input: scanner::Input,
+) -> Result<scanner::Verdict, scanner::Error>
+where
+    F: FnOnce(&mut SampleFile) -> Result<ScanReport, E>,
+    E: Display + 'static,
+{
+    verdict(runner::component_file_call(&input.path, scanner))
+}
+
+/// A scanner's report as the world's `verdict`, or its failure as the world's `error`.
+fn verdict(result: Result<ScanReport, ComponentError>) -> Result<scanner::Verdict, scanner::Error> {
+    match result {
         Ok(report) => Ok(scanner::Verdict {
             def_time: report.def_time_ms(),
             code: result_code(report.result()),
@@ -138,12 +161,14 @@ fn result_code(code: ResultCode) -> scanner::ResultCode {
     }
 }
 
-/// Exports `scan` of the scanner world on top of a scanner function (used by
-/// [`scanner_main!`](crate::scanner_main)).
+/// Exports `scan` of the scanner world on top of a scanner function, through `$export`
+/// ([`scan`], or [`scan_file`] for a function of the file alone; used by
+/// [`scanner_main!`](crate::scanner_main) and
+/// [`file_scanner_main!`](crate::file_scanner_main)).
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __export_scanner_component {
-    ($scanner:path) => {
+    ($export:path, $scanner:path) => {
         const _: () = {
             struct CordonScannerComponent;
 
@@ -154,7 +179,7 @@ macro_rules! __export_scanner_component {
                     $crate::component::scanner::Verdict,
                     $crate::component::scanner::Error,
                 > {
-                    $crate::component::scan($scanner, input)
+                    $export($scanner, input)
                 }
             }
 

@@ -65,16 +65,20 @@ pub(crate) fn prepare(
     let text = std::str::from_utf8(&stdin)
         .map_err(|err| Failure::Error(format!("stdin is not UTF-8: {err}")))?;
     let input = Input::from_json(text).map_err(|err| Failure::Error(err.to_string()))?;
+    Ok((input, open(path)?))
+}
+
+/// Opens the file named by the path argument.
+fn open(path: Option<OsString>) -> Result<SampleFile, Failure> {
     let path = path.ok_or_else(|| {
         Failure::Error("no file to scan: its path must be the last argument".to_owned())
     })?;
-    let file = SampleFile::open(&path).map_err(|err| {
+    SampleFile::open(&path).map_err(|err| {
         Failure::Error(format!(
             "cannot open {}: {err}",
             std::path::Path::new(&path).display()
         ))
-    })?;
-    Ok((input, file))
+    })
 }
 
 /// Calls `f`, turning an error or a panic into a [`Failure`].
@@ -103,6 +107,22 @@ where
 {
     let result =
         prepare(stdin, path).and_then(|(input, mut file)| call(|| scanner(&input, &mut file)));
+    scanned(name, result)
+}
+
+/// Runs the invocation of a scanner that judges the file alone
+/// ([`file_scanner_main!`](crate::file_scanner_main)) to its outcome: stdin is never read.
+pub(crate) fn file_scanner<F, E>(name: &str, path: Option<OsString>, scanner: F) -> Outcome
+where
+    F: FnOnce(&mut SampleFile) -> Result<ScanReport, E>,
+    E: Display,
+{
+    let result = open(path).and_then(|mut file| call(|| scanner(&mut file)));
+    scanned(name, result)
+}
+
+/// A scanner's outcome: its report's JSON line, or its failure.
+fn scanned(name: &str, result: Result<ScanReport, Failure>) -> Outcome {
     match result {
         Ok(report) => Outcome::success(format!("{}\n", report.to_json())),
         Err(failure) => Outcome::failure(name, failure),
@@ -147,6 +167,15 @@ where
 {
     let input = Input::from_json(result_json)
         .map_err(|err| ComponentError::InvalidInput(err.to_string()))?;
+    component_file_call(path, |file| f(&input, file))
+}
+
+/// [`component_call`] for a function of the file alone: the `result-json` is not parsed.
+pub(crate) fn component_file_call<T, E, F>(path: &str, f: F) -> Result<T, ComponentError>
+where
+    F: FnOnce(&mut SampleFile) -> Result<T, E>,
+    E: Display + 'static,
+{
     if path.is_empty() {
         return Err(ComponentError::InvalidInput(
             "no file to scan: the input's path is empty".to_owned(),
@@ -156,7 +185,7 @@ where
         .map_err(|err| ComponentError::Io(format!("cannot open {path}: {err}")))?;
     let mut io_error = false;
     let result = call(|| {
-        f(&input, &mut file).inspect_err(|err| {
+        f(&mut file).inspect_err(|err| {
             io_error = (err as &dyn Any).is::<io::Error>();
         })
     });

@@ -278,6 +278,15 @@ where
     Ok(report)
 }
 
+/// [`scan`] for a scanner that judges the file alone
+/// ([`file_scanner_main!`](crate::file_scanner_main)): calls `scanner` on the open `sample`.
+pub fn scan_file<F, E>(scanner: F, sample: Sample) -> Result<ScanReport, E>
+where
+    F: FnOnce(&mut SampleFile) -> Result<ScanReport, E>,
+{
+    scan(|_: &Input, file: &mut SampleFile| scanner(file), sample)
+}
+
 /// Calls `action` on `sample` the way [`run_post_action`](crate::run_post_action) would, and
 /// returns what it returned. See [`scan`] for the panics.
 pub fn post_action<F, E>(action: F, sample: Sample) -> Result<(), E>
@@ -352,6 +361,16 @@ impl Run {
     }
 }
 
+impl From<runner::Outcome> for Run {
+    fn from(outcome: runner::Outcome) -> Run {
+        Run {
+            exit_code: outcome.exit_code,
+            stdout: outcome.stdout,
+            stderr: outcome.stderr,
+        }
+    }
+}
+
 /// The name [`run_scanner`] and [`run_post_action`] give the plugin (`argv[0]`).
 pub const PLUGIN_NAME: &str = "test-plugin";
 
@@ -365,12 +384,19 @@ where
 {
     let file = sample.materialize();
     let stdin = stdin_line(&sample, &file).into_bytes();
-    let outcome = runner::scanner(PLUGIN_NAME, Ok(stdin), Some(path_arg(&file.path)), scanner);
-    Run {
-        exit_code: outcome.exit_code,
-        stdout: outcome.stdout,
-        stderr: outcome.stderr,
-    }
+    runner::scanner(PLUGIN_NAME, Ok(stdin), Some(path_arg(&file.path)), scanner).into()
+}
+
+/// Runs `scanner`, a function of the file alone, on `sample` through the whole contract, as
+/// the `main` of [`file_scanner_main!`](crate::file_scanner_main) in a plugin process does:
+/// nothing is read from stdin. Errors and panics become exit code 1 with a message on stderr.
+pub fn run_file_scanner<F, E>(scanner: F, sample: Sample) -> Run
+where
+    F: FnOnce(&mut SampleFile) -> Result<ScanReport, E>,
+    E: Display,
+{
+    let file = sample.materialize();
+    runner::file_scanner(PLUGIN_NAME, Some(path_arg(&file.path)), scanner).into()
 }
 
 /// Runs `action` on `sample` through the whole contract, as
@@ -382,12 +408,7 @@ where
 {
     let file = sample.materialize();
     let stdin = stdin_line(&sample, &file).into_bytes();
-    let outcome = runner::post_action(PLUGIN_NAME, Ok(stdin), Some(path_arg(&file.path)), action);
-    Run {
-        exit_code: outcome.exit_code,
-        stdout: outcome.stdout,
-        stderr: outcome.stderr,
-    }
+    runner::post_action(PLUGIN_NAME, Ok(stdin), Some(path_arg(&file.path)), action).into()
 }
 
 /// Runs `scanner` with raw stdin bytes and an optional path argument, as a host would invoke
@@ -398,12 +419,7 @@ where
     F: FnOnce(&Input, &mut SampleFile) -> Result<ScanReport, E>,
     E: Display,
 {
-    let outcome = runner::scanner(PLUGIN_NAME, Ok(stdin.to_vec()), path.map(path_arg), scanner);
-    Run {
-        exit_code: outcome.exit_code,
-        stdout: outcome.stdout,
-        stderr: outcome.stderr,
-    }
+    runner::scanner(PLUGIN_NAME, Ok(stdin.to_vec()), path.map(path_arg), scanner).into()
 }
 
 fn path_arg(path: &Path) -> OsString {

@@ -372,6 +372,53 @@ fn full_run_fails_cleanly_on_bad_invocations() {
     assert!(run.stderr.contains("cannot open"), "{}", run.stderr);
 }
 
+/// A scanner of the file alone: Suspicious for an empty file, an error for one that starts
+/// with `!`.
+fn empty_file_scanner(file: &mut SampleFile) -> Result<ScanReport, String> {
+    let head = file.head(1).map_err(|e| e.to_string())?;
+    match head.first() {
+        None => Ok(ScanReport::suspicious("Empty")),
+        Some(b'!') => Err(format!("{} starts with !", file.name())),
+        Some(_) => Ok(ScanReport::clean()),
+    }
+}
+
+#[test]
+fn a_scanner_of_the_file_alone_runs_in_the_harness() {
+    assert_eq!(
+        testing::scan_file(empty_file_scanner, Sample::bytes("e.bin", "")),
+        Ok(ScanReport::suspicious("Empty"))
+    );
+    assert_eq!(
+        testing::scan_file(empty_file_scanner, Sample::bytes("x.bin", "x")),
+        Ok(ScanReport::clean())
+    );
+}
+
+#[test]
+fn a_scanner_of_the_file_alone_follows_the_contract() {
+    let run = testing::run_file_scanner(empty_file_scanner, Sample::bytes("e.bin", ""));
+    assert_eq!((run.exit_code, run.stderr.as_str()), (0, ""));
+    assert_eq!(
+        run.stdout,
+        "{\"def_time\":0,\"scan_result_i\":2,\"threat_found\":\"Empty\"}\n"
+    );
+
+    let run = testing::run_file_scanner(empty_file_scanner, Sample::bytes("bang.bin", "!x"));
+    assert_eq!((run.exit_code, run.stdout.as_str()), (1, ""));
+    assert_eq!(
+        run.stderr,
+        format!("{}: bang.bin starts with !\n", testing::PLUGIN_NAME)
+    );
+
+    let run = testing::run_file_scanner(
+        |_: &mut SampleFile| -> Result<ScanReport, String> { panic!("boom") },
+        Sample::bytes("x.bin", "x"),
+    );
+    assert_eq!((run.exit_code, run.stdout.as_str()), (1, ""));
+    assert!(run.stderr.contains("boom"), "{}", run.stderr);
+}
+
 #[test]
 fn post_actions_run_in_the_harness() {
     fn act(input: &Input, file: &mut SampleFile) -> Result<(), String> {

@@ -1,6 +1,6 @@
 //! WebAssembly components (wasm32-wasip2) under the same executor, contract and limits as
 //! modules: the SDK's `eicar` built both ways gives the same engine results, through the
-//! executor and through the pipeline; WASI p2 command components are held to the limits; a
+//! executor and through the pipeline, and reads no input either way; WASI p2 command components are held to the limits; a
 //! world component in the wrong role is refused at load.
 
 use std::sync::Arc;
@@ -98,6 +98,44 @@ async fn module_and_component_give_identical_engine_results_through_the_executor
             assert_eq!(from_component.def_time_ms, 1_767_225_600_000);
         }
     }
+}
+
+#[tokio::test]
+async fn a_scanner_of_the_file_alone_does_not_read_its_input() {
+    // `eicar` is built with `file_scanner_main!`: it judges the file alone, and neither the
+    // module (stdin) nor the component (the input record's `result-json`) reads the input.
+    // Input that no plugin could read does not change its verdict.
+    let rig = Rig::new();
+    let (module, component) = eicar_both_ways(&rig);
+    let sample = rig.sample(EICAR, "eicar.com");
+    let unreadable = json!("not the scan result");
+    for (build, plugin) in [("module", &module), ("component", &component)] {
+        let verdict = contract::judge_scanner(
+            RuntimeKind::Wasm,
+            &rig.run(plugin, &sample, &unreadable).await,
+        );
+        assert_eq!(verdict.failure, None, "{build}");
+        assert_eq!(verdict.code, ResultCode::INFECTED, "{build}");
+    }
+    // The same input fails a scanner that reads it (`scanner_main!`).
+    let reader = rig.plugin(
+        "SHA256 Blocklist",
+        Role::Scanner,
+        wasm(WASM_SHA256_BLOCKLIST),
+        limits(20_000),
+    );
+    let verdict = contract::judge_scanner(
+        RuntimeKind::Wasm,
+        &rig.run(&reader, &sample, &unreadable).await,
+    );
+    assert_eq!(verdict.code, ResultCode::FAILED);
+    let failure = verdict.failure.unwrap();
+    assert_eq!(failure.exit, Some(1));
+    assert!(
+        failure.stderr.contains("not the scan result JSON"),
+        "{}",
+        failure.stderr
+    );
 }
 
 #[tokio::test]

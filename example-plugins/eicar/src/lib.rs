@@ -22,7 +22,7 @@
 
 use std::ops::ControlFlow;
 
-use cordon_plugin_sdk::{Input, SampleFile, ScanReport};
+use cordon_plugin_sdk::{SampleFile, ScanReport};
 
 /// The 68-byte EICAR test string.
 pub const EICAR: &[u8] = br"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
@@ -33,8 +33,9 @@ pub const THREAT: &str = "EICAR-Test-File (not a virus)";
 /// When this scanner's one "definition" was written (ms since epoch): 2026-01-01T00:00:00Z.
 pub const DEF_TIME: u64 = 1_767_225_600_000;
 
-/// The scanner: Infected when the file contains [`EICAR`], else No Threat Detected.
-pub fn scan(_input: &Input, file: &mut SampleFile) -> std::io::Result<ScanReport> {
+/// The scanner: Infected when the file contains [`EICAR`], else No Threat Detected. It needs
+/// nothing of the plugin's input, and the plugin does not read it (`file_scanner_main!`).
+pub fn scan(file: &mut SampleFile) -> std::io::Result<ScanReport> {
     let found = contains_eicar(file, SampleFile::DEFAULT_CHUNK_SIZE)?;
     let report = if found {
         ScanReport::infected(THREAT)
@@ -149,8 +150,8 @@ pub fn contains_eicar(file: &mut SampleFile, chunk_size: usize) -> std::io::Resu
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cordon_plugin_sdk::ResultCode;
     use cordon_plugin_sdk::testing::{self, Sample};
+    use cordon_plugin_sdk::{Input, ResultCode};
 
     /// The plain search `find` must agree with.
     fn naive(haystack: &[u8]) -> Option<usize> {
@@ -214,7 +215,7 @@ mod tests {
 
     #[test]
     fn detects_the_eicar_file() {
-        let report = testing::scan(scan, Sample::bytes("eicar.com", EICAR)).unwrap();
+        let report = testing::scan_file(scan, Sample::bytes("eicar.com", EICAR)).unwrap();
         assert_eq!(report, ScanReport::infected(THREAT).with_def_time(DEF_TIME));
         assert_eq!(report.result(), ResultCode::Infected);
     }
@@ -222,7 +223,7 @@ mod tests {
     #[test]
     fn clean_files_are_clean() {
         for content in [&b""[..], b"hello", &EICAR[..EICAR.len() - 1], &EICAR[1..]] {
-            let report = testing::scan(scan, Sample::bytes("a.txt", content)).unwrap();
+            let report = testing::scan_file(scan, Sample::bytes("a.txt", content)).unwrap();
             assert_eq!(report, ScanReport::clean().with_def_time(DEF_TIME));
         }
     }
@@ -258,13 +259,13 @@ mod tests {
     fn detects_the_string_at_the_end_of_a_large_file() {
         let mut content = vec![0u8; 3 * SampleFile::DEFAULT_CHUNK_SIZE - 10];
         content.extend_from_slice(EICAR);
-        let report = testing::scan(scan, Sample::bytes("big.bin", &content)).unwrap();
+        let report = testing::scan_file(scan, Sample::bytes("big.bin", &content)).unwrap();
         assert_eq!(report.result(), ResultCode::Infected);
     }
 
     #[test]
     fn the_full_run_prints_the_contract_json() {
-        let run = testing::run_scanner(scan, Sample::bytes("eicar.txt", EICAR));
+        let run = testing::run_file_scanner(scan, Sample::bytes("eicar.txt", EICAR));
         assert_eq!(run.exit_code, 0);
         assert_eq!(
             run.stdout,

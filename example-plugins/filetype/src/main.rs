@@ -12,7 +12,7 @@
 //! looks like text, so a text file that happens to start with two "magic" letters (`BM`,
 //! `MZ`) is not flagged.
 
-use cordon_plugin_sdk::{Input, ResultCode, SampleFile, ScanReport};
+use cordon_plugin_sdk::{ResultCode, SampleFile, ScanReport};
 
 /// How much of the file the content detection looks at.
 const HEAD_BYTES: usize = 64 * 1024;
@@ -205,7 +205,7 @@ fn mismatch(extension: Option<&str>, head: &[u8]) -> Option<String> {
     ))
 }
 
-fn scan(_input: &Input, file: &mut SampleFile) -> std::io::Result<ScanReport> {
+fn scan(file: &mut SampleFile) -> std::io::Result<ScanReport> {
     let head = file.head(HEAD_BYTES)?;
     let report = match mismatch(file.extension().as_deref(), &head) {
         Some(threat) => ScanReport::new(ResultCode::FileTypeMismatch, threat),
@@ -215,8 +215,9 @@ fn scan(_input: &Input, file: &mut SampleFile) -> std::io::Result<ScanReport> {
 }
 
 // `fn main` (a WASI command on wasm32-wasip1, an executable natively) and, on wasm32-wasip2,
-// the `scan` export of Cordon's `scanner` component world.
-cordon_plugin_sdk::scanner_main!(scan);
+// the `scan` export of Cordon's `scanner` component world. The scanner needs nothing of the
+// plugin's input (the file's name is its path's), so the plugin does not read it.
+cordon_plugin_sdk::file_scanner_main!(scan);
 
 #[cfg(test)]
 mod tests {
@@ -237,7 +238,7 @@ mod tests {
     const GZIP: &[u8] = b"\x1f\x8b\x08\0\0\0\0\0\0\x03\x03\0\0\0\0\0\0\0\0\0";
 
     fn check(name: &str, content: &[u8]) -> ScanReport {
-        testing::scan(scan, Sample::bytes(name, content)).unwrap()
+        testing::scan_file(scan, Sample::bytes(name, content)).unwrap()
     }
 
     #[test]
