@@ -71,6 +71,13 @@ impl Outcome {
             ..Outcome::default()
         }
     }
+
+    /// A plugin that could not be started, for `message`.
+    pub(crate) fn could_not_start(message: impl Into<String>) -> Outcome {
+        Outcome::failed(Failure::CouldNotStart {
+            message: message.into(),
+        })
+    }
 }
 
 /// Which output stream.

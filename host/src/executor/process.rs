@@ -415,7 +415,7 @@ impl ProcessRuntime {
         {
             Ok(work) => work,
             Err(e) => {
-                return could_not_start(format!(
+                return Outcome::could_not_start(format!(
                     "could not create a working directory for `{program}` under {}: {e}",
                     self.work_dir.display()
                 ));
@@ -442,7 +442,7 @@ impl ProcessRuntime {
                 match made {
                     Ok(guard) => guard,
                     Err(e) => {
-                        return could_not_start(format!(
+                        return Outcome::could_not_start(format!(
                             "could not make a cgroup for `{program}` (its max_processes and \
                              max_memory_bytes): {e}"
                         ));
@@ -478,7 +478,9 @@ impl ProcessRuntime {
                 plugin.filter,
             ) {
                 Ok(confinement) => Some(confinement),
-                Err(e) => return could_not_start(format!("could not run `{program}`: {e}")),
+                Err(e) => {
+                    return Outcome::could_not_start(format!("could not run `{program}`: {e}"));
+                }
             }
         } else {
             None
@@ -1684,10 +1686,6 @@ fn start_failure(program: impl std::fmt::Display, e: &io::Error, landlocked: boo
         );
     }
     Failure::CouldNotStart { message }
-}
-
-fn could_not_start(message: String) -> Outcome {
-    Outcome::failed(Failure::CouldNotStart { message })
 }
 
 #[cfg(test)]

@@ -616,7 +616,7 @@ impl WasmRuntime {
         invocation: Invocation<'_>,
     ) -> Outcome {
         let Ok(_slot) = self.slots.acquire().await else {
-            return could_not_start("the wasm runtime is shutting down");
+            return Outcome::could_not_start("the wasm runtime is shutting down");
         };
         let started = Instant::now();
         let outputs = [
@@ -629,7 +629,7 @@ impl WasmRuntime {
             .get_or_open(invocation.sample.dir())
         {
             Ok(preopen) => preopen,
-            Err(message) => return could_not_start(&message),
+            Err(message) => return Outcome::could_not_start(message),
         };
         let mut builder = self.wasi_builder(name, &invocation, &outputs);
         match &plugin.prepared {
@@ -1324,12 +1324,6 @@ fn describe_error(error: &wasmtime::Error) -> String {
         }
     }
     message
-}
-
-fn could_not_start(message: &str) -> Outcome {
-    Outcome::failed(Failure::CouldNotStart {
-        message: message.to_owned(),
-    })
 }
 
 #[cfg(test)]
