@@ -87,7 +87,8 @@ async fn a_scanner_printing_the_seed_output_yields_the_seed_entry() {
     assert_eq!(entry["scan_result_i"], 0);
     assert_eq!(entry["threat_found"], "");
     assert!(entry["scan_time"].is_u64() && entry["wait_time"].is_u64());
-    assert!(entry["eng_id"].is_string());
+    // Lowercased, with `_` for each character but letters and digits, and the runtime.
+    assert_eq!(entry["eng_id"], "extscn_01_process");
     assert!(entry.get("failure").is_none());
     assert_eq!(result.scan_results.scan_all_result_i, ResultCode::CLEAN);
     assert_eq!(result.scan_results.scan_all_result_a, "No Threat Detected");
@@ -104,6 +105,20 @@ async fn a_scanner_printing_the_seed_output_yields_the_seed_entry() {
     assert_eq!(
         result.scan_results.scan_details["ExtScn_01"].def_time,
         "2017-04-04T06:55:12.392Z"
+    );
+
+    // A name with a space and punctuation: each becomes `_` in its `eng_id`.
+    let wf = workflow(vec![scripted(&rig, "Ext Scn-2.b", Role::Scanner)], vec![]);
+    let (result, _) = process_file(
+        &rig,
+        &wf,
+        &sample,
+        Some(json!({"behave": {"stdout": output}})),
+    )
+    .await;
+    assert_eq!(
+        result.scan_results.scan_details["Ext Scn-2.b"].eng_id,
+        "ext_scn_2_b_process"
     );
 }
 

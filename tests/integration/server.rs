@@ -209,6 +209,7 @@ async fn submit_and_poll_each_runtime() {
         .find(|e| e["eng_name"] == "WasmClean")
         .unwrap();
     assert_eq!(wasm["runtime"], "wasm");
+    assert_eq!(wasm["eng_id"], "wasmclean_wasm");
     assert_eq!(wasm["sha256"].as_str().unwrap().len(), 64);
     let (status, version) = s.get("/version", None).await;
     assert_eq!(status, 200);

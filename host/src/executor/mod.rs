@@ -602,6 +602,25 @@ impl Plugin {
     pub fn info(&self) -> &PluginInfo {
         &self.info
     }
+
+    /// Its `eng_id` in results and `/stat/engines`: `<name>_<runtime>`, the name lowercased
+    /// with every character but ASCII letters and digits as `_` (MetaDefender leaves an
+    /// external scanner's `eng_id` to the host).
+    pub fn engine_id(&self) -> String {
+        let name: String = self
+            .name()
+            .as_str()
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        format!("{name}_{}", self.runtime())
+    }
 }
 
 impl fmt::Debug for Plugin {

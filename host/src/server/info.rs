@@ -13,7 +13,6 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::auth::Principal;
 use super::error::ApiError;
-use super::queue::engine_id;
 use crate::plugin::Role;
 use crate::result::iso_millis;
 
@@ -57,7 +56,7 @@ pub async fn engines(State(state): State<Arc<AppState>>, _p: Principal) -> Json<
                 "def_time": loaded,
                 "download_progress": 100,
                 "download_time": loaded,
-                "eng_id": engine_id(p.name().as_str(), &runtime),
+                "eng_id": p.engine_id(),
                 "eng_name": p.name().as_str(),
                 "eng_type": format!("Cordon {runtime} plugin"),
                 "eng_ver": info.sha256.as_deref().map(|s| s[..12].to_owned())

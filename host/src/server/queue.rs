@@ -501,21 +501,6 @@ fn received_at(record: &JobRecord) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(record.received_ms).unwrap_or_else(Utc::now)
 }
 
-/// `<name>_<runtime>`, as the pipeline names engines.
-pub fn engine_id(name: &str, runtime: &str) -> String {
-    let name: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    format!("{name}_{runtime}")
-}
-
 /// The result of a job that waits for a worker: every field clients require, progress 0,
 /// `scan_all_result_i` 255 (In Progress).
 pub fn placeholder(record: &JobRecord, workflow: Option<&Workflow>) -> ScanResult {
@@ -584,7 +569,7 @@ fn final_without_run(
                 p.name().to_string(),
                 EngineResult {
                     def_time: "1970-01-01T00:00:00.000Z".to_owned(),
-                    eng_id: engine_id(p.name().as_str(), &p.runtime().to_string()),
+                    eng_id: p.engine_id(),
                     location: "local".to_owned(),
                     scan_result_i: ResultCode::CANCELED,
                     scan_time: 0,

@@ -158,7 +158,7 @@ pub async fn run(
         let engine = EngineResult {
             def_time: result::iso_from_epoch_millis(verdict.def_time_ms)
                 .unwrap_or_else(|| "1970-01-01T00:00:00.000Z".to_owned()),
-            eng_id: engine_id(plugin),
+            eng_id: plugin.engine_id(),
             location: "local".to_owned(),
             scan_result_i: verdict.code,
             scan_time,
@@ -186,7 +186,7 @@ pub async fn run(
                 .entry(plugin.name().to_string())
                 .or_insert_with(|| EngineResult {
                     def_time: "1970-01-01T00:00:00.000Z".to_owned(),
-                    eng_id: engine_id(plugin),
+                    eng_id: plugin.engine_id(),
                     location: "local".to_owned(),
                     scan_result_i: ResultCode::CANCELED,
                     scan_time: 0,
@@ -372,24 +372,6 @@ fn publish(result: &ScanResult, on_progress: &(dyn Fn(&ScanResult) + Send + Sync
 fn set_progress(result: &mut ScanResult, percent: u8) {
     result.process_info.progress_percentage = percent;
     result.scan_results.progress_percentage = percent;
-}
-
-/// `<name>_<runtime>`, lowercase, spaces as `_`: MetaDefender leaves an external scanner's
-/// `eng_id` to the host.
-fn engine_id(plugin: &Plugin) -> String {
-    let name: String = plugin
-        .name()
-        .as_str()
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    format!("{name}_{}", plugin.runtime())
 }
 
 fn log_engine(plugin: &Plugin, verdict: &contract::EngineVerdict) {
