@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::fileinfo::Fingerprint;
 use crate::verdict::ResultCode;
 
 /// `process_info.result` while the pipeline runs.
@@ -58,6 +59,22 @@ pub struct FileInfo {
     pub upload_timestamp: String,
 }
 
+impl FileInfo {
+    /// The `file_info` of a file named `display_name`, received at `uploaded`.
+    pub fn new(display_name: &str, file: &Fingerprint, uploaded: DateTime<Utc>) -> FileInfo {
+        FileInfo {
+            display_name: display_name.to_owned(),
+            file_size: file.size,
+            file_type: file.mime.clone(),
+            file_type_description: file.description.clone(),
+            md5: file.md5.clone(),
+            sha1: file.sha1.clone(),
+            sha256: file.sha256.clone(),
+            upload_timestamp: iso_millis(uploaded),
+        }
+    }
+}
+
 /// `process_info`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProcessInfo {
@@ -85,6 +102,22 @@ pub struct ProcessInfo {
     pub processing_time: i64,
     /// Post-processing summary: five strings, `""` when empty.
     pub post_processing: PostProcessing,
+}
+
+impl ProcessInfo {
+    /// Decide the file: `result` `Blocked` with `overall` as the reason when `blocked`, else
+    /// `Allowed` with no reason.
+    pub fn decide(&mut self, overall: ResultCode, blocked: bool) {
+        if blocked {
+            self.result = BLOCKED.to_owned();
+            self.blocked_reason = overall.as_str().to_owned();
+            self.blocked_reasons = vec![overall.as_str().to_owned()];
+        } else {
+            self.result = ALLOWED.to_owned();
+            self.blocked_reason.clear();
+            self.blocked_reasons.clear();
+        }
+    }
 }
 
 /// `process_info.post_processing`: always present, all five strings (the Assemblyline client
@@ -129,7 +162,8 @@ pub struct ScanResults {
 pub struct EngineResult {
     /// The engine's definition time, ISO-8601 UTC with milliseconds.
     pub def_time: String,
-    /// `cordon-<runtime>-<name>` (MetaDefender leaves an external scanner's id to the host).
+    /// `<name>_<runtime>` ([`Plugin::engine_id`](crate::executor::Plugin::engine_id);
+    /// MetaDefender leaves an external scanner's id to the host).
     pub eng_id: String,
     /// Always `"local"`.
     pub location: String,
@@ -145,7 +179,8 @@ pub struct EngineResult {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure: Option<FailureReport>,
     /// Cordon's addition: the engine's peak memory in bytes, where its runtime measures it
-    /// (wasm: linear memory; absent for processes and webhooks).
+    /// (wasm: linear memory; a native plugin: its memory cgroup's peak, all its processes
+    /// together, where it runs in one whose peak the kernel keeps; absent for webhooks).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peak_memory_bytes: Option<u64>,
     /// Cordon's addition: the most processes and threads a native engine ran at once, where

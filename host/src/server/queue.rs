@@ -505,19 +505,9 @@ fn received_at(record: &JobRecord) -> DateTime<Utc> {
 /// `scan_all_result_i` 255 (In Progress).
 pub fn placeholder(record: &JobRecord, workflow: Option<&Workflow>) -> ScanResult {
     let received = received_at(record);
-    let f = &record.fingerprint;
     ScanResult {
         data_id: record.data_id.clone(),
-        file_info: FileInfo {
-            display_name: record.display_name.clone(),
-            file_size: f.size,
-            file_type: f.mime.clone(),
-            file_type_description: f.description.clone(),
-            md5: f.md5.clone(),
-            sha1: f.sha1.clone(),
-            sha256: f.sha256.clone(),
-            upload_timestamp: iso_millis(received),
-        },
+        file_info: FileInfo::new(&record.display_name, &record.fingerprint, received),
         process_info: ProcessInfo {
             blocked_reason: String::new(),
             blocked_reasons: Vec::new(),
@@ -586,16 +576,7 @@ fn final_without_run(
     let blocked = workflow.is_none_or(|w| w.spec.block_results.contains(&code));
     let info = &mut r.process_info;
     info.verdicts = vec![code.as_str().to_owned()];
-    info.result = if blocked {
-        result::BLOCKED
-    } else {
-        result::ALLOWED
-    }
-    .to_owned();
-    if blocked {
-        info.blocked_reason = code.as_str().to_owned();
-        info.blocked_reasons = vec![code.as_str().to_owned()];
-    }
+    info.decide(code, blocked);
     info.processing_time = 0;
     info.progress_percentage = 100;
     r.scan_results.progress_percentage = 100;

@@ -726,16 +726,7 @@ pub fn default_input(
     };
     ScanResult {
         data_id: data_id.clone(),
-        file_info: FileInfo {
-            display_name: display_name.to_owned(),
-            file_size: file.size,
-            file_type: file.mime.clone(),
-            file_type_description: file.description.clone(),
-            md5: file.md5.clone(),
-            sha1: file.sha1.clone(),
-            sha256: file.sha256.clone(),
-            upload_timestamp: iso_millis(now),
-        },
+        file_info: FileInfo::new(display_name, file, now),
         process_info: ProcessInfo {
             blocked_reason: blocked_reason.clone(),
             blocked_reasons: if blocked_reason.is_empty() {

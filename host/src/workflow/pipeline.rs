@@ -82,16 +82,7 @@ pub async fn run(
 
     let mut result = ScanResult {
         data_id: submission.data_id.clone(),
-        file_info: FileInfo {
-            display_name: submission.display_name.clone(),
-            file_size: file.size,
-            file_type: file.mime.clone(),
-            file_type_description: file.description.clone(),
-            md5: file.md5.clone(),
-            sha1: file.sha1.clone(),
-            sha256: file.sha256.clone(),
-            upload_timestamp: iso_millis(submission.received),
-        },
+        file_info: FileInfo::new(&submission.display_name, file, submission.received),
         process_info: ProcessInfo {
             blocked_reason: String::new(),
             blocked_reasons: Vec::new(),
@@ -221,16 +212,7 @@ pub async fn run(
     if verdicts.is_empty() {
         info.verdicts.push(overall.as_str().to_owned());
     }
-    info.result = if blocked {
-        result::BLOCKED
-    } else {
-        result::ALLOWED
-    }
-    .to_owned();
-    if blocked {
-        info.blocked_reason = overall.as_str().to_owned();
-        info.blocked_reasons = vec![overall.as_str().to_owned()];
-    }
+    info.decide(overall, blocked);
     result.scan_results.scan_all_result_i = overall;
     result.scan_results.scan_all_result_a = overall.as_str().to_owned();
     publish(&result, on_progress);
