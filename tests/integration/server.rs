@@ -1721,6 +1721,52 @@ async fn metrics_count_results_durations_and_failures() {
         !m.contains("cordon_plugin_peak_processes_count{plugin=\"WasmClean\""),
         "a wasm plugin runs no process:\n{m}"
     );
+
+    // The database writer's commits: the job and the final result fsynced (at least two),
+    // the job marked running without (at least one), and each commit's writes counted once.
+    let value = |m: &str, series: &str| -> f64 {
+        m.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("{series} missing from:\n{m}"))
+            .parse()
+            .unwrap()
+    };
+    let machine = value(
+        &m,
+        "cordon_store_commit_seconds_count{durability=\"machine\"}",
+    );
+    let process = value(
+        &m,
+        "cordon_store_commit_seconds_count{durability=\"process\"}",
+    );
+    assert!(machine >= 2.0 && process >= 1.0, "{m}");
+    assert!(
+        value(
+            &m,
+            "cordon_store_commit_seconds_sum{durability=\"machine\"}"
+        ) > 0.0
+    );
+    assert_eq!(
+        value(&m, "cordon_store_commit_writes_count"),
+        machine + process,
+        "{m}"
+    );
+    assert!(value(&m, "cordon_store_commit_writes_sum") >= 3.0, "{m}");
+    // Each commit wakes the checkpointer, which runs beside the writer.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let m = s.client.get(s.url("/metrics")).send().await.unwrap();
+        let m = m.text().await.unwrap();
+        if value(&m, "cordon_store_checkpoint_seconds_count") >= 1.0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no checkpoint pass:\n{m}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+
     let (status, v) = s.get("/readyz", None).await;
     assert_eq!((status, v), (200, json!({"ready": true})));
 }

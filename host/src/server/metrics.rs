@@ -15,6 +15,9 @@
 //! | `cordon_result_store_failures_total` | | attempts to store a final result that failed (a full disk, a database error); each is retried until it succeeds, and the file is shown as still in progress meanwhile |
 //! | `cordon_queue_depth` | | accepted files waiting for a worker |
 //! | `cordon_scans_running` | | files being scanned |
+//! | `cordon_store_commit_seconds` | `durability` | histogram of the database writer's commits, `BEGIN` to the end of `COMMIT`: `machine` ones fsync the WAL (a new job, a final result), `process` ones do not (a job marked running). The rate of its `_sum` is how busy the writer, the server's one serial resource, is (1 = always) |
+//! | `cordon_store_commit_writes` | | histogram of the writes that share one commit (and its fsync) |
+//! | `cordon_store_checkpoint_seconds` | | histogram of checkpoint passes (the WAL copied into the database file) |
 //!
 //! Per-plugin figures are read from each final result (`scan_details[].scan_time`,
 //! `.peak_memory_bytes`, `.peak_processes`, `.failure.kind`, `.reruns[].kind` and
@@ -33,6 +36,7 @@ use prometheus_client::registry::Registry;
 use axum::http::Method;
 
 use crate::result::ScanResult;
+use crate::store::StoreMetrics;
 use crate::verdict::ResultCode;
 
 type Labels = Vec<(&'static str, String)>;
@@ -216,6 +220,25 @@ impl Metrics {
                 ("status", status.to_string()),
             ])
             .observe(seconds);
+    }
+
+    /// Serve the store's figures too (`cordon_store_*`).
+    pub fn register_store(&mut self, store: &StoreMetrics) {
+        self.registry.register(
+            "cordon_store_commit_seconds",
+            "Time of the database writer's commits, fsync included where durability is machine",
+            store.commit_seconds.clone(),
+        );
+        self.registry.register(
+            "cordon_store_commit_writes",
+            "Writes committed together, in one commit",
+            store.commit_writes.clone(),
+        );
+        self.registry.register(
+            "cordon_store_checkpoint_seconds",
+            "Time of the checkpoint passes, the WAL copied into the database file",
+            store.checkpoint_seconds.clone(),
+        );
     }
 
     /// Count a final result and every plugin outcome it holds.

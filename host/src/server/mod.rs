@@ -335,10 +335,12 @@ impl Server {
                 "no api_keys or users are configured: the server runs OPEN, without authentication, on loopback only; the admin API is closed"
             );
         }
+        let mut metrics = Metrics::new();
+        metrics.register_store(store.metrics());
         let state = Arc::new(AppState {
             jobs: Jobs::new(settings.max_queue, settings.workers),
             auth: Auth::new(settings.clone()),
-            metrics: Metrics::new(),
+            metrics,
             settings: settings.clone(),
             store: store.clone(),
             executor,

@@ -31,6 +31,10 @@ pub mod files;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
+use std::time::Instant;
+
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 
 use bytes::Bytes;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -146,6 +150,59 @@ pub enum Durability {
     /// (`synchronous = NORMAL`). For records that are only worth keeping while the machine
     /// stays up, such as a job's run count.
     Process,
+}
+
+impl Durability {
+    /// Its name in `/metrics` labels.
+    fn label(self) -> &'static str {
+        match self {
+            Durability::Machine => "machine",
+            Durability::Process => "process",
+        }
+    }
+}
+
+/// The label of a commit's figures: `durability`, `machine` or `process`.
+pub type DurabilityLabel = [(&'static str, &'static str); 1];
+
+/// What the writer and the checkpointer measure, for `/metrics` (the server registers it).
+/// Clones share the figures.
+#[derive(Clone)]
+pub struct StoreMetrics {
+    /// How long each of the writer's commits took, from `BEGIN` to the end of `COMMIT` (its
+    /// fsync included at [`Durability::Machine`]), by durability: the disk's fsync latency as
+    /// the server sees it. The rate of its sum is the writer's busy share, the server's one
+    /// serial resource.
+    pub commit_seconds: Family<DurabilityLabel, Histogram, fn() -> Histogram>,
+    /// Writes per commit: how many writes share one commit, and its fsync.
+    pub commit_writes: Histogram,
+    /// How long each checkpoint pass took (copying the WAL into the database file).
+    pub checkpoint_seconds: Histogram,
+}
+
+/// Buckets of the store's durations: 0.1 ms to about 3.3 s, doubling.
+fn store_seconds_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.0001, 2.0, 16))
+}
+
+impl StoreMetrics {
+    fn new() -> StoreMetrics {
+        StoreMetrics {
+            commit_seconds: Family::new_with_constructor(
+                store_seconds_histogram as fn() -> Histogram,
+            ),
+            // 1 to 256 (`MAX_BATCH`), doubling.
+            commit_writes: Histogram::new(exponential_buckets(1.0, 2.0, 9)),
+            checkpoint_seconds: store_seconds_histogram(),
+        }
+    }
+
+    fn committed(&self, durability: Durability, writes: usize, took: std::time::Duration) {
+        self.commit_seconds
+            .get_or_create(&[("durability", durability.label())])
+            .observe(took.as_secs_f64());
+        self.commit_writes.observe(writes as f64);
+    }
 }
 
 /// Most writes committed in one transaction.
@@ -414,6 +471,7 @@ pub struct Store {
     pub files: FileStore,
     /// Where samples kept in the database are placed for a scan.
     slots: Arc<SlotPool>,
+    metrics: StoreMetrics,
 }
 
 impl std::fmt::Debug for Store {
@@ -490,16 +548,28 @@ impl Store {
         .map_err(sql)?;
         let checkpointer = open(false).map_err(sql)?;
         let (wal_grew, grown) = mpsc::sync_channel(1);
+        let metrics = StoreMetrics::new();
+        let checkpoint_metrics = metrics.clone();
         std::thread::Builder::new()
             .name("cordon-db-checkpoint".into())
-            .spawn(move || checkpoint_loop(checkpointer, grown))
+            .spawn(move || checkpoint_loop(checkpointer, grown, &checkpoint_metrics))
             .map_err(|source| StoreError::Io {
                 path: path.clone(),
                 source,
             })?;
+        let writer_metrics = metrics.clone();
         std::thread::Builder::new()
             .name("cordon-db-writer".into())
-            .spawn(move || write_loop(conn, ops, wal_grew, wal_frames, wal_restart_frames))
+            .spawn(move || {
+                write_loop(
+                    conn,
+                    ops,
+                    wal_grew,
+                    wal_frames,
+                    wal_restart_frames,
+                    &writer_metrics,
+                )
+            })
             .map_err(|source| StoreError::Io {
                 path: path.clone(),
                 source,
@@ -510,7 +580,13 @@ impl Store {
             path,
             files,
             slots,
+            metrics,
         })
+    }
+
+    /// What the writer and the checkpointer measure, for `/metrics`.
+    pub fn metrics(&self) -> &StoreMetrics {
+        &self.metrics
     }
 
     fn error(path: PathBuf, source: rusqlite::Error) -> StoreError {
@@ -1020,9 +1096,9 @@ impl Store {
 /// writer (a passive checkpoint takes no lock a commit needs), whenever the writer says the WAL
 /// grew, at most once per [`CHECKPOINT_INTERVAL`]. See [`write_loop`] for how the WAL is
 /// restarted. Ends when the writer does.
-fn checkpoint_loop(conn: Connection, grown: mpsc::Receiver<()>) {
+fn checkpoint_loop(conn: Connection, grown: mpsc::Receiver<()>, metrics: &StoreMetrics) {
     while grown.recv().is_ok() {
-        if let Err(e) = passive_checkpoint(&conn) {
+        if let Err(e) = timed_checkpoint(&conn, metrics) {
             tracing::warn!(error = %e, "database checkpoint failed; will retry");
         }
         std::thread::sleep(CHECKPOINT_INTERVAL);
@@ -1033,6 +1109,16 @@ fn checkpoint_loop(conn: Connection, grown: mpsc::Receiver<()>) {
 /// the number of frames in the WAL.
 fn passive_checkpoint(conn: &Connection) -> rusqlite::Result<i64> {
     conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get(1))
+}
+
+/// [`passive_checkpoint`], its time observed in `metrics`.
+fn timed_checkpoint(conn: &Connection, metrics: &StoreMetrics) -> rusqlite::Result<i64> {
+    let started = Instant::now();
+    let frames = passive_checkpoint(conn);
+    metrics
+        .checkpoint_seconds
+        .observe(started.elapsed().as_secs_f64());
+    frames
 }
 
 /// The writer thread: commit the writes in batches until every [`Store`] is dropped.
@@ -1050,6 +1136,7 @@ fn write_loop(
     wal_grew: mpsc::SyncSender<()>,
     wal_frames: Arc<AtomicI64>,
     restart_frames: i64,
+    metrics: &StoreMetrics,
 ) {
     let mut synchronous = Durability::Machine; // as `Store::open` set it
     while let Ok(first) = ops.recv() {
@@ -1071,12 +1158,14 @@ fn write_loop(
             (Durability::Machine, machine),
         ] {
             if !group.is_empty() {
+                let (started, writes) = (Instant::now(), group.len());
                 commit_batch(&conn, &mut synchronous, durability, group);
+                metrics.committed(durability, writes, started.elapsed());
             }
         }
         let _ = wal_grew.try_send(());
         if wal_frames.load(Ordering::Relaxed) >= restart_frames
-            && let Err(e) = passive_checkpoint(&conn)
+            && let Err(e) = timed_checkpoint(&conn, metrics)
         {
             tracing::warn!(error = %e, "database checkpoint failed; will retry");
         }
