@@ -14,10 +14,10 @@
 //! (`RLIMIT_DATA` = `max_memory_bytes` where there is no memory cgroup, `RLIMIT_AS` = 4 × that
 //! as a backstop, `RLIMIT_CPU` = the timeout rounded up to whole seconds + 1 s soft / + 2 s
 //! hard, `RLIMIT_NOFILE` = `max_open_files`, `RLIMIT_FSIZE` = `max_disk_bytes`, no core
-//! dumps), first for the OOM killer (`oom_score_adj` 1000: see [`prefer_for_oom_kill`]), with
+//! dumps), first for the OOM killer (`oom_score_adj` 1000: see `prefer_for_oom_kill`), with
 //! `no_new_privs` and without any capability (a Cordon run as root runs its plugins as root,
-//! but with none of root's privileges: see [`drop_capabilities`]), with no descriptor but its
-//! standard streams ([`close_inherited`]), and, unless the plugin's `sandbox` is off, in a
+//! but with none of root's privileges: see `drop_capabilities`), with no descriptor but its
+//! standard streams (`close_inherited`), and, unless the plugin's `sandbox` is off, in a
 //! Landlock sandbox built for that invocation (see `landlock.rs`: the system's files, its
 //! program, its one file, its working directory, and what its configuration allows; no
 //! network, no signals out) under the seccomp filter of `seccomp.rs`.
@@ -45,7 +45,7 @@
 //!   and printed a verdict (looked for every 50 ms while it runs, and at its end);
 //! - at most `max_stdout_bytes` / `max_stderr_bytes` are kept; one byte more kills the
 //!   process group at once and the outcome is `output_too_large`;
-//! - its working directory is measured while it runs ([`watch_disk`]); once it holds more than
+//! - its working directory is measured while it runs (`watch_disk`); once it holds more than
 //!   `max_disk_bytes` the process group is killed and the outcome is `disk_limit`, as it is
 //!   when a write past `RLIMIT_FSIZE` kills it (`SIGXFSZ`);
 //! - stdin is written while stdout and stderr are drained, so a child that writes before it

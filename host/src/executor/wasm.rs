@@ -758,7 +758,7 @@ fn p2(builder: &mut WasiCtxBuilder, preopen: WasiFilesystemCtx, limits: &Limits)
 /// for another plugin nor change its permissions. The directory is closed with the last sample
 /// or slot that holds it.
 ///
-/// A cache made [`PreopenCache::expecting`] a directory checks that the directory it opened is
+/// A cache made `PreopenCache::expecting` a directory checks that the directory it opened is
 /// that one (device and inode, read from the open handle): a slot's directory swapped for
 /// another while it was opened is refused instead of kept for the slot's later samples.
 ///
