@@ -3,7 +3,9 @@
 //! time, polls each one to its final result, and reports files per second, the p50 and p99
 //! time from submission to final result, the server's resident memory (`VmRSS` of `--pid`)
 //! sampled every second, what the server wrote to storage per file (`write_bytes` of
-//! `/proc/PID/io`), and the CPU time the server and the load generator used per file.
+//! `/proc/PID/io`), the CPU time the server and the load generator used per file, and how
+//! busy the server's database writer was (from its `/metrics`: the share of the run spent in
+//! commits, the commits with and without an fsync and their mean time, writes per commit).
 //! `scripts/bench-server` builds and runs it against a fresh server; run by hand:
 //!
 //! ```sh
@@ -227,6 +229,67 @@ impl Connection {
     }
 }
 
+/// The database writer's figures in the server's `/metrics` (`cordon_store_commit_*`):
+/// seconds spent and commits made, with and without an fsync, and writes committed.
+#[derive(Clone, Copy, Default)]
+struct WriterFigures {
+    fsynced_seconds: f64,
+    fsynced: f64,
+    unsynced_seconds: f64,
+    unsynced: f64,
+    writes: f64,
+}
+
+impl WriterFigures {
+    /// Read from the server's `/metrics`; `None` when it has none (an older build, or
+    /// `/metrics` closed to this client).
+    async fn fetch(connection: &mut Connection) -> Option<WriterFigures> {
+        let request = Request::get("/metrics").body(Body::default()).ok()?;
+        let (status, body) = connection.send(request).await.ok()?;
+        if !status.is_success() {
+            return None;
+        }
+        let text = std::str::from_utf8(&body).ok()?;
+        let value = |series: &str| -> Option<f64> {
+            text.lines()
+                .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))?
+                .parse()
+                .ok()
+        };
+        let commits = |durability: &str, part: &str| {
+            value(&format!(
+                "cordon_store_commit_seconds_{part}{{durability=\"{durability}\"}}"
+            ))
+            .unwrap_or(0.0)
+        };
+        Some(WriterFigures {
+            writes: value("cordon_store_commit_writes_sum")?,
+            fsynced_seconds: commits("machine", "sum"),
+            fsynced: commits("machine", "count"),
+            unsynced_seconds: commits("process", "sum"),
+            unsynced: commits("process", "count"),
+        })
+    }
+
+    /// What happened between `self` and `later`, over `elapsed`, for people.
+    fn describe(self, later: WriterFigures, elapsed: Duration) -> String {
+        let (fsynced, unsynced) = (later.fsynced - self.fsynced, later.unsynced - self.unsynced);
+        let (fsynced_s, unsynced_s) = (
+            later.fsynced_seconds - self.fsynced_seconds,
+            later.unsynced_seconds - self.unsynced_seconds,
+        );
+        let mean_ms = |s: f64, n: f64| if n > 0.0 { s * 1e3 / n } else { 0.0 };
+        format!(
+            "database writer: busy {:.0} % of the run; {fsynced:.0} commits with an fsync \
+             ({:.2} ms each), {unsynced:.0} without ({:.2} ms each), {:.1} writes per commit",
+            (fsynced_s + unsynced_s) * 100.0 / elapsed.as_secs_f64(),
+            mean_ms(fsynced_s, fsynced),
+            mean_ms(unsynced_s, unsynced),
+            (later.writes - self.writes) / (fsynced + unsynced).max(1.0),
+        )
+    }
+}
+
 /// How long one request may take before the file counts as an error.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -314,6 +377,8 @@ async fn main() {
     let written_before = args.pid.and_then(written_bytes);
     let server_cpu_before = args.pid.and_then(|pid| cpu_seconds(&pid.to_string()));
     let own_cpu_before = cpu_seconds("self");
+    let mut metrics = Connection::new(&args.authority);
+    let writer_before = WriterFigures::fetch(&mut metrics).await;
 
     // RSS and progress, every second.
     let sampler = {
@@ -374,6 +439,7 @@ async fn main() {
     let written = written_before.zip(args.pid.and_then(written_bytes));
     let server_cpu = server_cpu_before.zip(args.pid.and_then(|pid| cpu_seconds(&pid.to_string())));
     let own_cpu = own_cpu_before.zip(cpu_seconds("self"));
+    let writer = writer_before.zip(WriterFigures::fetch(&mut metrics).await);
     totals.done.store(args.files, Ordering::Relaxed);
     let samples = sampler.await.expect("the sampler does not panic");
     latencies.sort();
@@ -438,6 +504,9 @@ async fn main() {
             (server + own) * ok as f64 / 1e6 / elapsed.as_secs_f64(),
             std::thread::available_parallelism().map_or(1, |n| n.get())
         );
+    }
+    if let Some((before, after)) = writer {
+        println!("{}", before.describe(after, elapsed));
     }
     if errors > 0 {
         std::process::exit(1);

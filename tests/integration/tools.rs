@@ -504,13 +504,19 @@ async fn run_confines_a_native_plugin_as_the_host_does_unless_told_otherwise() {
         sandbox.contains("; seccomp refuses every socket, and kernel IPC"),
         "{sandbox}"
     );
+    let list_root = escape_probes(&report)["list_root"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     if abi > 0 {
+        assert!(list_root.starts_with("err:"), "confined by default");
+    } else {
+        // A kernel without Landlock (before 5.13; CI boots 5.10): the plugin's files are not
+        // confined, and the report says so rather than let the line read as a sandbox.
+        assert!(list_root.starts_with("ok:"), "{list_root}");
         assert!(
-            escape_probes(&report)["list_root"]
-                .as_str()
-                .unwrap()
-                .starts_with("err:"),
-            "confined by default"
+            sandbox.contains("enforcing nothing: this kernel has no Landlock"),
+            "{sandbox}"
         );
     }
 
