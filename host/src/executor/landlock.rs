@@ -194,7 +194,8 @@ pub(super) fn is_elf32(program: &Path) -> bool {
 pub(super) struct Confinement {
     /// The ruleset; `None` when the kernel has no Landlock (then only `no_new_privs` is set).
     ruleset: Option<OwnedFd>,
-    /// The seccomp filter ([`seccomp_filter`](super::seccomp::seccomp_filter)), unless the plugin is allowed all it refuses.
+    /// The seccomp filter ([`seccomp_filter`](super::seccomp::seccomp_filter)), unless the
+    /// plugin is allowed all it refuses.
     filter: Option<&'static BpfProgram>,
 }
 

@@ -1158,9 +1158,7 @@ fn write_loop(
             (Durability::Machine, machine),
         ] {
             if !group.is_empty() {
-                let (started, writes) = (Instant::now(), group.len());
-                commit_batch(&conn, &mut synchronous, durability, group);
-                metrics.committed(durability, writes, started.elapsed());
+                commit_batch(&conn, &mut synchronous, durability, group, metrics);
             }
         }
         let _ = wal_grew.try_send(());
@@ -1173,12 +1171,17 @@ fn write_loop(
 }
 
 /// Run `ops` in one transaction, each in its own savepoint, commit at `durability`, answer.
+/// The commit's time is observed in `metrics` before any write is answered, so that a caller
+/// who reads `/metrics` after its write returned finds that write's commit counted.
 fn commit_batch(
     conn: &Connection,
     synchronous: &mut Durability,
     durability: Durability,
     ops: Vec<WriteOp>,
+    metrics: &StoreMetrics,
 ) {
+    let (started, writes) = (Instant::now(), ops.len());
+    let observe = || metrics.committed(durability, writes, started.elapsed());
     let mut failure: Option<Refusal> = None;
     if *synchronous != durability {
         let level = match durability {
@@ -1200,6 +1203,7 @@ fn commit_batch(
     }
     if let Some(refusal) = failure {
         tracing::error!(error = %refusal.message, writes = ops.len(), "database writes could not start");
+        observe();
         for op in ops {
             let (_, completion) = (op.run)(Err(&refusal));
             completion(Err(&refusal));
@@ -1228,6 +1232,7 @@ fn commit_batch(
                 full: ran == Ran::Failed { full: true },
             };
             tracing::error!(writes = completions.len(), "{}", refusal.message);
+            observe();
             for completion in completions {
                 completion(Err(&refusal));
             }
@@ -1250,6 +1255,7 @@ fn commit_batch(
     if commit.is_err() {
         let _ = conn.execute_batch("ROLLBACK");
     }
+    observe();
     for completion in completions {
         completion(commit.as_ref().map(|_| ()));
     }
@@ -1350,7 +1356,8 @@ mod tests {
                 ),
             ];
             let mut synchronous = Durability::Machine;
-            commit_batch(&conn, &mut synchronous, Durability::Machine, ops);
+            let metrics = StoreMetrics::new();
+            commit_batch(&conn, &mut synchronous, Durability::Machine, ops, &metrics);
             assert_eq!(
                 *first.lock().unwrap(),
                 Some(Err(full)),
